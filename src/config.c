@@ -1,0 +1,1562 @@
+/* config.c - INI file -> immutable, refcounted struct config.
+ *
+ * One declarative table (keys[] below) lists every key of every section with
+ * its type, bounds, default, target field and flags; the same table drives
+ * parsing, defaults, per-route inheritance, validation and config_dump().
+ *
+ * inih does the tokenising. It is fed by our own line reader, which counts
+ * lines (Debian's inih passes no line number to the handler), sees section
+ * headers (inih does not report sections without keys), and reports the
+ * lines inih would reject (too long, no '=', no ']') with a precise message.
+ * Every problem is collected as "FILE:LINE: key: message"; the lines are
+ * sorted by line number and returned together. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "config.h"
+
+#include <ini.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+#define MS_SEC 1000ull
+#define MS_MIN (60 * MS_SEC)
+#define MS_HOUR (60 * MS_MIN)
+#define KIB 1024ull
+#define MIB (1024 * KIB)
+#define GIB (1024 * MIB)
+
+#define MAX_FILE_SIZE (4 * MIB) /* a configuration file larger than this is refused */
+#define MAX_CONNECTIONS 10000000u
+
+/* ---- the key table ---------------------------------------------------- */
+
+enum section { S_NONE, S_GATEWAY, S_TLS, S_ROUTE, S_SKIP };
+
+enum type {
+    T_DURATION, /* "30", "250ms", "30s", "5m", "1h" -> milliseconds */
+    T_SIZE,     /* "65536", "64k", "16m", "1g" -> bytes */
+    T_UINT,     /* decimal number */
+    T_BOOL,     /* on/off yes/no true/false 1/0 */
+    T_STRING,   /* anything, stored as written */
+    T_ENUM,     /* one of choices[], stored as its index (an int / enum) */
+    T_PATH,     /* URL path: starts with '/', no blanks, '?' or '#' */
+    T_LISTEN,   /* "host:port[ tls]", appended to an array of listen_spec */
+    T_BACKEND,  /* "host:port" | "[v6]:port" | "unix:/path", appended to backend_spec[] */
+    T_LIST,     /* comma list, each item checked and appended to a char *[] */
+};
+
+/* Which struct a key's offset points into. */
+enum base {
+    B_NONE,   /* stored nowhere (feature not implemented yet): validated only */
+    B_CONFIG, /* struct config */
+    B_PARAMS, /* struct route_params: config->defaults, or route->p in a route */
+    B_ROUTE,  /* struct route */
+};
+
+#define F_REPEAT 0x01u   /* may be given several times; the values accumulate */
+#define F_ROUTE 0x02u    /* a [gateway] key that [route:NAME] may override */
+#define F_REQUIRED 0x04u /* a [route:NAME] must set it */
+#define F_LATER 0x08u    /* not supported yet: only empty (or .inert) accepted */
+#define F_TLS_LATER 0x10u /* listen: the " tls" flag is not supported yet */
+
+struct key {
+    enum section sect;
+    const char *name;
+    enum type type;
+    enum base base;
+    size_t off;  /* field offset in the base struct */
+    size_t size; /* field size (0 for B_NONE) */
+    size_t off2; /* arrays: offset of the element count */
+    uint64_t min, max; /* T_DURATION (ms), T_SIZE (bytes), T_UINT; max 0 = field max */
+    const char *def;   /* default, written as in the file; NULL = none */
+    const char *inert; /* F_LATER: a non-empty value that keeps the feature off */
+    unsigned flags;
+    const char *const *choices;                        /* T_ENUM, NULL-terminated */
+    int (*check)(const char *item, char *err, size_t); /* T_LIST: one item */
+};
+
+#define MSIZE(type, m) sizeof(((type *)0)->m)
+#define CFG(m) .base = B_CONFIG, .off = offsetof(struct config, m), .size = MSIZE(struct config, m)
+#define PAR(m)                                                                                     \
+    .base = B_PARAMS, .off = offsetof(struct route_params, m),                                     \
+    .size = MSIZE(struct route_params, m)
+#define RTE(m) .base = B_ROUTE, .off = offsetof(struct route, m), .size = MSIZE(struct route, m)
+#define CFG_ARRAY(m, n) CFG(m), .off2 = offsetof(struct config, n)
+#define RTE_ARRAY(m, n) RTE(m), .off2 = offsetof(struct route, n)
+#define NOFIELD .base = B_NONE
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const tls_versions[] = {"1.2", "1.3", NULL};
+
+static int check_token(const char *item, char *err, size_t errlen);
+static int check_origin(const char *item, char *err, size_t errlen);
+static int check_dns_name(const char *item, char *err, size_t errlen);
+
+/* Every key of DESIGN.md's schema. Keys with F_ROUTE are listed once, under
+ * [gateway]; in a [route:NAME] they override that value for the route. To
+ * enable a later feature: give it a field, drop F_LATER. */
+static const struct key keys[] = {
+    /* [gateway] */
+    {S_GATEWAY, "listen", T_LISTEN, CFG_ARRAY(listens, nlistens), .def = "0.0.0.0:8080",
+     .flags = F_REPEAT | F_TLS_LATER},
+    {S_GATEWAY, "workers", T_UINT, CFG(workers), .max = 1024, .def = "0"},
+    {S_GATEWAY, "max_connections", T_UINT, CFG(max_connections), .min = 1,
+     .max = MAX_CONNECTIONS, .def = "10000"},
+    {S_GATEWAY, "handshake_timeout", T_DURATION, CFG(handshake_timeout_ms), .min = 1,
+     .max = MS_HOUR, .def = "10"},
+    {S_GATEWAY, "connect_timeout", T_DURATION, PAR(connect_timeout_ms), .min = 1, .max = MS_HOUR,
+     .def = "5", .flags = F_ROUTE},
+    {S_GATEWAY, "ping_interval", T_DURATION, PAR(ping_interval_ms), .max = 24 * MS_HOUR,
+     .def = "30", .flags = F_ROUTE},
+    {S_GATEWAY, "pong_timeout", T_DURATION, PAR(pong_timeout_ms), .min = 1, .max = MS_HOUR,
+     .def = "10", .flags = F_ROUTE},
+    {S_GATEWAY, "idle_timeout", T_DURATION, PAR(idle_timeout_ms), .max = 7 * 24 * MS_HOUR,
+     .def = "0", .flags = F_ROUTE},
+    {S_GATEWAY, "max_message_size", T_SIZE, PAR(max_message_size), .def = "0", .flags = F_ROUTE},
+    {S_GATEWAY, "buffer_size", T_SIZE, CFG(buffer_size), .min = 4 * KIB, .max = 16 * MIB,
+     .def = "64k"},
+    {S_GATEWAY, "web_root", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_GATEWAY, "health_path", T_PATH, NOFIELD, .def = "/healthz", .flags = F_LATER},
+    {S_GATEWAY, "metrics_path", T_PATH, NOFIELD, .def = "/metrics", .flags = F_LATER},
+    {S_GATEWAY, "log_level", T_ENUM, CFG(log_level), .def = "info", .choices = log_levels},
+    {S_GATEWAY, "log_format", T_ENUM, CFG(log_format), .def = "text", .choices = log_formats},
+    {S_GATEWAY, "drain_timeout", T_DURATION, NOFIELD, .max = 24 * MS_HOUR, .def = "30",
+     .flags = F_LATER},
+
+    /* [tls] */
+    {S_TLS, "cert", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_TLS, "key", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_TLS, "client_ca", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_TLS, "key_password_file", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_TLS, "min_version", T_ENUM, NOFIELD, .def = "1.2", .choices = tls_versions,
+     .flags = F_LATER},
+    {S_TLS, "ciphers", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_TLS, "ciphersuites", T_STRING, NOFIELD, .flags = F_LATER},
+
+    /* [route:NAME] (plus the F_ROUTE keys above) */
+    {S_ROUTE, "path", T_PATH, RTE(path), .flags = F_REQUIRED},
+    {S_ROUTE, "backend", T_BACKEND, RTE_ARRAY(backends, nbackends),
+     .flags = F_REPEAT | F_REQUIRED},
+    {S_ROUTE, "token_file", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_ROUTE, "allowed_origins", T_LIST, RTE_ARRAY(origins, norigins), .flags = F_REPEAT,
+     .check = check_origin},
+    {S_ROUTE, "subprotocols", T_LIST, RTE_ARRAY(subprotocols, nsubprotocols), .flags = F_REPEAT,
+     .check = check_token},
+    {S_ROUTE, "max_connections", T_UINT, RTE(max_connections), .max = MAX_CONNECTIONS,
+     .def = "0"},
+    {S_ROUTE, "allowed_client_names", T_LIST, NOFIELD, .flags = F_REPEAT | F_LATER,
+     .check = check_dns_name},
+    {S_ROUTE, "backend_tls", T_BOOL, NOFIELD, .def = "off", .inert = "off", .flags = F_LATER},
+    {S_ROUTE, "backend_ca", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_ROUTE, "backend_tls_verify", T_BOOL, NOFIELD, .def = "on", .inert = "on",
+     .flags = F_LATER},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* ---- small helpers ---------------------------------------------------- */
+
+/* printf into err (if any), always NUL-terminated. */
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Parse a non-empty run of decimal digits filling all of s. 0 or -1 (also on
+ * overflow). *end gets the first non-digit when end is not NULL (then trailing
+ * characters are allowed). */
+static int parse_digits(const char *s, uint64_t *v, const char **end)
+{
+    uint64_t n = 0;
+    const char *p = s;
+
+    if (!isdigit((unsigned char)*p))
+        return -1;
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (n > (UINT64_MAX - d) / 10)
+            return -1;
+        n = n * 10 + d;
+    }
+    if (end != NULL)
+        *end = p;
+    else if (*p != '\0')
+        return -1;
+    *v = n;
+    return 0;
+}
+
+/* Number with an optional unit from units[] (suffix -> multiplier; "" = the
+ * unit of a bare number). 0 or -1 on syntax error or overflow. */
+struct unit {
+    const char *suffix;
+    uint64_t mult;
+};
+
+static int parse_with_unit(const char *s, const struct unit *units, uint64_t *out)
+{
+    const char *end;
+    uint64_t n;
+
+    if (s == NULL || parse_digits(s, &n, &end) < 0)
+        return -1;
+    for (const struct unit *u = units; u->suffix != NULL; u++) {
+        if (strcmp(end, u->suffix) != 0)
+            continue;
+        if (n > UINT64_MAX / u->mult)
+            return -1;
+        *out = n * u->mult;
+        return 0;
+    }
+    return -1;
+}
+
+static const struct unit duration_units[] = {
+    {"", MS_SEC}, {"ms", 1}, {"s", MS_SEC}, {"m", MS_MIN}, {"h", MS_HOUR}, {NULL, 0},
+};
+
+static const struct unit size_units[] = {
+    {"", 1},      {"k", KIB}, {"K", KIB}, {"m", MIB},
+    {"M", MIB},   {"g", GIB}, {"G", GIB}, {NULL, 0},
+};
+
+/* Contract in config.h. */
+int config_parse_duration(const char *s, uint64_t *ms)
+{
+    return parse_with_unit(s, duration_units, ms);
+}
+
+/* Contract in config.h. */
+int config_parse_size(const char *s, uint64_t *bytes)
+{
+    return parse_with_unit(s, size_units, bytes);
+}
+
+/* Milliseconds the way they are best written in the file ("30s", "250ms"). */
+static void fmt_duration(uint64_t ms, char *buf, size_t len)
+{
+    if (ms != 0 && ms % MS_HOUR == 0)
+        snprintf(buf, len, "%lluh", (unsigned long long)(ms / MS_HOUR));
+    else if (ms != 0 && ms % MS_MIN == 0)
+        snprintf(buf, len, "%llum", (unsigned long long)(ms / MS_MIN));
+    else if (ms % MS_SEC == 0)
+        snprintf(buf, len, "%llus", (unsigned long long)(ms / MS_SEC));
+    else
+        snprintf(buf, len, "%llums", (unsigned long long)ms);
+}
+
+/* Bytes the way they are best written in the file ("64k", "16m"). */
+static void fmt_size(uint64_t n, char *buf, size_t len)
+{
+    if (n != 0 && n % GIB == 0)
+        snprintf(buf, len, "%llug", (unsigned long long)(n / GIB));
+    else if (n != 0 && n % MIB == 0)
+        snprintf(buf, len, "%llum", (unsigned long long)(n / MIB));
+    else if (n != 0 && n % KIB == 0)
+        snprintf(buf, len, "%lluk", (unsigned long long)(n / KIB));
+    else
+        snprintf(buf, len, "%llu", (unsigned long long)n);
+}
+
+/* A number in the unit of its key type, for messages and dumps. */
+static void fmt_number(enum type t, uint64_t v, char *buf, size_t len)
+{
+    if (t == T_DURATION)
+        fmt_duration(v, buf, len);
+    else if (t == T_SIZE)
+        fmt_size(v, buf, len);
+    else
+        snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+/* Parse a T_DURATION, T_SIZE or T_UINT value. 0 or -1. */
+static int parse_number(enum type t, const char *s, uint64_t *v)
+{
+    if (t == T_DURATION)
+        return config_parse_duration(s, v);
+    if (t == T_SIZE)
+        return config_parse_size(s, v);
+    return parse_digits(s, v, NULL);
+}
+
+/* What a number of each type is called in messages, with examples. */
+static const struct {
+    const char *name, *hint;
+} number_text[] = {
+    [T_DURATION] = {"duration", " (e.g. 30, 250ms, 30s, 5m, 1h)"},
+    [T_SIZE] = {"size", " (e.g. 65536, 64k, 16m, 1g)"},
+    [T_UINT] = {"number", ""},
+};
+
+/* "on/off yes/no true/false 1/0" (any case) -> *v. 0 or -1. */
+static int parse_bool(const char *s, bool *v)
+{
+    static const char *const yes[] = {"on", "yes", "true", "1"};
+    static const char *const no[] = {"off", "no", "false", "0"};
+
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *v = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *v = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* "1".."65535", digits only. 0 or -1. */
+static int parse_port(const char *s, unsigned *port)
+{
+    uint64_t v;
+
+    if (parse_digits(s, &v, NULL) < 0 || v < 1 || v > 65535)
+        return -1;
+    *port = (unsigned)v;
+    return 0;
+}
+
+/* Split "host:port" or "[v6]:port": the host (without brackets) is copied into
+ * host[hostsz], the port checked. *bracketed tells which form was used. */
+static int split_hostport(const char *s, char *host, size_t hostsz, unsigned *port,
+                          bool *bracketed, char *err, size_t errlen)
+{
+    const char *h, *he, *p;
+
+    if (*s == '[') {
+        h = s + 1;
+        he = strchr(h, ']');
+        if (he == NULL || he[1] != ':') {
+            seterr(err, errlen, "'%s': expected [v6addr]:port", s);
+            return -1;
+        }
+        p = he + 2;
+        *bracketed = true;
+    } else {
+        he = strrchr(s, ':');
+        if (he == NULL) {
+            seterr(err, errlen, "'%s': expected host:port", s);
+            return -1;
+        }
+        h = s;
+        p = he + 1;
+        *bracketed = false;
+        if (memchr(h, ':', (size_t)(he - h)) != NULL) {
+            seterr(err, errlen, "'%s': an IPv6 address needs brackets: [addr]:port", s);
+            return -1;
+        }
+    }
+    size_t hl = (size_t)(he - h);
+    if (hl >= hostsz) {
+        seterr(err, errlen, "'%s': host too long", s);
+        return -1;
+    }
+    if (*bracketed && hl == 0) {
+        seterr(err, errlen, "'%s': empty address in brackets", s);
+        return -1;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (parse_port(p, port) < 0) {
+        seterr(err, errlen, "'%s': invalid port '%s' (1-65535)", s, p);
+        return -1;
+    }
+    return 0;
+}
+
+/* Contract in config.h. Numeric addresses only; ":port" = 0.0.0.0. */
+int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, size_t errlen)
+{
+    char host[INET6_ADDRSTRLEN + 64], serv[8];
+    struct addrinfo hints, *res = NULL;
+    unsigned port;
+    bool v6;
+
+    if (split_hostport(s, host, sizeof host, &port, &v6, err, errlen) < 0)
+        return -1;
+    if (host[0] == '\0')
+        strcpy(host, "0.0.0.0");
+    snprintf(serv, sizeof serv, "%u", port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = v6 ? AF_INET6 : AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+    if (getaddrinfo(host, serv, &hints, &res) != 0 || res == NULL) {
+        seterr(err, errlen, "'%s' is not a numeric %s address (listen takes IP addresses only)",
+               host, v6 ? "IPv6" : "IPv4");
+        return -1;
+    }
+    memset(addr, 0, sizeof *addr);
+    memcpy(&addr->ss, res->ai_addr, res->ai_addrlen);
+    addr->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void backend_spec_free(struct backend_spec *b)
+{
+    free(b->text);
+    free(b->host);
+    free(b->addrs);
+    memset(b, 0, sizeof *b);
+}
+
+/* A DNS name or IPv4 literal: letters, digits, '.', '-', '_'. */
+static bool valid_host_name(const char *h)
+{
+    if (*h == '\0')
+        return false;
+    for (; *h; h++)
+        if (!isalnum((unsigned char)*h) && *h != '.' && *h != '-' && *h != '_')
+            return false;
+    return true;
+}
+
+/* "unix:/absolute/path" -> one AF_UNIX address. */
+static int parse_unix_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
+{
+    const char *path = s + strlen("unix:");
+    struct sockaddr_un *sun;
+    size_t len = strlen(path);
+
+    if (path[0] != '/') {
+        seterr(err, errlen, "'%s': the unix socket path must be absolute", s);
+        return -1;
+    }
+    if (len >= sizeof sun->sun_path) {
+        seterr(err, errlen, "'%s': unix socket path longer than %zu bytes", s,
+               sizeof sun->sun_path - 1);
+        return -1;
+    }
+    b->addrs = calloc(1, sizeof *b->addrs);
+    b->text = strdup(s);
+    if (b->addrs == NULL || b->text == NULL) {
+        backend_spec_free(b);
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    sun = (struct sockaddr_un *)&b->addrs[0].ss;
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, len + 1);
+    b->addrs[0].len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+    b->naddrs = 1;
+    return 0;
+}
+
+/* Contract in config.h. All addresses a name resolves to are kept, in the
+ * order getaddrinfo returns them. On failure b holds nothing. */
+int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
+{
+    char host[256], serv[8];
+    struct addrinfo hints, *res = NULL;
+    unsigned port;
+    bool v6;
+    int rc;
+
+    memset(b, 0, sizeof *b);
+    if (strncmp(s, "unix:", 5) == 0)
+        return parse_unix_backend(s, b, err, errlen);
+    if (split_hostport(s, host, sizeof host, &port, &v6, err, errlen) < 0)
+        return -1;
+    if (!v6 && !valid_host_name(host)) {
+        seterr(err, errlen, "'%s': expected host:port, [v6addr]:port or unix:/path", s);
+        return -1;
+    }
+    snprintf(serv, sizeof serv, "%u", port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = v6 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (v6 ? AI_NUMERICHOST : 0);
+    rc = getaddrinfo(host, serv, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        seterr(err, errlen, "cannot resolve '%s': %s", host,
+               rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        if (res != NULL)
+            freeaddrinfo(res);
+        return -1;
+    }
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+        n++;
+    b->addrs = calloc(n, sizeof *b->addrs);
+    b->text = strdup(s);
+    b->host = strdup(host);
+    if (b->addrs == NULL || b->text == NULL || b->host == NULL) {
+        freeaddrinfo(res);
+        backend_spec_free(b);
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof b->addrs[0].ss)
+            continue;
+        memcpy(&b->addrs[b->naddrs].ss, ai->ai_addr, ai->ai_addrlen);
+        b->addrs[b->naddrs].len = ai->ai_addrlen;
+        b->naddrs++;
+    }
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Subprotocol: an RFC 7230 token. */
+static int check_token(const char *item, char *err, size_t errlen)
+{
+    for (const char *p = item; *p; p++) {
+        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL) {
+            seterr(err, errlen, "'%s' is not a valid subprotocol name (an HTTP token)", item);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Origin: "scheme://host[:port]", "null", or a wildcard origin whose host
+ * starts with "*." (any subdomain of the rest). */
+static int check_origin(const char *item, char *err, size_t errlen)
+{
+    const char *sep = strstr(item, "://");
+    bool ok = sep != NULL && sep > item && isalpha((unsigned char)item[0]);
+
+    if (strcmp(item, "null") == 0)
+        return 0;
+    for (const char *p = item; ok && p < sep; p++)
+        ok = isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.';
+    if (ok) {
+        const char *host = sep + 3;
+        if (strncmp(host, "*.", 2) == 0)
+            host += 2;
+        ok = *host != '\0' && *host != ':';
+        for (const char *p = host; ok && *p; p++)
+            ok = isalnum((unsigned char)*p) || strchr(".-_:[]", *p) != NULL;
+    }
+    if (!ok) {
+        seterr(err, errlen,
+               "'%s' is not an origin (scheme://host[:port] or scheme://*.domain[:port])", item);
+        return -1;
+    }
+    return 0;
+}
+
+/* Client certificate name: a DNS name, possibly "*.domain", or a CN without
+ * blanks. */
+static int check_dns_name(const char *item, char *err, size_t errlen)
+{
+    for (const char *p = item; *p; p++) {
+        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p)) {
+            seterr(err, errlen, "'%s' is not a valid name", item);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- typed storage ---------------------------------------------------- */
+
+/* Largest value a numeric field of the key can hold, and its table bounds. */
+static uint64_t key_max(const struct key *k)
+{
+    uint64_t fmax = k->size == sizeof(uint32_t) ? UINT32_MAX : UINT64_MAX;
+
+    return k->max != 0 && k->max < fmax ? k->max : fmax;
+}
+
+static void store_uint(void *p, size_t size, uint64_t v)
+{
+    if (size == sizeof(uint32_t)) {
+        uint32_t x = (uint32_t)v;
+        memcpy(p, &x, sizeof x);
+    } else {
+        memcpy(p, &v, sizeof v);
+    }
+}
+
+static uint64_t load_uint(const void *p, size_t size)
+{
+    if (size == sizeof(uint32_t)) {
+        uint32_t x;
+        memcpy(&x, p, sizeof x);
+        return x;
+    }
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Append one element of elsize bytes to the array described by k (pointer at
+ * base+off, count at base+off2). 0 or -1 (out of memory). */
+static int array_push(void *base, const struct key *k, const void *elem, size_t elsize)
+{
+    char *arr;
+    size_t n;
+
+    memcpy(&arr, (char *)base + k->off, sizeof arr);
+    memcpy(&n, (char *)base + k->off2, sizeof n);
+    char *grown = realloc(arr, (n + 1) * elsize);
+    if (grown == NULL)
+        return -1;
+    memcpy(grown + n * elsize, elem, elsize);
+    n++;
+    memcpy((char *)base + k->off, &grown, sizeof grown);
+    memcpy((char *)base + k->off2, &n, sizeof n);
+    return 0;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Split a comma list into trimmed items, each checked by check. An empty value
+ * is an empty list; an empty item is an error. *out is NULL-free on error. */
+static int split_list(const char *value, int (*check)(const char *, char *, size_t),
+                      char ***out, size_t *nout, char *err, size_t errlen)
+{
+    char **v = NULL;
+    size_t n = 0;
+    const char *p = value;
+
+    *out = NULL;
+    *nout = 0;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *e = comma ? comma : p + strlen(p);
+        while (p < e && isspace((unsigned char)*p))
+            p++;
+        while (e > p && isspace((unsigned char)e[-1]))
+            e--;
+        if (e == p) {
+            seterr(err, errlen, "empty item in the list");
+            goto fail;
+        }
+        char *item = strndup(p, (size_t)(e - p));
+        char **grown = item ? realloc(v, (n + 1) * sizeof *v) : NULL;
+        if (grown == NULL) {
+            free(item);
+            seterr(err, errlen, "out of memory");
+            goto fail;
+        }
+        v = grown;
+        v[n++] = item;
+        if (check != NULL && check(item, err, errlen) < 0)
+            goto fail;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+fail:
+    free_strv(v, n);
+    return -1;
+}
+
+/* A route or URL path: starts with '/', no blanks, controls, '?' or '#'. */
+static int check_path(const char *s, char *err, size_t errlen)
+{
+    if (s[0] != '/') {
+        seterr(err, errlen, "'%s' must start with '/'", s);
+        return -1;
+    }
+    for (const char *p = s; *p; p++) {
+        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p) || *p == '?' || *p == '#') {
+            seterr(err, errlen, "'%s': no blanks, '?' or '#' in a path", s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "ADDR[ tls]" -> listen_spec (text without the flag). */
+static int parse_listen_line(const struct key *k, const char *value, int line,
+                             struct listen_spec *ls, char *err, size_t errlen)
+{
+    size_t alen = strcspn(value, " \t");
+    const char *opt = value + alen;
+    char *addr = strndup(value, alen);
+
+    memset(ls, 0, sizeof *ls);
+    if (addr == NULL) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        opt += strspn(opt, " \t");
+        if (*opt == '\0')
+            break;
+        size_t olen = strcspn(opt, " \t");
+        if (olen == 3 && strncmp(opt, "tls", 3) == 0 && !ls->tls) {
+            ls->tls = true;
+        } else {
+            seterr(err, errlen, "unknown listen option '%.*s' (only 'tls')", (int)olen, opt);
+            goto fail;
+        }
+        opt += olen;
+    }
+    if (config_parse_listen(addr, &ls->addr, err, errlen) < 0)
+        goto fail;
+    if (ls->tls && (k->flags & F_TLS_LATER)) {
+        seterr(err, errlen, "'tls' listeners are not supported yet");
+        goto fail;
+    }
+    ls->text = addr;
+    ls->line = line;
+    return 0;
+fail:
+    free(addr);
+    return -1;
+}
+
+/* Parse value as k's type and, when base is not NULL, store it into the
+ * field k describes. Returns 0, or -1 with a message (without key) in err. */
+static int set_value(const struct key *k, void *base, const char *value, int line, char *err,
+                     size_t errlen)
+{
+    void *field = base != NULL && k->base != B_NONE ? (char *)base + k->off : NULL;
+    char lo[32], hi[32];
+    uint64_t v;
+    bool b;
+
+    switch (k->type) {
+    case T_DURATION:
+    case T_SIZE:
+    case T_UINT:
+        if (parse_number(k->type, value, &v) < 0) {
+            seterr(err, errlen, "invalid %s '%s'%s", number_text[k->type].name, value,
+                   number_text[k->type].hint);
+            return -1;
+        }
+        if (v < k->min || v > key_max(k)) {
+            fmt_number(k->type, k->min, lo, sizeof lo);
+            fmt_number(k->type, key_max(k), hi, sizeof hi);
+            seterr(err, errlen, "'%s' out of range (%s..%s)", value, lo, hi);
+            return -1;
+        }
+        if (field != NULL)
+            store_uint(field, k->size, v);
+        return 0;
+
+    case T_BOOL:
+        if (parse_bool(value, &b) < 0) {
+            seterr(err, errlen, "invalid value '%s' (on or off)", value);
+            return -1;
+        }
+        if (field != NULL)
+            memcpy(field, &b, sizeof b);
+        return 0;
+
+    case T_ENUM:
+        for (int i = 0; k->choices[i] != NULL; i++) {
+            if (strcasecmp(value, k->choices[i]) == 0) {
+                if (field != NULL)
+                    memcpy(field, &i, sizeof i);
+                return 0;
+            }
+        }
+        {
+            char list[128] = "";
+            for (int i = 0; k->choices[i] != NULL; i++) {
+                size_t used = strlen(list);
+                snprintf(list + used, sizeof list - used, "%s%s", i ? " | " : "", k->choices[i]);
+            }
+            seterr(err, errlen, "invalid value '%s' (%s)", value, list);
+        }
+        return -1;
+
+    case T_PATH:
+    case T_STRING:
+        if (k->type == T_PATH && check_path(value, err, errlen) < 0)
+            return -1;
+        if (field != NULL) {
+            char *s = strdup(value), *old;
+            if (s == NULL) {
+                seterr(err, errlen, "out of memory");
+                return -1;
+            }
+            memcpy(&old, field, sizeof old);
+            free(old);
+            memcpy(field, &s, sizeof s);
+        }
+        return 0;
+
+    case T_LISTEN: {
+        struct listen_spec ls;
+        if (parse_listen_line(k, value, line, &ls, err, errlen) < 0)
+            return -1;
+        if (field == NULL || array_push(base, k, &ls, sizeof ls) == 0) {
+            if (field == NULL)
+                free(ls.text);
+            return 0;
+        }
+        free(ls.text);
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+
+    case T_BACKEND: {
+        struct backend_spec bs;
+        if (config_parse_backend(value, &bs, err, errlen) < 0)
+            return -1;
+        if (field == NULL || array_push(base, k, &bs, sizeof bs) == 0) {
+            if (field == NULL)
+                backend_spec_free(&bs);
+            return 0;
+        }
+        backend_spec_free(&bs);
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+
+    case T_LIST: {
+        char **items;
+        size_t n, i;
+        if (split_list(value, k->check, &items, &n, err, errlen) < 0)
+            return -1;
+        bool oom = false;
+        for (i = 0; field != NULL && i < n && !oom; i++) {
+            oom = array_push(base, k, &items[i], sizeof items[i]) < 0;
+            if (!oom)
+                items[i] = NULL;
+        }
+        free_strv(items, n);
+        if (oom) {
+            seterr(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    }
+    seterr(err, errlen, "internal error: bad key type");
+    return -1;
+}
+
+/* True when value, a non-empty value of an F_LATER key, keeps the feature
+ * off (it equals the key's .inert value). */
+static bool is_inert(const struct key *k, const char *value)
+{
+    bool a, b;
+
+    if (k->inert == NULL)
+        return false;
+    if (k->type == T_BOOL)
+        return parse_bool(value, &a) == 0 && parse_bool(k->inert, &b) == 0 && a == b;
+    return strcmp(value, k->inert) == 0;
+}
+
+/* ---- parser state ----------------------------------------------------- */
+
+struct error {
+    int line;
+    size_t seq;
+    char *msg; /* "FILE:LINE: ..." */
+};
+
+struct route_state {
+    int seen[NKEYS]; /* line where each key was first set in this route; 0 = not set */
+};
+
+struct parser {
+    struct config *cfg;
+    const char *name; /* for messages */
+
+    /* line reader */
+    const char *p, *end;
+    int line;
+    int max_line;      /* longest line inih accepts */
+    bool have_key;     /* a key line since the section header (inih's prev_name) */
+    bool continuation; /* the current line is an indented continuation */
+
+    /* current section */
+    enum section sect;
+    size_t route; /* index in cfg->routes when sect == S_ROUTE */
+
+    int seen[NKEYS]; /* [gateway] and [tls]: line where each key was first set */
+    struct route_state *rs; /* parallel to cfg->routes */
+
+    struct error *errs;
+    size_t nerrs;
+    bool oom;
+};
+
+/* Record "NAME:LINE: message" (line 0: "NAME: message"). */
+static void add_error(struct parser *ps, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_error(struct parser *ps, int line, const char *fmt, ...)
+{
+    char buf[1024];
+    int n;
+    va_list ap;
+
+    if (line > 0)
+        n = snprintf(buf, sizeof buf, "%s:%d: ", ps->name, line);
+    else
+        n = snprintf(buf, sizeof buf, "%s: ", ps->name);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        n = 0;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    va_end(ap);
+
+    struct error *grown = realloc(ps->errs, (ps->nerrs + 1) * sizeof *grown);
+    char *msg = strdup(buf);
+    if (grown != NULL)
+        ps->errs = grown;
+    if (grown == NULL || msg == NULL) {
+        free(msg);
+        ps->oom = true;
+        return;
+    }
+    ps->errs[ps->nerrs] = (struct error){line, ps->nerrs, msg};
+    ps->nerrs++;
+}
+
+static int error_cmp(const void *a, const void *b)
+{
+    const struct error *x = a, *y = b;
+
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* All errors sorted by line, one per line, without a trailing newline; frees
+ * them. NULL when out of memory. */
+static char *take_errors(struct parser *ps)
+{
+    size_t len = 1;
+    char *out, *p;
+
+    if (ps->oom)
+        add_error(ps, 0, "out of memory");
+    qsort(ps->errs, ps->nerrs, sizeof *ps->errs, error_cmp);
+    for (size_t i = 0; i < ps->nerrs; i++)
+        len += strlen(ps->errs[i].msg) + 1;
+    out = p = malloc(len);
+    for (size_t i = 0; i < ps->nerrs; i++) {
+        if (out != NULL) {
+            if (i > 0)
+                *p++ = '\n';
+            size_t n = strlen(ps->errs[i].msg);
+            memcpy(p, ps->errs[i].msg, n);
+            p += n;
+        }
+        free(ps->errs[i].msg);
+    }
+    if (out != NULL)
+        *p = '\0';
+    free(ps->errs);
+    ps->errs = NULL;
+    ps->nerrs = 0;
+    return out;
+}
+
+/* inih's find_chars_or_comment(): first of chars, or an inline ';' comment
+ * (one preceded by white space), or the end. */
+static const char *find_chars_or_comment(const char *s, const char *chars)
+{
+    bool was_space = false;
+
+    while (*s && (chars == NULL || strchr(chars, *s) == NULL) && !(was_space && *s == ';')) {
+        was_space = isspace((unsigned char)*s);
+        s++;
+    }
+    return s;
+}
+
+static bool valid_route_name(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+/* A "[NAME]" header line: switch the current section. */
+static void begin_section(struct parser *ps, const char *name, size_t len)
+{
+    struct config *cfg = ps->cfg;
+    static const char prefix[] = "route:";
+    const size_t plen = sizeof prefix - 1;
+
+    ps->sect = S_SKIP;
+    if (len == 7 && memcmp(name, "gateway", 7) == 0) {
+        ps->sect = S_GATEWAY;
+        return;
+    }
+    if (len == 3 && memcmp(name, "tls", 3) == 0) {
+        ps->sect = S_TLS;
+        return;
+    }
+    if (len < plen || memcmp(name, prefix, plen) != 0) {
+        add_error(ps, ps->line, "[%.*s]: unknown section (expected [gateway], [tls] or [route:NAME])",
+                  (int)len, name);
+        return;
+    }
+    const char *rname = name + plen;
+    size_t rlen = len - plen;
+    if (!valid_route_name(rname, rlen)) {
+        add_error(ps, ps->line,
+                  "[%.*s]: a route name must be non-empty and use only letters, digits, '_', "
+                  "'.' and '-'",
+                  (int)len, name);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        if (strlen(cfg->routes[i].name) == rlen && memcmp(cfg->routes[i].name, rname, rlen) == 0) {
+            add_error(ps, ps->line, "[%.*s]: duplicate route name (first on line %d)", (int)len,
+                      name, cfg->routes[i].line);
+            return;
+        }
+    }
+    struct route *routes = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof *routes);
+    if (routes != NULL)
+        cfg->routes = routes;
+    struct route_state *rs = realloc(ps->rs, (cfg->nroutes + 1) * sizeof *rs);
+    if (rs != NULL)
+        ps->rs = rs;
+    char *dup = strndup(rname, rlen);
+    if (routes == NULL || rs == NULL || dup == NULL) {
+        free(dup);
+        ps->oom = true;
+        return;
+    }
+    memset(&routes[cfg->nroutes], 0, sizeof *routes);
+    memset(&rs[cfg->nroutes], 0, sizeof *rs);
+    routes[cfg->nroutes].name = dup;
+    routes[cfg->nroutes].line = ps->line;
+    routes[cfg->nroutes].index = cfg->nroutes;
+    ps->route = cfg->nroutes++;
+    ps->sect = S_ROUTE;
+}
+
+/* Look at a line before inih does: section headers, continuations, and the
+ * syntax errors inih would report (those lines are blanked so that it does
+ * not, and every one of them gets its own message). */
+static void inspect_line(struct parser *ps, char *line)
+{
+    char *s = line;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '\0' || *s == ';' || *s == '#')
+        return;
+    if (s > line && ps->have_key) {
+        ps->continuation = true;
+        return;
+    }
+    if (*s == '[') {
+        const char *e = find_chars_or_comment(s + 1, "]");
+        if (*e != ']') {
+            add_error(ps, ps->line, "syntax error: section header without ']'");
+            line[0] = '\0';
+            return;
+        }
+        const char *rest = e + 1 + strspn(e + 1, " \t");
+        if (*rest != '\0' && *rest != ';' && *rest != '#')
+            add_error(ps, ps->line, "syntax error: text after the section header");
+        ps->have_key = false;
+        begin_section(ps, s + 1, (size_t)(e - (s + 1)));
+        return;
+    }
+    const char *e = find_chars_or_comment(s, "=:");
+    if (*e != '=' && *e != ':') {
+        add_error(ps, ps->line, "syntax error: expected 'key = value'");
+        line[0] = '\0';
+        return;
+    }
+    ps->have_key = true;
+}
+
+/* inih's fgets-style reader over ps->p..ps->end: one line per call, without
+ * its line ending, counted in ps->line. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parser *ps = stream;
+    const char *line = ps->p, *nl;
+    size_t len;
+
+    if (ps->p >= ps->end || num < 2)
+        return NULL;
+    nl = memchr(line, '\n', (size_t)(ps->end - line));
+    len = nl != NULL ? (size_t)(nl - line) : (size_t)(ps->end - line);
+    ps->p = line + len + (nl != NULL);
+    ps->line++;
+    ps->max_line = num - 1;
+    ps->continuation = false;
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    if (ps->line == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+        line += 3;
+        len -= 3;
+    }
+    str[0] = '\0';
+    if (memchr(line, '\0', len) != NULL) {
+        add_error(ps, ps->line, "syntax error: NUL byte in the line");
+        return str;
+    }
+    if (len > (size_t)num - 1) {
+        add_error(ps, ps->line, "line longer than %d characters (repeat the key instead)",
+                  num - 1);
+        return str;
+    }
+    memcpy(str, line, len);
+    str[len] = '\0';
+    inspect_line(ps, str);
+    return str;
+}
+
+static const char *section_name(enum section s)
+{
+    return s == S_GATEWAY ? "gateway" : s == S_TLS ? "tls" : "route";
+}
+
+/* The key of section sect called name, NULL if none. */
+static const struct key *find_key(enum section sect, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if ((k->sect == sect || (sect == S_ROUTE && (k->flags & F_ROUTE))) &&
+            strcmp(k->name, name) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+/* The struct k's offset points into, in the current section (NULL: none). */
+static void *key_base(struct parser *ps, enum section sect, size_t route, const struct key *k)
+{
+    struct route *r = sect == S_ROUTE ? &ps->cfg->routes[route] : NULL;
+
+    switch (k->base) {
+    case B_CONFIG:
+        return ps->cfg;
+    case B_PARAMS:
+        return r != NULL ? (void *)&r->p : (void *)&ps->cfg->defaults;
+    case B_ROUTE:
+        return r;
+    case B_NONE:
+        break;
+    }
+    return NULL;
+}
+
+/* inih handler: one "name = value" line of the current section. Always
+ * returns 1 (errors are collected, not reported through inih). */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *ps = user;
+    const struct key *k;
+    char msg[512];
+    int *seen;
+
+    (void)section; /* the reader tracks sections itself */
+    if (ps->continuation) {
+        add_error(ps, ps->line,
+                  "%s: indented line continues the value: not supported (repeat the key)", name);
+        return 1;
+    }
+    if (ps->sect == S_SKIP)
+        return 1;
+    if (ps->sect == S_NONE) {
+        add_error(ps, ps->line, "%s: key outside any section (put it under [gateway])", name);
+        return 1;
+    }
+    k = find_key(ps->sect, name);
+    if (k == NULL) {
+        const char *where = ps->sect == S_ROUTE ? ps->cfg->routes[ps->route].name : "";
+        if (ps->sect != S_GATEWAY && find_key(S_GATEWAY, name) != NULL)
+            add_error(ps, ps->line, "%s: only allowed in [gateway]", name);
+        else if (ps->sect == S_GATEWAY && find_key(S_ROUTE, name) != NULL)
+            add_error(ps, ps->line, "%s: only allowed in [route:NAME]", name);
+        else
+            add_error(ps, ps->line, "%s: unknown key in [%s%s%s]", name,
+                      section_name(ps->sect), *where ? ":" : "", where);
+        return 1;
+    }
+    seen = ps->sect == S_ROUTE ? ps->rs[ps->route].seen : ps->seen;
+    size_t ki = (size_t)(k - keys);
+    if (seen[ki] != 0 && !(k->flags & F_REPEAT)) {
+        add_error(ps, ps->line, "%s: duplicate key (first set on line %d)", name, seen[ki]);
+        return 1;
+    }
+    if (seen[ki] == 0)
+        seen[ki] = ps->line;
+    if ((k->flags & F_LATER) && *value == '\0')
+        return 1; /* empty = feature off */
+    if (set_value(k, key_base(ps, ps->sect, ps->route, k), value, ps->line, msg, sizeof msg) < 0)
+        add_error(ps, ps->line, "%s: %s", name, msg);
+    else if ((k->flags & F_LATER) && !is_inert(k, value))
+        add_error(ps, ps->line, "%s: not supported yet (%s%s%s)", name,
+                  k->inert ? "only '" : "leave it empty", k->inert ? k->inert : "",
+                  k->inert ? "' works" : "");
+    return 1;
+}
+
+/* Apply the table default of k (unset so far) to base. */
+static void apply_default(struct parser *ps, const struct key *k, void *base)
+{
+    char msg[256];
+
+    if (k->def == NULL || base == NULL || k->base == B_NONE)
+        return;
+    if (set_value(k, base, k->def, 0, msg, sizeof msg) < 0)
+        add_error(ps, 0, "internal error: default of %s: %s", k->name, msg);
+}
+
+/* After the last line: defaults, inheritance, required keys and the checks
+ * that span several lines. Order-independent: a [route:NAME] before [gateway]
+ * inherits the same values as one after it. */
+static void finalize(struct parser *ps)
+{
+    struct config *cfg = ps->cfg;
+    const struct key *path_key = find_key(S_ROUTE, "path");
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (k->sect != S_ROUTE && ps->seen[i] == 0)
+            apply_default(ps, k, key_base(ps, k->sect, 0, k));
+    }
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        struct route *rt = &cfg->routes[r];
+        const int *seen = ps->rs[r].seen;
+        for (size_t i = 0; i < NKEYS; i++) {
+            const struct key *k = &keys[i];
+            if ((k->sect != S_ROUTE && !(k->flags & F_ROUTE)) || seen[i] != 0)
+                continue;
+            if (k->flags & F_REQUIRED)
+                add_error(ps, rt->line, "%s: route '%s' needs %s %s", k->name, rt->name,
+                          (k->flags & F_REPEAT) ? "at least one" : "a", k->name);
+            else if (k->flags & F_ROUTE)
+                memcpy((char *)&rt->p + k->off, (char *)&cfg->defaults + k->off, k->size);
+            else
+                apply_default(ps, k, key_base(ps, S_ROUTE, r, k));
+        }
+        rt->prefix = rt->path != NULL && rt->path[strlen(rt->path) - 1] == '/';
+        for (size_t o = 0; rt->path != NULL && o < r; o++) {
+            if (cfg->routes[o].path != NULL && strcmp(cfg->routes[o].path, rt->path) == 0) {
+                add_error(ps, seen[path_key - keys],
+                          "path: duplicate route path '%s' (also [route:%s] on line %d)",
+                          rt->path, cfg->routes[o].name, ps->rs[o].seen[path_key - keys]);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        for (size_t j = 0; j < i; j++) {
+            const struct sockaddr_any *a = &cfg->listens[i].addr, *b = &cfg->listens[j].addr;
+            if (a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0) {
+                add_error(ps, cfg->listens[i].line,
+                          "listen: duplicate listen address '%s' (first on line %d)",
+                          cfg->listens[i].text, cfg->listens[j].line);
+                break;
+            }
+        }
+    }
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+static void config_free(struct config *c)
+{
+    if (c == NULL)
+        return;
+    free(c->file);
+    for (size_t i = 0; i < c->nlistens; i++)
+        free(c->listens[i].text);
+    free(c->listens);
+    for (size_t i = 0; i < c->nroutes; i++) {
+        struct route *r = &c->routes[i];
+        free(r->name);
+        free(r->path);
+        for (size_t j = 0; j < r->nbackends; j++)
+            backend_spec_free(&r->backends[j]);
+        free(r->backends);
+        free_strv(r->origins, r->norigins);
+        free_strv(r->subprotocols, r->nsubprotocols);
+    }
+    free(c->routes);
+    free(c);
+}
+
+/* Parse text[0..len) (named name in messages) into *out. On failure returns
+ * -1 and *errs holds every error, one per line (NULL if out of memory). */
+static int load_text(const char *name, const char *text, size_t len, struct config **out,
+                     char **errs)
+{
+    struct parser ps;
+    int rc;
+
+    memset(&ps, 0, sizeof ps);
+    ps.name = name;
+    ps.p = text;
+    ps.end = text + len;
+    ps.max_line = 199;
+    ps.sect = S_NONE;
+    *out = NULL;
+    *errs = NULL;
+    ps.cfg = calloc(1, sizeof *ps.cfg);
+    if (ps.cfg == NULL || (ps.cfg->file = strdup(name)) == NULL) {
+        free(ps.cfg);
+        return -1;
+    }
+    ps.cfg->refcount = 1;
+    rc = ini_parse_stream(read_line, &ps, on_key, &ps);
+    if (rc > 0)
+        add_error(&ps, rc, "syntax error (or line longer than %d characters)", ps.max_line);
+    else if (rc < 0)
+        add_error(&ps, 0, "cannot parse (inih error %d)", rc);
+    finalize(&ps);
+    free(ps.rs);
+    if (ps.nerrs > 0 || ps.oom) {
+        *errs = take_errors(&ps);
+        config_free(ps.cfg);
+        return -1;
+    }
+    *out = ps.cfg;
+    return 0;
+}
+
+/* Read a whole file (at most MAX_FILE_SIZE bytes). 0, or -1 with errno. */
+static int read_file(const char *file, char **buf, size_t *len)
+{
+    FILE *f = fopen(file, "rb");
+    char *b = NULL;
+    size_t n = 0, cap = 0;
+    int saved;
+
+    if (f == NULL)
+        return -1;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= MAX_FILE_SIZE) {
+                errno = EFBIG;
+                goto fail;
+            }
+            cap = cap ? cap * 2 : 4096;
+            char *grown = realloc(b, cap);
+            if (grown == NULL)
+                goto fail;
+            b = grown;
+        }
+        size_t r = fread(b + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) {
+            if (ferror(f)) {
+                if (errno == 0)
+                    errno = EIO;
+                goto fail;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    *buf = b;
+    *len = n;
+    return 0;
+fail:
+    saved = errno;
+    free(b);
+    fclose(f);
+    errno = saved;
+    return -1;
+}
+
+/* config_load() with the errors returned unabridged in *errs (malloc'd). */
+static int load_file(const char *file, struct config **out, char **errs)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    *out = NULL;
+    *errs = NULL;
+    errno = 0;
+    if (read_file(file, &text, &len) < 0) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s: cannot read: %s", file, strerror(errno));
+        *errs = strdup(buf);
+        return -1;
+    }
+    rc = load_text(file, text, len, out, errs);
+    free(text);
+    return rc;
+}
+
+/* Copy errs (or "out of memory" when NULL) into err[errlen]. */
+static void copy_errors(const char *errs, char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "%s", errs != NULL ? errs : "out of memory");
+}
+
+/* Contract in config.h. */
+int config_load(const char *file, struct config **out, char *err, size_t errlen)
+{
+    char *errs;
+    int rc = load_file(file, out, &errs);
+
+    if (rc < 0)
+        copy_errors(errs, err, errlen);
+    free(errs);
+    return rc;
+}
+
+/* Contract in config.h. */
+int config_load_string(const char *name, const char *text, struct config **out, char *err,
+                       size_t errlen)
+{
+    char *errs;
+    int rc = load_text(name, text, strlen(text), out, &errs);
+
+    if (rc < 0)
+        copy_errors(errs, err, errlen);
+    free(errs);
+    return rc;
+}
+
+/* Contract in config.h. */
+struct config *config_ref(struct config *c)
+{
+    if (c != NULL)
+        __atomic_add_fetch(&c->refcount, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+/* Contract in config.h. The last reference frees everything. */
+void config_unref(struct config *c)
+{
+    if (c != NULL && __atomic_sub_fetch(&c->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+        config_free(c);
+}
+
+/* Contract in config.h. */
+int config_check_file(const char *file, FILE *out)
+{
+    struct config *c;
+    char *errs;
+
+    if (load_file(file, &c, &errs) < 0) {
+        fprintf(out, "%s\n", errs != NULL ? errs : "out of memory");
+        free(errs);
+        return 1;
+    }
+    fprintf(out, "%s: configuration OK\n", file);
+    config_unref(c);
+    return 0;
+}
+
+/* ---- dump ------------------------------------------------------------- */
+
+/* Print one key of the struct at base in INI syntax (arrays: one line per
+ * element). Keys stored nowhere are skipped. */
+static void dump_key(const struct key *k, const void *base, FILE *out)
+{
+    const char *field = (const char *)base + k->off;
+    char buf[32];
+    const char *s;
+    size_t n = 0;
+    int i;
+
+    if (k->base == B_NONE)
+        return;
+    if (k->off2 != 0)
+        memcpy(&n, (const char *)base + k->off2, sizeof n);
+    switch (k->type) {
+    case T_DURATION:
+    case T_SIZE:
+    case T_UINT:
+        fmt_number(k->type, load_uint(field, k->size), buf, sizeof buf);
+        fprintf(out, "%s = %s\n", k->name, buf);
+        break;
+    case T_BOOL:
+        fprintf(out, "%s = %s\n", k->name, *(const bool *)field ? "on" : "off");
+        break;
+    case T_ENUM:
+        memcpy(&i, field, sizeof i);
+        fprintf(out, "%s = %s\n", k->name, k->choices[i]);
+        break;
+    case T_PATH:
+    case T_STRING:
+        memcpy(&s, field, sizeof s);
+        if (s != NULL)
+            fprintf(out, "%s = %s\n", k->name, s);
+        break;
+    case T_LISTEN: {
+        const struct listen_spec *v;
+        memcpy(&v, field, sizeof v);
+        for (size_t j = 0; j < n; j++)
+            fprintf(out, "%s = %s%s\n", k->name, v[j].text, v[j].tls ? " tls" : "");
+        break;
+    }
+    case T_BACKEND: {
+        const struct backend_spec *v;
+        memcpy(&v, field, sizeof v);
+        for (size_t j = 0; j < n; j++)
+            fprintf(out, "%s = %s\n", k->name, v[j].text);
+        break;
+    }
+    case T_LIST: {
+        char *const *v;
+        memcpy(&v, field, sizeof v);
+        for (size_t j = 0; j < n; j++)
+            fprintf(out, "%s = %s\n", k->name, v[j]);
+        break;
+    }
+    }
+}
+
+/* Contract in config.h. */
+void config_dump(const struct config *c, FILE *out)
+{
+    static const enum section order[] = {S_GATEWAY, S_TLS};
+
+    fprintf(out, "; effective configuration of %s\n", c->file);
+    for (size_t s = 0; s < sizeof order / sizeof order[0]; s++) {
+        fprintf(out, "%s[%s]\n", s > 0 ? "\n" : "", section_name(order[s]));
+        for (size_t i = 0; i < NKEYS; i++) {
+            const struct key *k = &keys[i];
+            if (k->sect == order[s])
+                dump_key(k, k->base == B_PARAMS ? (const void *)&c->defaults : (const void *)c,
+                         out);
+        }
+    }
+    for (size_t r = 0; r < c->nroutes; r++) {
+        const struct route *rt = &c->routes[r];
+        fprintf(out, "\n[route:%s]\n", rt->name);
+        for (size_t i = 0; i < NKEYS; i++) {
+            const struct key *k = &keys[i];
+            if (k->sect == S_ROUTE || (k->flags & F_ROUTE))
+                dump_key(k, k->base == B_PARAMS ? (const void *)&rt->p : (const void *)rt, out);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+/* config.h - the parsed, immutable, refcounted wsgate configuration.
+ *
+ * A configuration is built once from an INI file (or from the websockify-style
+ * command line) and never changed afterwards; sessions hold a reference to the
+ * configuration they started under. All durations are in milliseconds. */
+#ifndef WSGATE_CONFIG_H
+#define WSGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+struct route_stats;
+
+enum log_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
+enum log_format { LOGF_TEXT = 0, LOGF_JSON };
+
+/* One resolved socket address. */
+struct sockaddr_any {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+/* A `listen =` line. */
+struct listen_spec {
+    char *text; /* as written, without the " tls" flag */
+    struct sockaddr_any addr;
+    bool tls;
+    int line;
+};
+
+/* A `backend =` line: one or more resolved addresses (a host name may resolve
+ * to several; they are tried in order like repeated lines). */
+struct backend_spec {
+    char *text; /* as written: "host:port", "[v6]:port" or "unix:/path" */
+    char *host; /* host part (for logs and TLS SNI); NULL for unix: */
+    struct sockaddr_any *addrs;
+    size_t naddrs;
+};
+
+/* Settings a route may override; the [gateway] values are the defaults. */
+struct route_params {
+    uint32_t connect_timeout_ms;
+    uint32_t ping_interval_ms; /* 0 = never */
+    uint32_t pong_timeout_ms;
+    uint32_t idle_timeout_ms;  /* 0 = never */
+    uint64_t max_message_size; /* 0 = unlimited */
+};
+
+struct route {
+    char *name;
+    char *path;  /* starts with '/' */
+    bool prefix; /* path ends in '/': matches everything under it */
+    struct backend_spec *backends;
+    size_t nbackends;
+    char **origins; /* exact origins or wildcard patterns like https://STAR.example.com (STAR = "*") */
+    size_t norigins;
+    char **subprotocols; /* server preference order */
+    size_t nsubprotocols;
+    uint32_t max_connections; /* 0 = no route limit */
+    struct route_params p;
+    size_t index; /* position in config->routes */
+    struct route_stats *stats; /* live counters, attached by the gateway (never freed by config) */
+    int line;     /* line of the [route:NAME] header */
+};
+
+struct config {
+    int refcount; /* touched only with atomic builtins */
+    char *file;   /* file name, or "<command line>" */
+
+    struct listen_spec *listens;
+    size_t nlistens;
+    uint32_t workers; /* 0 = one per CPU */
+    uint32_t max_connections;
+    uint32_t handshake_timeout_ms;
+    struct route_params defaults;
+    size_t buffer_size;
+    enum log_level log_level;
+    enum log_format log_format;
+
+    struct route *routes;
+    size_t nroutes;
+};
+
+/* Load and validate FILE. On success returns 0 and stores a configuration with
+ * refcount 1 in *out. On failure returns -1 and writes one or more lines of
+ * "FILE:LINE: key: message" into err (NUL-terminated, truncated to errlen). */
+int config_load(const char *file, struct config **out, char *err, size_t errlen);
+
+/* Same as config_load, for INI text in memory; NAME is used in messages. */
+int config_load_string(const char *name, const char *text, struct config **out, char *err,
+                       size_t errlen);
+
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+/* "30", "250ms", "30s", "5m", "1h" -> milliseconds. Returns 0 or -1. */
+int config_parse_duration(const char *s, uint64_t *ms);
+/* "65536", "64k", "16m", "1g" (also KiB-style "64K") -> bytes. Returns 0 or -1. */
+int config_parse_size(const char *s, uint64_t *bytes);
+/* Parse "host:port", "[v6]:port", ":port" (any address) into addr. Numeric
+ * hosts only when resolve is false; names are resolved with getaddrinfo
+ * otherwise. Returns 0 or -1 with a message in err. */
+int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, size_t errlen);
+/* Parse a backend spec (host:port, [v6]:port, unix:/path), resolving names. */
+int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen);
+
+/* The route for a request path (query string already stripped): exact paths
+ * match exactly, paths ending in '/' match everything under them (and the path
+ * without its trailing slash); the longest match wins. NULL when none. */
+const struct route *config_match_route(const struct config *c, const char *path, size_t len);
+
+/* For `wsgate -t`: load FILE and print to OUT either every error, one
+ * "FILE:LINE: key: message" per line, or "FILE: configuration OK". Returns 0
+ * when the file is valid, 1 otherwise. */
+int config_check_file(const char *file, FILE *out);
+
+/* Print the effective configuration (defaults and inherited per-route values
+ * filled in) as INI text that config_load_string() accepts; for `-t -v`. Keys
+ * of features not supported yet are left out. */
+void config_dump(const struct config *c, FILE *out);
+
+#endif

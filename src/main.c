@@ -1,0 +1,324 @@
+/* main.c - command line, configuration, rlimits, workers and signals. */
+#include "config.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "worker.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG SYSCONFDIR "/wsgate/wsgate.ini"
+#define ERRLEN 8192
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: wsgate [-c FILE] [-t] [-v] [-h] [-V]\n"
+            "       wsgate [websockify options] [LISTEN_HOST:]PORT TARGET_HOST:PORT\n"
+            "\n"
+            "  -c, --config FILE   configuration file (default %s)\n"
+            "  -t, --test          check the configuration and exit (0 = valid)\n"
+            "  -v, --verbose       log at debug level\n"
+            "  -V, --version       print the version and exit\n"
+            "  -h, --help          print this help and exit\n"
+            "\n"
+            "websockify-compatible options (positional form):\n"
+            "  --heartbeat N       ping a silent client after N seconds\n"
+            "  --idle-timeout N    close a connection after N seconds without payload\n"
+            "  --unix-target PATH  connect to a Unix socket instead of TARGET_HOST:PORT\n"
+            "  --web DIR, --cert FILE, --key FILE, --ssl-only,\n"
+            "  --token-plugin TokenFile --token-source PATH\n",
+            DEFAULT_CONFIG);
+}
+
+/* Options of the websockify-style form, turned into an INI text. */
+struct cli {
+    const char *config;
+    int test, verbose;
+    const char *web, *cert, *key, *heartbeat, *idle, *token_plugin, *token_source, *unix_target;
+    int ssl_only;
+};
+
+/* Append printf output to a fixed buffer; returns -1 when it does not fit. */
+static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= cap - *len)
+        return -1;
+    *len += (size_t)k;
+    return 0;
+}
+
+/* Build the configuration of "wsgate [LISTEN_HOST:]PORT TARGET" as INI text,
+ * so that it goes through the same validation as a file. */
+static int positional_ini(const struct cli *o, const char *listen, const char *target, char *ini,
+                          size_t cap)
+{
+    size_t n = 0;
+    int bad = 0;
+    /* "6080" alone listens on every IPv4 address, as websockify does. */
+    bad |= append(ini, cap, &n, "[gateway]\nlisten = %s%s%s\n", strchr(listen, ':') ? "" : ":",
+                  listen, o->ssl_only || o->cert ? " tls" : "");
+    if (o->verbose)
+        bad |= append(ini, cap, &n, "log_level = debug\n");
+    if (o->heartbeat)
+        bad |= append(ini, cap, &n, "ping_interval = %s\n", o->heartbeat);
+    if (o->idle)
+        bad |= append(ini, cap, &n, "idle_timeout = %s\n", o->idle);
+    if (o->web)
+        bad |= append(ini, cap, &n, "web_root = %s\n", o->web);
+    if (o->cert || o->key)
+        bad |= append(ini, cap, &n, "[tls]\ncert = %s\nkey = %s\n", o->cert ? o->cert : "",
+                      o->key ? o->key : (o->cert ? o->cert : ""));
+    bad |= append(ini, cap, &n, "[route:default]\npath = /\n");
+    if (o->unix_target)
+        bad |= append(ini, cap, &n, "backend = unix:%s\n", o->unix_target);
+    else if (target)
+        bad |= append(ini, cap, &n, "backend = %s\n", target);
+    if (o->token_source)
+        bad |= append(ini, cap, &n, "token_file = %s\n", o->token_source);
+    return bad ? -1 : 0;
+}
+
+static struct gateway gw;
+static ev_signal sig_int, sig_term, sig_hup;
+
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_msg(WLOG_INFO, "received %s, stopping", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_msg(WLOG_WARN, "SIGHUP: configuration reload is not supported yet; keeping the "
+                       "running configuration");
+}
+
+/* Raise the soft open-files limit to the hard limit. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static unsigned worker_count(const struct config *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static int run(struct config *cfg)
+{
+    char err[512];
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&gw.lock, NULL);
+    gw.cfg = cfg;
+    if (gateway_attach_stats(&gw, cfg) < 0) {
+        log_msg(WLOG_ERROR, "out of memory");
+        return 1;
+    }
+    gw.nworkers = worker_count(cfg);
+    gw.workers = calloc(gw.nworkers, sizeof(*gw.workers));
+    if (!gw.workers) {
+        log_msg(WLOG_ERROR, "out of memory");
+        return 1;
+    }
+    int rc = 0;
+    unsigned i;
+    for (i = 0; i < gw.nworkers; i++) {
+        if (worker_init(&gw.workers[i], &gw, i, cfg, err, sizeof(err)) < 0) {
+            log_msg(WLOG_ERROR, "%s", err);
+            rc = 1;
+            break;
+        }
+    }
+    struct ev_loop *loop = EV_DEFAULT;
+    if (rc == 0) {
+        for (i = 0; i < gw.nworkers; i++) {
+            if (worker_start(&gw.workers[i]) < 0) {
+                log_msg(WLOG_ERROR, "cannot start worker thread: %s", strerror(errno));
+                rc = 1;
+                break;
+            }
+        }
+    }
+    if (rc == 0) {
+        log_msg(WLOG_INFO, "wsgate %s started: %zu listener(s), %zu route(s), %u worker(s)",
+                PACKAGE_VERSION, cfg->nlistens, cfg->nroutes, gw.nworkers);
+        ev_signal_init(&sig_int, stop_cb, SIGINT);
+        ev_signal_init(&sig_term, stop_cb, SIGTERM);
+        ev_signal_init(&sig_hup, hup_cb, SIGHUP);
+        ev_signal_start(loop, &sig_int);
+        ev_signal_start(loop, &sig_term);
+        ev_signal_start(loop, &sig_hup);
+        ev_run(loop, 0);
+    }
+    for (i = 0; i < gw.nworkers; i++)
+        worker_stop(&gw.workers[i]);
+    for (i = 0; i < gw.nworkers; i++)
+        worker_destroy(&gw.workers[i]);
+    free(gw.workers);
+    gateway_free_stats(&gw);
+    ev_loop_destroy(loop);
+    pthread_mutex_destroy(&gw.lock);
+    if (rc == 0)
+        log_msg(WLOG_INFO, "stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    enum {
+        OPT_WEB = 256,
+        OPT_CERT,
+        OPT_KEY,
+        OPT_SSL_ONLY,
+        OPT_HEARTBEAT,
+        OPT_IDLE,
+        OPT_TOKEN_PLUGIN,
+        OPT_TOKEN_SOURCE,
+        OPT_UNIX_TARGET,
+    };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"web", required_argument, NULL, OPT_WEB},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"ssl-only", no_argument, NULL, OPT_SSL_ONLY},
+        {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"token-plugin", required_argument, NULL, OPT_TOKEN_PLUGIN},
+        {"token-source", required_argument, NULL, OPT_TOKEN_SOURCE},
+        {"unix-target", required_argument, NULL, OPT_UNIX_TARGET},
+        {NULL, 0, NULL, 0},
+    };
+    struct cli o = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o.config = optarg;
+            break;
+        case 't':
+            o.test = 1;
+            break;
+        case 'v':
+            o.verbose = 1;
+            break;
+        case 'V':
+            printf("wsgate %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_WEB:
+            o.web = optarg;
+            break;
+        case OPT_CERT:
+            o.cert = optarg;
+            break;
+        case OPT_KEY:
+            o.key = optarg;
+            break;
+        case OPT_SSL_ONLY:
+            o.ssl_only = 1;
+            break;
+        case OPT_HEARTBEAT:
+            o.heartbeat = optarg;
+            break;
+        case OPT_IDLE:
+            o.idle = optarg;
+            break;
+        case OPT_TOKEN_PLUGIN:
+            o.token_plugin = optarg;
+            break;
+        case OPT_TOKEN_SOURCE:
+            o.token_source = optarg;
+            break;
+        case OPT_UNIX_TARGET:
+            o.unix_target = optarg;
+            break;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    int npos = argc - optind;
+    if (o.token_plugin && strcmp(o.token_plugin, "TokenFile") != 0 &&
+        strcmp(o.token_plugin, "websockify.token_plugins.TokenFile") != 0) {
+        fprintf(stderr, "wsgate: --token-plugin: only TokenFile is supported\n");
+        return 2;
+    }
+    if (o.config && npos > 0) {
+        fprintf(stderr, "wsgate: -c and a positional LISTEN TARGET cannot be combined\n");
+        usage(stderr);
+        return 2;
+    }
+    int need_target = !o.unix_target && !o.token_source;
+    if (npos > 0 && (npos > 2 || (need_target && npos != 2))) {
+        usage(stderr);
+        return 2;
+    }
+
+    char err[ERRLEN];
+    struct config *cfg = NULL;
+    const char *name;
+    int rc;
+    if (npos > 0) {
+        char ini[4096];
+        name = "<command line>";
+        if (positional_ini(&o, argv[optind], npos == 2 ? argv[optind + 1] : NULL, ini,
+                           sizeof(ini)) < 0) {
+            fprintf(stderr, "wsgate: command line too long\n");
+            return 2;
+        }
+        rc = config_load_string(name, ini, &cfg, err, sizeof(err));
+    } else {
+        name = o.config ? o.config : DEFAULT_CONFIG;
+        rc = config_load(name, &cfg, err, sizeof(err));
+    }
+    if (rc < 0) {
+        fprintf(stderr, "%s", err);
+        if (err[0] && err[strlen(err) - 1] != '\n')
+            fputc('\n', stderr);
+        if (o.test)
+            fprintf(stderr, "%s: configuration is invalid\n", name);
+        return 1;
+    }
+    if (o.test) {
+        printf("%s: configuration OK\n", name);
+        config_unref(cfg);
+        return 0;
+    }
+    log_setup(o.verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
+    rc = run(cfg);
+    config_unref(cfg);
+    return rc;
+}

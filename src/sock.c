@@ -1,0 +1,104 @@
+/* sock.c - socket helpers. */
+#include "sock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* A non-blocking listening socket bound to addr. */
+int sock_listen(const struct sockaddr_any *addr, int reuseport)
+{
+    int family = addr->ss.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
+        goto fail;
+    if (listen(fd, 1024) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* Start a non-blocking connect to addr. */
+int sock_connect(const struct sockaddr_any *addr)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 && errno != EINPROGRESS &&
+        errno != EAGAIN) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* The pending error of a socket (0 = none). */
+int sock_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
+}
+
+/* TCP_NODELAY and keepalive on TCP sockets. */
+void sock_tune(int fd, const struct sockaddr_any *addr)
+{
+    if (addr->ss.ss_family != AF_INET && addr->ss.ss_family != AF_INET6)
+        return;
+    int one = 1, idle = 60, intvl = 10, cnt = 6;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+/* Format an address for logs. */
+char *sock_addr_str(const struct sockaddr_any *addr, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    switch (addr->ss.ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&addr->ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        snprintf(out, len, "%s:%u", host, ntohs(a->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&addr->ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        snprintf(out, len, "[%s]:%u", host, ntohs(a->sin6_port));
+        break;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *a = (const struct sockaddr_un *)&addr->ss;
+        snprintf(out, len, "unix:%s", a->sun_path);
+        break;
+    }
+    default:
+        snprintf(out, len, "?");
+    }
+    return out;
+}

@@ -1,0 +1,28 @@
+/* sock.h - socket helpers. They never log: they return -1 and leave errno
+ * (or fill err) so the caller decides what to say. */
+#ifndef WSGATE_SOCK_H
+#define WSGATE_SOCK_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* A non-blocking listening socket bound to addr (SO_REUSEADDR, SO_REUSEPORT
+ * when reuseport, IPV6_V6ONLY for IPv6). Returns the fd or -1 with errno. */
+int sock_listen(const struct sockaddr_any *addr, int reuseport);
+
+/* Start a non-blocking connect to addr. Returns the fd (connect may still be
+ * in progress) or -1 with errno (e.g. ECONNREFUSED for an immediate refusal). */
+int sock_connect(const struct sockaddr_any *addr);
+
+/* The pending error of a socket whose connect finished (0 = connected). */
+int sock_error(int fd);
+
+/* TCP_NODELAY and keepalive (60 s idle, 10 s interval, 6 probes) on TCP
+ * sockets; nothing for Unix sockets. */
+void sock_tune(int fd, const struct sockaddr_any *addr);
+
+/* "1.2.3.4:80", "[::1]:80" or "unix:/path" into out. Returns out. */
+char *sock_addr_str(const struct sockaddr_any *addr, char *out, size_t len);
+
+#endif
