@@ -18,6 +18,7 @@
 
 #include <ini.h>
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
@@ -64,10 +65,10 @@ enum base {
     B_ROUTE,  /* struct route */
 };
 
-#define F_REPEAT 0x01u   /* may be given several times; the values accumulate */
-#define F_ROUTE 0x02u    /* a [gateway] key that [route:NAME] may override */
-#define F_REQUIRED 0x04u /* a [route:NAME] must set it */
-#define F_LATER 0x08u    /* not supported yet: only empty (or .inert) accepted */
+#define F_REPEAT 0x01u    /* may be given several times; the values accumulate */
+#define F_ROUTE 0x02u     /* a [gateway] key that [route:NAME] may override */
+#define F_REQUIRED 0x04u  /* a [route:NAME] must set it */
+#define F_LATER 0x08u     /* not supported yet: only empty (or .inert) accepted */
 #define F_TLS_LATER 0x10u /* listen: the " tls" flag is not supported yet */
 
 struct key {
@@ -75,9 +76,9 @@ struct key {
     const char *name;
     enum type type;
     enum base base;
-    size_t off;  /* field offset in the base struct */
-    size_t size; /* field size (0 for B_NONE) */
-    size_t off2; /* arrays: offset of the element count */
+    size_t off;        /* field offset in the base struct */
+    size_t size;       /* field size (0 for B_NONE) */
+    size_t off2;       /* arrays: offset of the element count */
     uint64_t min, max; /* T_DURATION (ms), T_SIZE (bytes), T_UINT; max 0 = field max */
     const char *def;   /* default, written as in the file; NULL = none */
     const char *inert; /* F_LATER: a non-empty value that keeps the feature off */
@@ -89,8 +90,7 @@ struct key {
 #define MSIZE(type, m) sizeof(((type *)0)->m)
 #define CFG(m) .base = B_CONFIG, .off = offsetof(struct config, m), .size = MSIZE(struct config, m)
 #define PAR(m)                                                                                     \
-    .base = B_PARAMS, .off = offsetof(struct route_params, m),                                     \
-    .size = MSIZE(struct route_params, m)
+    .base = B_PARAMS, .off = offsetof(struct route_params, m), .size = MSIZE(struct route_params, m)
 #define RTE(m) .base = B_ROUTE, .off = offsetof(struct route, m), .size = MSIZE(struct route, m)
 #define CFG_ARRAY(m, n) CFG(m), .off2 = offsetof(struct config, n)
 #define RTE_ARRAY(m, n) RTE(m), .off2 = offsetof(struct route, n)
@@ -112,8 +112,8 @@ static const struct key keys[] = {
     {S_GATEWAY, "listen", T_LISTEN, CFG_ARRAY(listens, nlistens), .def = "0.0.0.0:8080",
      .flags = F_REPEAT | F_TLS_LATER},
     {S_GATEWAY, "workers", T_UINT, CFG(workers), .max = 1024, .def = "0"},
-    {S_GATEWAY, "max_connections", T_UINT, CFG(max_connections), .min = 1,
-     .max = MAX_CONNECTIONS, .def = "10000"},
+    {S_GATEWAY, "max_connections", T_UINT, CFG(max_connections), .min = 1, .max = MAX_CONNECTIONS,
+     .def = "10000"},
     {S_GATEWAY, "handshake_timeout", T_DURATION, CFG(handshake_timeout_ms), .min = 1,
      .max = MS_HOUR, .def = "10"},
     {S_GATEWAY, "connect_timeout", T_DURATION, PAR(connect_timeout_ms), .min = 1, .max = MS_HOUR,
@@ -147,21 +147,18 @@ static const struct key keys[] = {
 
     /* [route:NAME] (plus the F_ROUTE keys above) */
     {S_ROUTE, "path", T_PATH, RTE(path), .flags = F_REQUIRED},
-    {S_ROUTE, "backend", T_BACKEND, RTE_ARRAY(backends, nbackends),
-     .flags = F_REPEAT | F_REQUIRED},
+    {S_ROUTE, "backend", T_BACKEND, RTE_ARRAY(backends, nbackends), .flags = F_REPEAT | F_REQUIRED},
     {S_ROUTE, "token_file", T_STRING, NOFIELD, .flags = F_LATER},
     {S_ROUTE, "allowed_origins", T_LIST, RTE_ARRAY(origins, norigins), .flags = F_REPEAT,
      .check = check_origin},
     {S_ROUTE, "subprotocols", T_LIST, RTE_ARRAY(subprotocols, nsubprotocols), .flags = F_REPEAT,
      .check = check_token},
-    {S_ROUTE, "max_connections", T_UINT, RTE(max_connections), .max = MAX_CONNECTIONS,
-     .def = "0"},
+    {S_ROUTE, "max_connections", T_UINT, RTE(max_connections), .max = MAX_CONNECTIONS, .def = "0"},
     {S_ROUTE, "allowed_client_names", T_LIST, NOFIELD, .flags = F_REPEAT | F_LATER,
      .check = check_dns_name},
     {S_ROUTE, "backend_tls", T_BOOL, NOFIELD, .def = "off", .inert = "off", .flags = F_LATER},
     {S_ROUTE, "backend_ca", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_ROUTE, "backend_tls_verify", T_BOOL, NOFIELD, .def = "on", .inert = "on",
-     .flags = F_LATER},
+    {S_ROUTE, "backend_tls_verify", T_BOOL, NOFIELD, .def = "on", .inert = "on", .flags = F_LATER},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -236,8 +233,7 @@ static const struct unit duration_units[] = {
 };
 
 static const struct unit size_units[] = {
-    {"", 1},      {"k", KIB}, {"K", KIB}, {"m", MIB},
-    {"M", MIB},   {"g", GIB}, {"G", GIB}, {NULL, 0},
+    {"", 1}, {"k", KIB}, {"K", KIB}, {"m", MIB}, {"M", MIB}, {"g", GIB}, {"G", GIB}, {NULL, 0},
 };
 
 /* Contract in config.h. */
@@ -252,39 +248,28 @@ int config_parse_size(const char *s, uint64_t *bytes)
     return parse_with_unit(s, size_units, bytes);
 }
 
-/* Milliseconds the way they are best written in the file ("30s", "250ms"). */
-static void fmt_duration(uint64_t ms, char *buf, size_t len)
+/* n in the largest unit of units[] that divides it exactly ("30s", "64k"),
+ * 0 as "0", other sizes in bytes. */
+static void fmt_with_unit(uint64_t n, const struct unit *units, char *buf, size_t len)
 {
-    if (ms != 0 && ms % MS_HOUR == 0)
-        snprintf(buf, len, "%lluh", (unsigned long long)(ms / MS_HOUR));
-    else if (ms != 0 && ms % MS_MIN == 0)
-        snprintf(buf, len, "%llum", (unsigned long long)(ms / MS_MIN));
-    else if (ms % MS_SEC == 0)
-        snprintf(buf, len, "%llus", (unsigned long long)(ms / MS_SEC));
-    else
-        snprintf(buf, len, "%llums", (unsigned long long)ms);
-}
+    const struct unit *best = NULL;
 
-/* Bytes the way they are best written in the file ("64k", "16m"). */
-static void fmt_size(uint64_t n, char *buf, size_t len)
-{
-    if (n != 0 && n % GIB == 0)
-        snprintf(buf, len, "%llug", (unsigned long long)(n / GIB));
-    else if (n != 0 && n % MIB == 0)
-        snprintf(buf, len, "%llum", (unsigned long long)(n / MIB));
-    else if (n != 0 && n % KIB == 0)
-        snprintf(buf, len, "%lluk", (unsigned long long)(n / KIB));
-    else
+    for (const struct unit *u = units; n != 0 && u->suffix != NULL; u++)
+        if (u->suffix[0] != '\0' && n % u->mult == 0 && (best == NULL || u->mult > best->mult))
+            best = u;
+    if (best == NULL)
         snprintf(buf, len, "%llu", (unsigned long long)n);
+    else
+        snprintf(buf, len, "%llu%s", (unsigned long long)(n / best->mult), best->suffix);
 }
 
 /* A number in the unit of its key type, for messages and dumps. */
 static void fmt_number(enum type t, uint64_t v, char *buf, size_t len)
 {
     if (t == T_DURATION)
-        fmt_duration(v, buf, len);
+        fmt_with_unit(v, duration_units, buf, len);
     else if (t == T_SIZE)
-        fmt_size(v, buf, len);
+        fmt_with_unit(v, size_units, buf, len);
     else
         snprintf(buf, len, "%llu", (unsigned long long)v);
 }
@@ -340,8 +325,8 @@ static int parse_port(const char *s, unsigned *port)
 
 /* Split "host:port" or "[v6]:port": the host (without brackets) is copied into
  * host[hostsz], the port checked. *bracketed tells which form was used. */
-static int split_hostport(const char *s, char *host, size_t hostsz, unsigned *port,
-                          bool *bracketed, char *err, size_t errlen)
+static int split_hostport(const char *s, char *host, size_t hostsz, unsigned *port, bool *bracketed,
+                          char *err, size_t errlen)
 {
     const char *h, *he, *p;
 
@@ -386,10 +371,25 @@ static int split_hostport(const char *s, char *host, size_t hostsz, unsigned *po
     return 0;
 }
 
+/* True for a dotted quad; false for the legacy forms getaddrinfo also takes
+ * ("1.2.3", "127.1", "0x7f.1") and for anything that is not an address. */
+static bool strict_ipv4(const char *host)
+{
+    struct in_addr in;
+
+    return inet_pton(AF_INET, host, &in) == 1;
+}
+
+/* True when host looks like an IPv4 literal (digits and dots only). */
+static bool looks_ipv4(const char *host)
+{
+    return host[0] != '\0' && strspn(host, "0123456789.") == strlen(host);
+}
+
 /* Contract in config.h. Numeric addresses only; ":port" = 0.0.0.0. */
 int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, size_t errlen)
 {
-    char host[INET6_ADDRSTRLEN + 64], serv[8];
+    char host[INET6_ADDRSTRLEN + 64], serv[12];
     struct addrinfo hints, *res = NULL;
     unsigned port;
     bool v6;
@@ -398,6 +398,11 @@ int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, siz
         return -1;
     if (host[0] == '\0')
         strcpy(host, "0.0.0.0");
+    if (!v6 && !strict_ipv4(host)) {
+        seterr(err, errlen, "'%s' is not a numeric IPv4 address (listen takes IP addresses only)",
+               host);
+        return -1;
+    }
     snprintf(serv, sizeof serv, "%u", port);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = v6 ? AF_INET6 : AF_INET;
@@ -469,7 +474,7 @@ static int parse_unix_backend(const char *s, struct backend_spec *b, char *err, 
  * order getaddrinfo returns them. On failure b holds nothing. */
 int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
 {
-    char host[256], serv[8];
+    char host[256], serv[12];
     struct addrinfo hints, *res = NULL;
     unsigned port;
     bool v6;
@@ -482,6 +487,10 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
         return -1;
     if (!v6 && !valid_host_name(host)) {
         seterr(err, errlen, "'%s': expected host:port, [v6addr]:port or unix:/path", s);
+        return -1;
+    }
+    if (!v6 && looks_ipv4(host) && !strict_ipv4(host)) {
+        seterr(err, errlen, "'%s' is not a valid IPv4 address", host);
         return -1;
     }
     snprintf(serv, sizeof serv, "%u", port);
@@ -632,8 +641,8 @@ static void free_strv(char **v, size_t n)
 
 /* Split a comma list into trimmed items, each checked by check. An empty value
  * is an empty list; an empty item is an error. *out is NULL-free on error. */
-static int split_list(const char *value, int (*check)(const char *, char *, size_t),
-                      char ***out, size_t *nout, char *err, size_t errlen)
+static int split_list(const char *value, int (*check)(const char *, char *, size_t), char ***out,
+                      size_t *nout, char *err, size_t errlen)
 {
     char **v = NULL;
     size_t n = 0;
@@ -735,127 +744,173 @@ fail:
     return -1;
 }
 
+/* The setters: parse value as k's type and, when field is not NULL, store it
+ * (base is the struct field points into, for arrays). Each returns 0, or -1
+ * with a message (without the key) in err and nothing stored. */
+typedef int setter_fn(const struct key *k, void *base, void *field, const char *value, int line,
+                      char *err, size_t errlen);
+
+static int set_number(const struct key *k, void *base, void *field, const char *value, int line,
+                      char *err, size_t errlen)
+{
+    char lo[32], hi[32];
+    uint64_t v;
+
+    if (parse_number(k->type, value, &v) < 0) {
+        seterr(err, errlen, "invalid %s '%s'%s", number_text[k->type].name, value,
+               number_text[k->type].hint);
+        return -1;
+    }
+    if (v < k->min || v > key_max(k)) {
+        fmt_number(k->type, k->min, lo, sizeof lo);
+        fmt_number(k->type, key_max(k), hi, sizeof hi);
+        seterr(err, errlen, "'%s' out of range (%s..%s)", value, lo, hi);
+        return -1;
+    }
+    if (field != NULL)
+        store_uint(field, k->size, v);
+    return 0;
+}
+
+static int set_bool(const struct key *k, void *base, void *field, const char *value, int line,
+                    char *err, size_t errlen)
+{
+    bool b;
+
+    if (parse_bool(value, &b) < 0) {
+        seterr(err, errlen, "invalid value '%s' (on or off)", value);
+        return -1;
+    }
+    if (field != NULL)
+        memcpy(field, &b, sizeof b);
+    return 0;
+}
+
+_Static_assert(sizeof(enum log_level) == sizeof(int) && sizeof(enum log_format) == sizeof(int),
+               "T_ENUM fields are stored as int");
+
+static int set_enum(const struct key *k, void *base, void *field, const char *value, int line,
+                    char *err, size_t errlen)
+{
+    char list[128] = "";
+
+    for (int i = 0; k->choices[i] != NULL; i++) {
+        if (strcasecmp(value, k->choices[i]) == 0) {
+            if (field != NULL)
+                memcpy(field, &i, sizeof i);
+            return 0;
+        }
+    }
+    for (int i = 0; k->choices[i] != NULL; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? " | " : "", k->choices[i]);
+    }
+    seterr(err, errlen, "invalid value '%s' (%s)", value, list);
+    return -1;
+}
+
+/* T_STRING and T_PATH. */
+static int set_string(const struct key *k, void *base, void *field, const char *value, int line,
+                      char *err, size_t errlen)
+{
+    char *s, *old;
+
+    if (k->type == T_PATH && check_path(value, err, errlen) < 0)
+        return -1;
+    if (field == NULL)
+        return 0;
+    if ((s = strdup(value)) == NULL) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(&old, field, sizeof old);
+    free(old);
+    memcpy(field, &s, sizeof s);
+    return 0;
+}
+
+static int set_listen(const struct key *k, void *base, void *field, const char *value, int line,
+                      char *err, size_t errlen)
+{
+    struct listen_spec ls;
+
+    if (parse_listen_line(k, value, line, &ls, err, errlen) < 0)
+        return -1;
+    if (field != NULL && array_push(base, k, &ls, sizeof ls) == 0)
+        return 0;
+    free(ls.text);
+    if (field == NULL)
+        return 0;
+    seterr(err, errlen, "out of memory");
+    return -1;
+}
+
+static int set_backend(const struct key *k, void *base, void *field, const char *value, int line,
+                       char *err, size_t errlen)
+{
+    struct backend_spec bs;
+
+    if (config_parse_backend(value, &bs, err, errlen) < 0)
+        return -1;
+    if (field != NULL && array_push(base, k, &bs, sizeof bs) == 0)
+        return 0;
+    backend_spec_free(&bs);
+    if (field == NULL)
+        return 0;
+    seterr(err, errlen, "out of memory");
+    return -1;
+}
+
+/* Appends every item of the comma list (all or none). */
+static int set_list(const struct key *k, void *base, void *field, const char *value, int line,
+                    char *err, size_t errlen)
+{
+    char **items;
+    size_t n, done = 0;
+    int rc = 0;
+
+    if (split_list(value, k->check, &items, &n, err, errlen) < 0)
+        return -1;
+    if (field != NULL && n > 0) {
+        /* Grow once to the final size, then push without failing. */
+        char *arr;
+        size_t have;
+        memcpy(&arr, field, sizeof arr);
+        memcpy(&have, (char *)base + k->off2, sizeof have);
+        char *grown = realloc(arr, (have + n) * sizeof(char *));
+        if (grown == NULL) {
+            seterr(err, errlen, "out of memory");
+            rc = -1;
+        } else {
+            memcpy(grown + have * sizeof(char *), items, n * sizeof(char *));
+            have += n;
+            memcpy(field, &grown, sizeof grown);
+            memcpy((char *)base + k->off2, &have, sizeof have);
+            done = n;
+        }
+    }
+    if (done == n)
+        free(items);
+    else
+        free_strv(items, n);
+    return rc;
+}
+
+static setter_fn *const setters[] = {
+    [T_DURATION] = set_number, [T_SIZE] = set_number,   [T_UINT] = set_number,
+    [T_BOOL] = set_bool,       [T_STRING] = set_string, [T_ENUM] = set_enum,
+    [T_PATH] = set_string,     [T_LISTEN] = set_listen, [T_BACKEND] = set_backend,
+    [T_LIST] = set_list,
+};
+
 /* Parse value as k's type and, when base is not NULL, store it into the
  * field k describes. Returns 0, or -1 with a message (without key) in err. */
 static int set_value(const struct key *k, void *base, const char *value, int line, char *err,
                      size_t errlen)
 {
     void *field = base != NULL && k->base != B_NONE ? (char *)base + k->off : NULL;
-    char lo[32], hi[32];
-    uint64_t v;
-    bool b;
 
-    switch (k->type) {
-    case T_DURATION:
-    case T_SIZE:
-    case T_UINT:
-        if (parse_number(k->type, value, &v) < 0) {
-            seterr(err, errlen, "invalid %s '%s'%s", number_text[k->type].name, value,
-                   number_text[k->type].hint);
-            return -1;
-        }
-        if (v < k->min || v > key_max(k)) {
-            fmt_number(k->type, k->min, lo, sizeof lo);
-            fmt_number(k->type, key_max(k), hi, sizeof hi);
-            seterr(err, errlen, "'%s' out of range (%s..%s)", value, lo, hi);
-            return -1;
-        }
-        if (field != NULL)
-            store_uint(field, k->size, v);
-        return 0;
-
-    case T_BOOL:
-        if (parse_bool(value, &b) < 0) {
-            seterr(err, errlen, "invalid value '%s' (on or off)", value);
-            return -1;
-        }
-        if (field != NULL)
-            memcpy(field, &b, sizeof b);
-        return 0;
-
-    case T_ENUM:
-        for (int i = 0; k->choices[i] != NULL; i++) {
-            if (strcasecmp(value, k->choices[i]) == 0) {
-                if (field != NULL)
-                    memcpy(field, &i, sizeof i);
-                return 0;
-            }
-        }
-        {
-            char list[128] = "";
-            for (int i = 0; k->choices[i] != NULL; i++) {
-                size_t used = strlen(list);
-                snprintf(list + used, sizeof list - used, "%s%s", i ? " | " : "", k->choices[i]);
-            }
-            seterr(err, errlen, "invalid value '%s' (%s)", value, list);
-        }
-        return -1;
-
-    case T_PATH:
-    case T_STRING:
-        if (k->type == T_PATH && check_path(value, err, errlen) < 0)
-            return -1;
-        if (field != NULL) {
-            char *s = strdup(value), *old;
-            if (s == NULL) {
-                seterr(err, errlen, "out of memory");
-                return -1;
-            }
-            memcpy(&old, field, sizeof old);
-            free(old);
-            memcpy(field, &s, sizeof s);
-        }
-        return 0;
-
-    case T_LISTEN: {
-        struct listen_spec ls;
-        if (parse_listen_line(k, value, line, &ls, err, errlen) < 0)
-            return -1;
-        if (field == NULL || array_push(base, k, &ls, sizeof ls) == 0) {
-            if (field == NULL)
-                free(ls.text);
-            return 0;
-        }
-        free(ls.text);
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
-
-    case T_BACKEND: {
-        struct backend_spec bs;
-        if (config_parse_backend(value, &bs, err, errlen) < 0)
-            return -1;
-        if (field == NULL || array_push(base, k, &bs, sizeof bs) == 0) {
-            if (field == NULL)
-                backend_spec_free(&bs);
-            return 0;
-        }
-        backend_spec_free(&bs);
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
-
-    case T_LIST: {
-        char **items;
-        size_t n, i;
-        if (split_list(value, k->check, &items, &n, err, errlen) < 0)
-            return -1;
-        bool oom = false;
-        for (i = 0; field != NULL && i < n && !oom; i++) {
-            oom = array_push(base, k, &items[i], sizeof items[i]) < 0;
-            if (!oom)
-                items[i] = NULL;
-        }
-        free_strv(items, n);
-        if (oom) {
-            seterr(err, errlen, "out of memory");
-            return -1;
-        }
-        return 0;
-    }
-    }
-    seterr(err, errlen, "internal error: bad key type");
-    return -1;
+    return setters[k->type](k, base, field, value, line, err, errlen);
 }
 
 /* True when value, a non-empty value of an F_LATER key, keeps the feature
@@ -898,7 +953,7 @@ struct parser {
     enum section sect;
     size_t route; /* index in cfg->routes when sect == S_ROUTE */
 
-    int seen[NKEYS]; /* [gateway] and [tls]: line where each key was first set */
+    int seen[NKEYS];        /* [gateway] and [tls]: line where each key was first set */
     struct route_state *rs; /* parallel to cfg->routes */
 
     struct error *errs;
@@ -956,6 +1011,8 @@ static char *take_errors(struct parser *ps)
 
     if (ps->oom)
         add_error(ps, 0, "out of memory");
+    if (ps->nerrs == 0)
+        return NULL;
     qsort(ps->errs, ps->nerrs, sizeof *ps->errs, error_cmp);
     for (size_t i = 0; i < ps->nerrs; i++)
         len += strlen(ps->errs[i].msg) + 1;
@@ -1018,8 +1075,9 @@ static void begin_section(struct parser *ps, const char *name, size_t len)
         return;
     }
     if (len < plen || memcmp(name, prefix, plen) != 0) {
-        add_error(ps, ps->line, "[%.*s]: unknown section (expected [gateway], [tls] or [route:NAME])",
-                  (int)len, name);
+        add_error(ps, ps->line,
+                  "[%.*s]: unknown section (expected [gateway], [tls] or [route:NAME])", (int)len,
+                  name);
         return;
     }
     const char *rname = name + plen;
@@ -1125,8 +1183,7 @@ static char *read_line(char *str, int num, void *stream)
         return str;
     }
     if (len > (size_t)num - 1) {
-        add_error(ps, ps->line, "line longer than %d characters (repeat the key instead)",
-                  num - 1);
+        add_error(ps, ps->line, "line longer than %d characters (repeat the key instead)", num - 1);
         return str;
     }
     memcpy(str, line, len);
@@ -1180,13 +1237,13 @@ static int on_key(void *user, const char *section, const char *name, const char 
     int *seen;
 
     (void)section; /* the reader tracks sections itself */
+    if (ps->sect == S_SKIP)
+        return 1; /* in a section already reported as wrong */
     if (ps->continuation) {
         add_error(ps, ps->line,
                   "%s: indented line continues the value: not supported (repeat the key)", name);
         return 1;
     }
-    if (ps->sect == S_SKIP)
-        return 1;
     if (ps->sect == S_NONE) {
         add_error(ps, ps->line, "%s: key outside any section (put it under [gateway])", name);
         return 1;
@@ -1199,8 +1256,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
         else if (ps->sect == S_GATEWAY && find_key(S_ROUTE, name) != NULL)
             add_error(ps, ps->line, "%s: only allowed in [route:NAME]", name);
         else
-            add_error(ps, ps->line, "%s: unknown key in [%s%s%s]", name,
-                      section_name(ps->sect), *where ? ":" : "", where);
+            add_error(ps, ps->line, "%s: unknown key in [%s%s%s]", name, section_name(ps->sect),
+                      *where ? ":" : "", where);
         return 1;
     }
     seen = ps->sect == S_ROUTE ? ps->rs[ps->route].seen : ps->seen;
@@ -1215,10 +1272,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 1; /* empty = feature off */
     if (set_value(k, key_base(ps, ps->sect, ps->route, k), value, ps->line, msg, sizeof msg) < 0)
         add_error(ps, ps->line, "%s: %s", name, msg);
-    else if ((k->flags & F_LATER) && !is_inert(k, value))
-        add_error(ps, ps->line, "%s: not supported yet (%s%s%s)", name,
-                  k->inert ? "only '" : "leave it empty", k->inert ? k->inert : "",
-                  k->inert ? "' works" : "");
+    else if ((k->flags & F_LATER) && k->inert != NULL && !is_inert(k, value))
+        add_error(ps, ps->line, "%s: not supported yet (only '%s' works)", name, k->inert);
+    else if ((k->flags & F_LATER) && k->inert == NULL)
+        add_error(ps, ps->line, "%s: not supported yet (leave it empty)", name);
     return 1;
 }
 
@@ -1265,8 +1322,8 @@ static void finalize(struct parser *ps)
         for (size_t o = 0; rt->path != NULL && o < r; o++) {
             if (cfg->routes[o].path != NULL && strcmp(cfg->routes[o].path, rt->path) == 0) {
                 add_error(ps, seen[path_key - keys],
-                          "path: duplicate route path '%s' (also [route:%s] on line %d)",
-                          rt->path, cfg->routes[o].name, ps->rs[o].seen[path_key - keys]);
+                          "path: duplicate route path '%s' (also in [route:%s], line %d)", rt->path,
+                          cfg->routes[o].name, ps->rs[o].seen[path_key - keys]);
                 break;
             }
         }
@@ -1535,28 +1592,43 @@ static void dump_key(const struct key *k, const void *base, FILE *out)
     }
 }
 
-/* Contract in config.h. */
+/* Whether k is stored in section sect (pass 0: the section's own keys, pass
+ * 1: in a route, the [gateway] keys it overrides). */
+static bool dump_in(const struct key *k, enum section sect, int pass)
+{
+    if (k->base == B_NONE)
+        return false;
+    return pass == 0 ? k->sect == sect : sect == S_ROUTE && (k->flags & F_ROUTE);
+}
+
+/* Contract in config.h. Sections print their own keys first, then (routes)
+ * the inherited [gateway] values; sections with nothing stored are left out. */
 void config_dump(const struct config *c, FILE *out)
 {
     static const enum section order[] = {S_GATEWAY, S_TLS};
 
     fprintf(out, "; effective configuration of %s\n", c->file);
     for (size_t s = 0; s < sizeof order / sizeof order[0]; s++) {
-        fprintf(out, "%s[%s]\n", s > 0 ? "\n" : "", section_name(order[s]));
+        bool any = false;
         for (size_t i = 0; i < NKEYS; i++) {
             const struct key *k = &keys[i];
-            if (k->sect == order[s])
-                dump_key(k, k->base == B_PARAMS ? (const void *)&c->defaults : (const void *)c,
-                         out);
+            if (!dump_in(k, order[s], 0))
+                continue;
+            if (!any)
+                fprintf(out, "%s[%s]\n", s > 0 ? "\n" : "", section_name(order[s]));
+            any = true;
+            dump_key(k, k->base == B_PARAMS ? (const void *)&c->defaults : (const void *)c, out);
         }
     }
     for (size_t r = 0; r < c->nroutes; r++) {
         const struct route *rt = &c->routes[r];
         fprintf(out, "\n[route:%s]\n", rt->name);
-        for (size_t i = 0; i < NKEYS; i++) {
-            const struct key *k = &keys[i];
-            if (k->sect == S_ROUTE || (k->flags & F_ROUTE))
-                dump_key(k, k->base == B_PARAMS ? (const void *)&rt->p : (const void *)rt, out);
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t i = 0; i < NKEYS; i++) {
+                const struct key *k = &keys[i];
+                if (dump_in(k, S_ROUTE, pass))
+                    dump_key(k, k->base == B_PARAMS ? (const void *)&rt->p : (const void *)rt, out);
+            }
         }
     }
 }

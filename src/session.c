@@ -364,6 +364,8 @@ static void on_control(struct session *s, const struct ws_event *ev)
 {
     switch (ev->opcode) {
     case WS_OP_PING:
+        if (s->close_queued) /* closing: no pong may follow our close */
+            break;
         memcpy(s->pong, s->dec.ctl, s->dec.ctl_len);
         s->pong_len = s->dec.ctl_len;
         s->pong_pending = 1;
@@ -387,7 +389,10 @@ static void on_control(struct session *s, const struct ws_event *ev)
 static void process_input(struct session *s)
 {
     struct buf *in = s->in;
-    while (in && !s->up_done && in->start < in->end && s->nspans < SPANS_MAX) {
+    /* A ping pauses decoding until its pong is out, so every ping gets its
+     * pong without queueing more than one. */
+    while (in && !s->up_done && !s->pong_pending && in->start < in->end &&
+           s->nspans < SPANS_MAX) {
         struct ws_event ev;
         size_t base = in->start;
         in->start += ws_decode(&s->dec, in->data + base, in->end - base, &ev);
@@ -439,6 +444,8 @@ static void client_read_frames(struct session *s)
     process_input(s);
     if (s->nspans > s->span0)
         backend_write(s);
+    if (s->pong_pending)
+        client_write(s);
 }
 
 /* Write pending payload spans to the backend. */
@@ -541,6 +548,8 @@ static void backend_read(struct session *s)
  * frames, the close frame goes last. */
 static int pick_write(struct session *s)
 {
+    if (s->close_sent) /* nothing may follow a close frame */
+        return 0;
     if (s->pong_pending) {
         s->ctl_len = ws_header(s->ctl, WS_OP_PONG, s->pong_len);
         memcpy(s->ctl + s->ctl_len, s->pong, s->pong_len);
@@ -566,6 +575,8 @@ static int pick_write(struct session *s)
 
 static int client_has_output(struct session *s)
 {
+    if (s->close_sent)
+        return 0;
     return s->writing != W_NONE || s->pong_pending || s->ping_pending ||
            (s->out && buf_len(s->out) > 0) ||
            (s->close_queued && !s->close_sent && !s->close_in_flight);
@@ -583,6 +594,13 @@ static void client_wrote(struct session *s)
         s->close_sent = 1;
         if (s->close_rcvd || s->failing)
             client_finish(s);
+    } else if (s->in && s->in->start < s->in->end) {
+        /* A pong went out: decoding may go on. */
+        s->writing = W_NONE;
+        process_input(s);
+        if (s->nspans > s->span0)
+            backend_write(s);
+        return;
     }
     s->writing = W_NONE;
 }

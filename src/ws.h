@@ -28,7 +28,7 @@ enum ws_close_code {
     WS_CLOSE_INTERNAL = 1011,
 };
 
-#define WS_MAX_HEADER 14  /* client frame: 2 + 8 length + 4 mask */
+#define WS_MAX_HEADER 14 /* client frame: 2 + 8 length + 4 mask */
 #define WS_MAX_SERVER_HEADER 10
 #define WS_MAX_CONTROL 125
 
@@ -49,37 +49,39 @@ enum ws_event_type {
                        len > 0, except for a message whose final frame is empty: then one
                        event with len 0 and fin true marks the end of the message (empty
                        non-final frames give no event) */
-    WS_EV_CONTROL,  /* a complete control frame; payload in d->ctl[0..d->ctl_len) */
+    WS_EV_CONTROL,  /* a complete control frame; payload in d->ctl[0..d->ctl_len), valid
+                       until the next ws_decode call */
     WS_EV_ERROR,    /* protocol violation: fail the connection with close_code */
 };
 
 struct ws_event {
     enum ws_event_type type;
-    size_t off, len;     /* WS_EV_DATA */
+    size_t off, len;       /* WS_EV_DATA (off relative to the buf of this call);
+                              WS_EV_CONTROL: off 0, len = d->ctl_len */
     enum ws_opcode opcode; /* WS_EV_CONTROL: PING, PONG or CLOSE; WS_EV_DATA: TEXT or BINARY */
-    bool fin;            /* WS_EV_DATA: this range ends the message */
-    uint16_t close_code; /* WS_EV_CONTROL close: code received (1005 if none);
-                            WS_EV_ERROR: 1002, 1007 or 1009 to send */
-    const char *reason;  /* WS_EV_ERROR: short static text for the close reason and log */
+    bool fin;              /* WS_EV_DATA: this range ends the message */
+    uint16_t close_code;   /* WS_EV_CONTROL close: code received (1005 if none);
+                              WS_EV_ERROR: 1002, 1007 or 1009 to send */
+    const char *reason;    /* WS_EV_ERROR: short static text for the close reason and log */
 };
 
 struct ws_decoder {
     /* settings */
     uint64_t max_message; /* 0 = unlimited */
     /* state: private to ws.c */
-    int state;
+    int state; /* which part of the frame comes next (ST_* in ws.c) */
     uint8_t hdr[WS_MAX_HEADER];
-    size_t hdr_have, hdr_need;
-    uint8_t op; /* opcode of the current frame */
+    size_t hdr_have, hdr_need; /* header bytes gathered / needed for the current part */
+    uint8_t op;                /* opcode of the current frame */
     bool fin;
     uint8_t mask[4];
-    size_t mask_pos; /* index of the next mask byte (0..3) */
+    size_t mask_pos;    /* index of the next mask byte (0..3) */
     uint64_t remaining; /* payload bytes left in the current frame */
     uint8_t msg_op;     /* opcode of the message in progress (0 = none) */
     uint64_t msg_len;   /* bytes of the message so far */
     utf8_state utf8;
     bool failed;
-    uint16_t err_code;      /* repeated by every call after a failure */
+    uint16_t err_code; /* repeated by every call after a failure */
     const char *err_reason;
     /* control frame payload, collected across reads */
     uint8_t ctl[WS_MAX_CONTROL];
@@ -121,9 +123,9 @@ size_t ws_base64_encode(char *out, const uint8_t *in, size_t n);
 
 /* Streaming base64 decoder, for the "base64" subprotocol: decodes in place. */
 struct ws_b64dec {
-    uint32_t acc;  /* bits carried across calls */
-    int nacc;      /* sextets of the current quantum (0..3); -1 after an error */
-    int pad;       /* '=' seen in the current or last quantum */
+    uint32_t acc; /* bits carried across calls */
+    int nacc;     /* sextets of the current quantum (0..3); -1 after an error */
+    int pad;      /* '=' seen in the current or last quantum */
 };
 /* Decode p[0..n) in place (output never overtakes input). Returns the number of
  * decoded bytes written at p, or -1 for a character outside the alphabet or

@@ -114,6 +114,10 @@ class Backends:
     def reset(self, greeting=b"", after_bytes=1):
         return self._add(harness.Backend(harness.reset_handler(greeting, after_bytes)))
 
+    def custom(self, handler, keep_data=False):
+        """A backend running handler(backend, conn_record) per connection."""
+        return self._add(harness.Backend(handler, keep_data=keep_data))
+
     def blackhole(self):
         return self._add(harness.Blackhole())
 

@@ -492,6 +492,20 @@ class RawClient:
         return f
 
 
+def assert_http_error(c, status, resp=None):
+    """The response is `status` with Connection: close and a short
+    text/plain body, then the server closes TCP."""
+    resp = resp or c.read_http_response()
+    assert resp.status == status, "expected %d, got %r" % (status, resp)
+    assert resp.version == "HTTP/1.1", resp
+    assert "close" in resp.tokens("connection"), "no Connection: close in %r" % resp
+    assert (resp.get("content-type") or "").startswith("text/plain"), resp
+    assert 0 < len(resp.body) <= 1024, "body should be short text: %r" % resp
+    assert resp.get("sec-websocket-accept") is None, resp
+    c.expect_eof()
+    return resp
+
+
 # ---------------------------------------------------------------- backends
 
 
@@ -926,3 +940,34 @@ async def ws_echo_session(url, messages, subprotocols=None, open_timeout=30, io_
             await ws.send(m)
         await asyncio.wait_for(task, io_timeout)
     return bytes(got)
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `interval` seconds in a thread."""
+
+    def __init__(self, gateway, interval=0.05):
+        self.gw = gateway
+        self.interval = interval
+        self.samples = []
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            try:
+                self.samples.append(self.gw.rss_kib())
+            except (OSError, AssertionError):
+                break
+            self.stop_event.wait(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(5)
+
+    @property
+    def max_kib(self):
+        return max(self.samples) if self.samples else 0

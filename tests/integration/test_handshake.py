@@ -11,25 +11,11 @@ import harness
 from harness import OP_BINARY, make_request, route
 
 
-def assert_http_error(c, status, resp=None):
-    """The response is `status` with Connection: close and a short
-    text/plain body, then the server closes TCP."""
-    resp = resp or c.read_http_response()
-    assert resp.status == status, "expected %d, got %r" % (status, resp)
-    assert resp.version == "HTTP/1.1", resp
-    assert "close" in resp.tokens("connection"), "no Connection: close in %r" % resp
-    assert (resp.get("content-type") or "").startswith("text/plain"), resp
-    assert 0 < len(resp.body) <= 1024, "body should be short text: %r" % resp
-    assert resp.get("sec-websocket-accept") is None, resp
-    c.expect_eof()
-    return resp
-
-
 def send_expect(gw, raw, status):
     """Send raw request bytes on a fresh connection; expect status."""
     c = gw.client()
     c.send_quietly(raw)
-    return assert_http_error(c, status)
+    return harness.assert_http_error(c, status)
 
 
 # ---------------------------------------------------------------- success
@@ -127,7 +113,7 @@ def test_head_over_16k_unterminated_431(echo_gw):
     c = echo_gw.client()
     head = make_request("/")[:-2]  # drop the final CRLF
     c.send_quietly(head + b"X-Long: " + b"a" * 17000 + b"\r\n")
-    assert_http_error(c, 431)
+    harness.assert_http_error(c, 431)
 
 
 def test_missing_host_400(echo_gw):
@@ -285,7 +271,7 @@ def test_backend_connect_timeout_504(gw, backends):
     resp = c.read_http_response(timeout=20)
     elapsed = time.monotonic() - t0
     print("504 after %.2fs" % elapsed)
-    assert_http_error(c, 504, resp)
+    harness.assert_http_error(c, 504, resp)
     assert elapsed >= 0.3, "504 before connect_timeout elapsed (%.2fs)" % elapsed
 
 

@@ -1,0 +1,1089 @@
+/* test_config.c - unit tests for the configuration loader (src/config.c).
+ *
+ * Most cases load INI text from memory under the name "t.ini", so every
+ * message can be compared exactly ("t.ini:LINE: key: ..."); a few fixtures
+ * under tests/data/config/ and the shipped etc/wsgate.ini go through the
+ * file path of the loader. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* open_memstream, mkstemp */
+#endif
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#ifndef TEST_DATA_DIR
+#error "TEST_DATA_DIR must name tests/data"
+#endif
+#define CONF_DIR TEST_DATA_DIR "/config/"
+#define SAMPLE_INI TEST_DATA_DIR "/../../etc/wsgate.ini"
+
+#ifdef NEED_ROUTE_STUB
+/* Only for building this file without src/route.c. */
+const struct route *config_match_route(const struct config *c, const char *path, size_t len)
+{
+    (void)c;
+    (void)path;
+    (void)len;
+    return NULL;
+}
+#endif
+
+/* A route that makes a configuration valid. */
+#define ROUTE "[route:r]\npath = /\nbackend = 127.0.0.1:1\n"
+
+static char err[8192];
+
+/* Load text that must be valid. */
+static struct config *load_ok(const char *text)
+{
+    struct config *c = NULL;
+
+    err[0] = '\0';
+    if (config_load_string("t.ini", text, &c, err, sizeof err) != 0)
+        fail_msg("unexpected errors:\n%s\nfor:\n%s", err, text);
+    assert_non_null(c);
+    assert_int_equal(c->refcount, 1);
+    return c;
+}
+
+/* Load text that must be refused with exactly the errors want. */
+static void expect_errors(const char *text, const char *want)
+{
+    struct config *c = (struct config *)1;
+
+    err[0] = '\0';
+    assert_int_equal(config_load_string("t.ini", text, &c, err, sizeof err), -1);
+    assert_null(c);
+    if (strcmp(err, want) != 0)
+        fail_msg("for:\n%s\nwant:\n%s\ngot:\n%s", text, want, err);
+}
+
+/* "[section]\nkey = value\n" + ROUTE (or, for a route key, in the route). */
+static void build(char *buf, size_t len, const char *section, const char *key, const char *value)
+{
+    if (strcmp(section, "route") == 0)
+        snprintf(buf, len, "[route:r]\n%s = %s\npath = /\nbackend = 127.0.0.1:1\n", key, value);
+    else
+        snprintf(buf, len, "[%s]\n%s = %s\n" ROUTE, section, key, value);
+}
+
+static unsigned port_of(const struct sockaddr_any *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+static const char *addr_of(const struct sockaddr_any *a, char *buf, size_t len)
+{
+    const void *p = a->ss.ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)&a->ss)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+    return inet_ntop(a->ss.ss_family, p, buf, (socklen_t)len);
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static void test_duration_good(void **state)
+{
+    static const struct {
+        const char *s;
+        uint64_t ms;
+    } cases[] = {
+        {"0", 0},
+        {"30", 30000},
+        {"250ms", 250},
+        {"30s", 30000},
+        {"5m", 300000},
+        {"1h", 3600000},
+        {"007s", 7000},
+        {"0ms", 0},
+        {"18446744073709551615ms", UINT64_MAX},
+        {"18446744073709551s", 18446744073709551000u},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t ms = 1;
+        assert_int_equal(config_parse_duration(cases[i].s, &ms), 0);
+        assert_int_equal(ms, cases[i].ms);
+    }
+}
+
+static void test_duration_bad(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "-1",
+        "10x",
+        "ms",
+        "s",
+        "1.5s",
+        " 5",
+        "5 ",
+        "5 s",
+        "+5",
+        "5S",
+        "5M",
+        "1hh",
+        "1d",
+        "0x10",
+        "1e3",
+        "18446744073709551616",        /* digits overflow */
+        "18446744073709552s",          /* unit overflow */
+        "5124095576030432h",           /* unit overflow */
+        "99999999999999999999999999ms" /* digits overflow */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t ms = 42;
+        if (config_parse_duration(bad[i], &ms) != -1)
+            fail_msg("'%s' accepted as a duration", bad[i]);
+        assert_int_equal(ms, 42);
+    }
+}
+
+static void test_size_good(void **state)
+{
+    static const struct {
+        const char *s;
+        uint64_t n;
+    } cases[] = {
+        {"0", 0},
+        {"65536", 65536},
+        {"64k", 65536},
+        {"64K", 65536},
+        {"16m", 16777216},
+        {"16M", 16777216},
+        {"1g", 1073741824},
+        {"2G", 2147483648u},
+        {"18446744073709551615", UINT64_MAX},
+        {"17179869183g", 17179869183ull << 30},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t n = 1;
+        assert_int_equal(config_parse_size(cases[i].s, &n), 0);
+        assert_int_equal(n, cases[i].n);
+    }
+}
+
+static void test_size_bad(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "-1",
+        "k",
+        "1.5k",
+        "64kb",
+        "64KiB",
+        "1t",
+        " 1k",
+        "1k ",
+        "1 k",
+        "+1k",
+        "0x100",
+        "1kk",
+        "18446744073709551616",
+        "17179869184g",
+        "18014398509481984k",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t n = 42;
+        if (config_parse_size(bad[i], &n) != -1)
+            fail_msg("'%s' accepted as a size", bad[i]);
+        assert_int_equal(n, 42);
+    }
+}
+
+static void test_listen_forms(void **state)
+{
+    static const struct {
+        const char *s;
+        int family;
+        const char *addr;
+        unsigned port;
+    } cases[] = {
+        {"127.0.0.1:8080", AF_INET, "127.0.0.1", 8080},
+        {":80", AF_INET, "0.0.0.0", 80},
+        {"0.0.0.0:65535", AF_INET, "0.0.0.0", 65535},
+        {"[::1]:8080", AF_INET6, "::1", 8080},
+        {"[::]:1", AF_INET6, "::", 1},
+        {"[fe80::1:2]:443", AF_INET6, "fe80::1:2", 443},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sockaddr_any a;
+        char buf[INET6_ADDRSTRLEN], e[256];
+        if (config_parse_listen(cases[i].s, &a, e, sizeof e) != 0)
+            fail_msg("'%s': %s", cases[i].s, e);
+        assert_int_equal(a.ss.ss_family, cases[i].family);
+        assert_int_equal(a.len, cases[i].family == AF_INET ? sizeof(struct sockaddr_in)
+                                                           : sizeof(struct sockaddr_in6));
+        assert_string_equal(addr_of(&a, buf, sizeof buf), cases[i].addr);
+        assert_int_equal(port_of(&a), cases[i].port);
+    }
+}
+
+static void test_listen_bad(void **state)
+{
+    static const struct {
+        const char *s, *msg;
+    } cases[] = {
+        {"8080", "'8080': expected host:port"},
+        {"localhost:80",
+         "'localhost' is not a numeric IPv4 address (listen takes IP addresses only)"},
+        {"::1:80", "'::1:80': an IPv6 address needs brackets: [addr]:port"},
+        {"1.2.3.4:0", "'1.2.3.4:0': invalid port '0' (1-65535)"},
+        {"1.2.3.4:65536", "'1.2.3.4:65536': invalid port '65536' (1-65535)"},
+        {"1.2.3.4:", "'1.2.3.4:': invalid port '' (1-65535)"},
+        {"1.2.3.4:http", "'1.2.3.4:http': invalid port 'http' (1-65535)"},
+        {"1.2.3.4:-1", "'1.2.3.4:-1': invalid port '-1' (1-65535)"},
+        {"[::1]80", "'[::1]80': expected [v6addr]:port"},
+        {"[::1", "'[::1': expected [v6addr]:port"},
+        {"[]:80", "'[]:80': empty address in brackets"},
+        {"[127.0.0.1]:80",
+         "'127.0.0.1' is not a numeric IPv6 address (listen takes IP addresses only)"},
+        {"1.2.3:80", "'1.2.3' is not a numeric IPv4 address (listen takes IP addresses only)"},
+        {"", "'': expected host:port"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sockaddr_any a;
+        char e[256] = "";
+        assert_int_equal(config_parse_listen(cases[i].s, &a, e, sizeof e), -1);
+        assert_string_equal(e, cases[i].msg);
+    }
+}
+
+static void test_backend_forms(void **state)
+{
+    struct backend_spec b;
+    char buf[INET6_ADDRSTRLEN], e[256];
+    (void)state;
+
+    assert_int_equal(config_parse_backend("127.0.0.1:5900", &b, e, sizeof e), 0);
+    assert_string_equal(b.text, "127.0.0.1:5900");
+    assert_string_equal(b.host, "127.0.0.1");
+    assert_int_equal(b.naddrs, 1);
+    assert_int_equal(b.addrs[0].ss.ss_family, AF_INET);
+    assert_string_equal(addr_of(&b.addrs[0], buf, sizeof buf), "127.0.0.1");
+    assert_int_equal(port_of(&b.addrs[0]), 5900);
+    free(b.text), free(b.host), free(b.addrs);
+
+    assert_int_equal(config_parse_backend("[::1]:22", &b, e, sizeof e), 0);
+    assert_string_equal(b.text, "[::1]:22");
+    assert_string_equal(b.host, "::1");
+    assert_int_equal(b.naddrs, 1);
+    assert_int_equal(b.addrs[0].ss.ss_family, AF_INET6);
+    assert_string_equal(addr_of(&b.addrs[0], buf, sizeof buf), "::1");
+    assert_int_equal(port_of(&b.addrs[0]), 22);
+    free(b.text), free(b.host), free(b.addrs);
+
+    /* A name: every address it resolves to (localhost comes from /etc/hosts). */
+    if (config_parse_backend("localhost:7000", &b, e, sizeof e) != 0)
+        fail_msg("localhost: %s", e);
+    assert_string_equal(b.host, "localhost");
+    assert_true(b.naddrs >= 1);
+    for (size_t i = 0; i < b.naddrs; i++) {
+        assert_true(b.addrs[i].ss.ss_family == AF_INET || b.addrs[i].ss.ss_family == AF_INET6);
+        assert_int_equal(port_of(&b.addrs[i]), 7000);
+    }
+    free(b.text), free(b.host), free(b.addrs);
+
+    assert_int_equal(config_parse_backend("unix:/run/x.sock", &b, e, sizeof e), 0);
+    assert_string_equal(b.text, "unix:/run/x.sock");
+    assert_null(b.host);
+    assert_int_equal(b.naddrs, 1);
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&b.addrs[0].ss;
+    assert_int_equal(sun->sun_family, AF_UNIX);
+    assert_string_equal(sun->sun_path, "/run/x.sock");
+    assert_int_equal(b.addrs[0].len, offsetof(struct sockaddr_un, sun_path) + 12);
+    free(b.text), free(b.host), free(b.addrs);
+
+    /* The longest unix path that fits sun_path with its NUL. */
+    char longest[sizeof sun->sun_path + 8] = "unix:/";
+    memset(longest + 6, 'a', sizeof sun->sun_path - 2);
+    longest[5 + sizeof sun->sun_path - 1] = '\0';
+    assert_int_equal(config_parse_backend(longest, &b, e, sizeof e), 0);
+    assert_int_equal(strlen(((const struct sockaddr_un *)&b.addrs[0].ss)->sun_path),
+                     sizeof sun->sun_path - 1);
+    free(b.text), free(b.host), free(b.addrs);
+}
+
+static void test_backend_bad(void **state)
+{
+    char toolong[sizeof(((struct sockaddr_un *)0)->sun_path) + 8] = "unix:/";
+    char longhost[400];
+    static const struct {
+        const char *s, *msg;
+    } cases[] = {
+        {"unix:relative.sock", "'unix:relative.sock': the unix socket path must be absolute"},
+        {"unix:", "'unix:': the unix socket path must be absolute"},
+        {":80", "':80': expected host:port, [v6addr]:port or unix:/path"},
+        {"127.0.0.1", "'127.0.0.1': expected host:port"},
+        {"127.0.0.1:0", "'127.0.0.1:0': invalid port '0' (1-65535)"},
+        {"host name:80", "'host name:80': expected host:port, [v6addr]:port or unix:/path"},
+        {"::1:80", "'::1:80': an IPv6 address needs brackets: [addr]:port"},
+        {"[::1]", "'[::1]': expected [v6addr]:port"},
+    };
+    struct backend_spec b;
+    char e[512] = "";
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(config_parse_backend(cases[i].s, &b, e, sizeof e), -1);
+        assert_string_equal(e, cases[i].msg);
+        assert_null(b.addrs);
+        assert_null(b.text);
+    }
+    assert_int_equal(config_parse_backend("[localhost]:80", &b, e, sizeof e), -1);
+    assert_non_null(strstr(e, "cannot resolve 'localhost'"));
+
+    memset(toolong + 6, 'a', sizeof toolong - 7);
+    toolong[sizeof toolong - 1] = '\0';
+    assert_int_equal(config_parse_backend(toolong, &b, e, sizeof e), -1);
+    assert_non_null(strstr(e, "unix socket path longer than 107 bytes"));
+
+    memset(longhost, 'a', sizeof longhost);
+    strcpy(longhost + 300, ":80");
+    assert_int_equal(config_parse_backend(longhost, &b, e, sizeof e), -1);
+    assert_non_null(strstr(e, "host too long"));
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+    char buf[INET6_ADDRSTRLEN];
+    struct config *c = load_ok(ROUTE);
+    (void)state;
+
+    assert_string_equal(c->file, "t.ini");
+    assert_int_equal(c->nlistens, 1);
+    assert_string_equal(c->listens[0].text, "0.0.0.0:8080");
+    assert_string_equal(addr_of(&c->listens[0].addr, buf, sizeof buf), "0.0.0.0");
+    assert_int_equal(port_of(&c->listens[0].addr), 8080);
+    assert_false(c->listens[0].tls);
+    assert_int_equal(c->workers, 0);
+    assert_int_equal(c->max_connections, 10000);
+    assert_int_equal(c->handshake_timeout_ms, 10000);
+    assert_int_equal(c->defaults.connect_timeout_ms, 5000);
+    assert_int_equal(c->defaults.ping_interval_ms, 30000);
+    assert_int_equal(c->defaults.pong_timeout_ms, 10000);
+    assert_int_equal(c->defaults.idle_timeout_ms, 0);
+    assert_int_equal(c->defaults.max_message_size, 0);
+    assert_int_equal(c->buffer_size, 65536);
+    assert_int_equal(c->log_level, WLOG_INFO);
+    assert_int_equal(c->log_format, LOGF_TEXT);
+
+    assert_int_equal(c->nroutes, 1);
+    const struct route *r = &c->routes[0];
+    assert_string_equal(r->name, "r");
+    assert_string_equal(r->path, "/");
+    assert_true(r->prefix);
+    assert_int_equal(r->nbackends, 1);
+    assert_int_equal(r->norigins, 0);
+    assert_null(r->origins);
+    assert_int_equal(r->nsubprotocols, 0);
+    assert_int_equal(r->max_connections, 0);
+    assert_int_equal(r->index, 0);
+    assert_int_equal(r->line, 1);
+    assert_memory_equal(&r->p, &c->defaults, sizeof r->p);
+    config_unref(c);
+}
+
+static void test_all_gateway_keys(void **state)
+{
+    struct config *c = load_ok("[gateway]\n"
+                               "listen = 127.0.0.1:1\n"
+                               "listen = [::1]:2\n"
+                               "listen = :3\n"
+                               "workers = 4\n"
+                               "max_connections = 5\n"
+                               "handshake_timeout = 6s\n"
+                               "connect_timeout = 7m\n"
+                               "ping_interval = 0\n"
+                               "pong_timeout = 9ms\n"
+                               "idle_timeout = 1h\n"
+                               "max_message_size = 11k\n"
+                               "buffer_size = 12m\n"
+                               "log_level = DEBUG\n"
+                               "log_format = json\n" ROUTE);
+    (void)state;
+    assert_int_equal(c->nlistens, 3);
+    assert_string_equal(c->listens[0].text, "127.0.0.1:1");
+    assert_int_equal(c->listens[0].line, 2);
+    assert_string_equal(c->listens[1].text, "[::1]:2");
+    assert_int_equal(c->listens[1].addr.ss.ss_family, AF_INET6);
+    assert_string_equal(c->listens[2].text, ":3");
+    assert_int_equal(c->listens[2].line, 4);
+    assert_int_equal(c->workers, 4);
+    assert_int_equal(c->max_connections, 5);
+    assert_int_equal(c->handshake_timeout_ms, 6000);
+    assert_int_equal(c->defaults.connect_timeout_ms, 7 * 60000);
+    assert_int_equal(c->defaults.ping_interval_ms, 0);
+    assert_int_equal(c->defaults.pong_timeout_ms, 9);
+    assert_int_equal(c->defaults.idle_timeout_ms, 3600000);
+    assert_int_equal(c->defaults.max_message_size, 11 * 1024);
+    assert_int_equal(c->buffer_size, 12 * 1024 * 1024);
+    assert_int_equal(c->log_level, WLOG_DEBUG);
+    assert_int_equal(c->log_format, LOGF_JSON);
+    assert_memory_equal(&c->routes[0].p, &c->defaults, sizeof c->defaults);
+    config_unref(c);
+}
+
+/* A route inherits the [gateway] values it does not set, wherever [gateway]
+ * stands in the file, and keeps its own overrides. */
+static void test_route_inheritance(void **state)
+{
+    static const char *const gateway = "[gateway]\n"
+                                       "connect_timeout = 1s\n"
+                                       "ping_interval = 2s\n"
+                                       "pong_timeout = 3s\n"
+                                       "idle_timeout = 4s\n"
+                                       "max_message_size = 5k\n";
+    static const char *const routes = "[route:plain]\n"
+                                      "path = /a\n"
+                                      "backend = 127.0.0.1:1\n"
+                                      "[route:own]\n"
+                                      "path = /b/\n"
+                                      "backend = 127.0.0.1:1\n"
+                                      "connect_timeout = 10s\n"
+                                      "ping_interval = 0\n"
+                                      "pong_timeout = 30s\n"
+                                      "idle_timeout = 40s\n"
+                                      "max_message_size = 50k\n"
+                                      "[route:some]\n"
+                                      "path = /c\n"
+                                      "backend = 127.0.0.1:1\n"
+                                      "idle_timeout = 0\n";
+    char text[2048];
+    (void)state;
+
+    for (int order = 0; order < 2; order++) {
+        snprintf(text, sizeof text, "%s%s", order ? routes : gateway, order ? gateway : routes);
+        struct config *c = load_ok(text);
+        assert_int_equal(c->nroutes, 3);
+        const struct route_params *p = &c->routes[0].p;
+        assert_int_equal(p->connect_timeout_ms, 1000);
+        assert_int_equal(p->ping_interval_ms, 2000);
+        assert_int_equal(p->pong_timeout_ms, 3000);
+        assert_int_equal(p->idle_timeout_ms, 4000);
+        assert_int_equal(p->max_message_size, 5 * 1024);
+        assert_false(c->routes[0].prefix);
+        p = &c->routes[1].p;
+        assert_int_equal(p->connect_timeout_ms, 10000);
+        assert_int_equal(p->ping_interval_ms, 0);
+        assert_int_equal(p->pong_timeout_ms, 30000);
+        assert_int_equal(p->idle_timeout_ms, 40000);
+        assert_int_equal(p->max_message_size, 50 * 1024);
+        assert_true(c->routes[1].prefix);
+        p = &c->routes[2].p;
+        assert_int_equal(p->connect_timeout_ms, 1000);
+        assert_int_equal(p->idle_timeout_ms, 0);
+        assert_int_equal(p->max_message_size, 5 * 1024);
+        for (size_t i = 0; i < c->nroutes; i++)
+            assert_int_equal(c->routes[i].index, i);
+        config_unref(c);
+    }
+}
+
+static void test_route_keys(void **state)
+{
+    struct config *c = load_ok("[route:vnc-1.a_b]\n"
+                               "path = /vnc\n"
+                               "backend = 127.0.0.1:5900\n"
+                               "backend = [::1]:5901\n"
+                               "backend = unix:/run/vnc.sock\n"
+                               "allowed_origins = https://a.example, http://*.example.org:8080\n"
+                               "allowed_origins = null\n"
+                               "subprotocols = binary,base64 , v2.proto\n"
+                               "subprotocols = chat\n"
+                               "max_connections = 7\n"
+                               "allowed_client_names =\n"
+                               "token_file =\n"
+                               "backend_tls = off\n"
+                               "backend_ca =\n"
+                               "backend_tls_verify = on\n");
+    (void)state;
+    assert_int_equal(c->nroutes, 1);
+    const struct route *r = &c->routes[0];
+    assert_string_equal(r->name, "vnc-1.a_b");
+    assert_string_equal(r->path, "/vnc");
+    assert_false(r->prefix);
+    assert_int_equal(r->nbackends, 3);
+    assert_string_equal(r->backends[0].text, "127.0.0.1:5900");
+    assert_string_equal(r->backends[1].text, "[::1]:5901");
+    assert_string_equal(r->backends[2].text, "unix:/run/vnc.sock");
+    assert_int_equal(r->backends[2].addrs[0].ss.ss_family, AF_UNIX);
+    assert_int_equal(r->norigins, 3);
+    assert_string_equal(r->origins[0], "https://a.example");
+    assert_string_equal(r->origins[1], "http://*.example.org:8080");
+    assert_string_equal(r->origins[2], "null");
+    assert_int_equal(r->nsubprotocols, 4);
+    assert_string_equal(r->subprotocols[0], "binary");
+    assert_string_equal(r->subprotocols[1], "base64");
+    assert_string_equal(r->subprotocols[2], "v2.proto");
+    assert_string_equal(r->subprotocols[3], "chat");
+    assert_int_equal(r->max_connections, 7);
+    config_unref(c);
+}
+
+/* One case per kind of error: the whole err must be exactly this line. */
+static void test_error_messages(void **state)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[gateway]\nfoo = 1\n" ROUTE, "t.ini:2: foo: unknown key in [gateway]"},
+        {"[tls]\nfoo = 1\n" ROUTE, "t.ini:2: foo: unknown key in [tls]"},
+        {ROUTE "foo = 1\n", "t.ini:4: foo: unknown key in [route:r]"},
+        {ROUTE "workers = 1\n", "t.ini:4: workers: only allowed in [gateway]"},
+        {"[gateway]\npath = /x\n" ROUTE, "t.ini:2: path: only allowed in [route:NAME]"},
+        {"[foo]\n" ROUTE,
+         "t.ini:1: [foo]: unknown section (expected [gateway], [tls] or [route:NAME])"},
+        {"[foo]\nkey = 1\nother = 2\n" ROUTE,
+         "t.ini:1: [foo]: unknown section (expected [gateway], [tls] or [route:NAME])"},
+        {"[]\n" ROUTE, "t.ini:1: []: unknown section (expected [gateway], [tls] or [route:NAME])"},
+        {"[Gateway]\n" ROUTE,
+         "t.ini:1: [Gateway]: unknown section (expected [gateway], [tls] or [route:NAME])"},
+        {"workers = 1\n" ROUTE,
+         "t.ini:1: workers: key outside any section (put it under [gateway])"},
+        {"[route:]\n" ROUTE, "t.ini:1: [route:]: a route name must be non-empty and use only "
+                             "letters, digits, '_', '.' and '-'"},
+        {"[route:a b]\npath = /\n" ROUTE, "t.ini:1: [route:a b]: a route name must be non-empty "
+                                          "and use only letters, digits, '_', '.' and '-'"},
+        {ROUTE "[route:r]\npath = /x\n",
+         "t.ini:4: [route:r]: duplicate route name (first on line 1)"},
+        {"[gateway]\nworkers = 1\nworkers = 2\n" ROUTE,
+         "t.ini:3: workers: duplicate key (first set on line 2)"},
+        {ROUTE "path = /x\n", "t.ini:4: path: duplicate key (first set on line 2)"},
+        {"[gateway]\nworkers = many\n" ROUTE, "t.ini:2: workers: invalid number 'many'"},
+        {"[gateway]\nworkers = -1\n" ROUTE, "t.ini:2: workers: invalid number '-1'"},
+        {"[gateway]\nworkers = 1025\n" ROUTE, "t.ini:2: workers: '1025' out of range (0..1024)"},
+        {"[gateway]\nworkers =\n" ROUTE, "t.ini:2: workers: invalid number ''"},
+        {"[gateway]\nmax_connections = 0\n" ROUTE,
+         "t.ini:2: max_connections: '0' out of range (1..10000000)"},
+        {"[gateway]\nhandshake_timeout = 10x\n" ROUTE,
+         "t.ini:2: handshake_timeout: invalid duration '10x' (e.g. 30, 250ms, 30s, 5m, 1h)"},
+        {"[gateway]\nhandshake_timeout = 0\n" ROUTE,
+         "t.ini:2: handshake_timeout: '0' out of range (1ms..1h)"},
+        {"[gateway]\nconnect_timeout = 2h\n" ROUTE,
+         "t.ini:2: connect_timeout: '2h' out of range (1ms..1h)"},
+        {"[gateway]\nidle_timeout = 169h\n" ROUTE,
+         "t.ini:2: idle_timeout: '169h' out of range (0..168h)"},
+        {"[gateway]\nping_interval = 99999999999999999999\n" ROUTE,
+         "t.ini:2: ping_interval: invalid duration '99999999999999999999' (e.g. 30, 250ms, 30s, "
+         "5m, 1h)"},
+        {ROUTE "pong_timeout = 0\n", "t.ini:4: pong_timeout: '0' out of range (1ms..1h)"},
+        {"[gateway]\nbuffer_size = 1k\n" ROUTE,
+         "t.ini:2: buffer_size: '1k' out of range (4k..16m)"},
+        {"[gateway]\nbuffer_size = 17m\n" ROUTE,
+         "t.ini:2: buffer_size: '17m' out of range (4k..16m)"},
+        {"[gateway]\nbuffer_size = 64kb\n" ROUTE,
+         "t.ini:2: buffer_size: invalid size '64kb' (e.g. 65536, 64k, 16m, 1g)"},
+        {ROUTE "max_message_size = 99999999999g\n",
+         "t.ini:4: max_message_size: invalid size '99999999999g' (e.g. 65536, 64k, 16m, 1g)"},
+        {ROUTE "max_connections = 10000001\n",
+         "t.ini:4: max_connections: '10000001' out of range (0..10000000)"},
+        {"[gateway]\nlog_level = loud\n" ROUTE,
+         "t.ini:2: log_level: invalid value 'loud' (error | warn | info | debug)"},
+        {"[gateway]\nlog_format = xml\n" ROUTE,
+         "t.ini:2: log_format: invalid value 'xml' (text | json)"},
+        {ROUTE "backend_tls = maybe\n", "t.ini:4: backend_tls: invalid value 'maybe' (on or off)"},
+        {"[gateway]\nlisten = 8080\n" ROUTE, "t.ini:2: listen: '8080': expected host:port"},
+        {"[gateway]\nlisten =\n" ROUTE, "t.ini:2: listen: '': expected host:port"},
+        {"[gateway]\nlisten = 1.2.3.4:80 ssl\n" ROUTE,
+         "t.ini:2: listen: unknown listen option 'ssl' (only 'tls')"},
+        {"[gateway]\nlisten = 1.2.3.4:80\nlisten = 1.2.3.4:80\n" ROUTE,
+         "t.ini:3: listen: duplicate listen address '1.2.3.4:80' (first on line 2)"},
+        {"[gateway]\nlisten = [::]:80\nlisten = :81\nlisten = [0::0]:80\n" ROUTE,
+         "t.ini:4: listen: duplicate listen address '[0::0]:80' (first on line 2)"},
+        {"[route:r]\npath = /\nbackend = nowhere\n",
+         "t.ini:3: backend: 'nowhere': expected host:port"},
+        {"[route:r]\npath = /\nbackend =\n", "t.ini:3: backend: '': expected host:port"},
+        {"[route:r]\npath = vnc\nbackend = 127.0.0.1:1\n",
+         "t.ini:2: path: 'vnc' must start with '/'"},
+        {"[route:r]\npath =\nbackend = 127.0.0.1:1\n", "t.ini:2: path: '' must start with '/'"},
+        {"[route:r]\npath = /a?b\nbackend = 127.0.0.1:1\n",
+         "t.ini:2: path: '/a?b': no blanks, '?' or '#' in a path"},
+        {"[route:vnc]\npath = /vnc\n", "t.ini:1: backend: route 'vnc' needs at least one backend"},
+        {"[route:vnc]\nbackend = 127.0.0.1:1\n", "t.ini:1: path: route 'vnc' needs a path"},
+        {ROUTE "[route:s]\npath = /\nbackend = 127.0.0.1:2\n",
+         "t.ini:5: path: duplicate route path '/' (also in [route:r], line 2)"},
+        {ROUTE "subprotocols = a b\n",
+         "t.ini:4: subprotocols: 'a b' is not a valid subprotocol name (an HTTP token)"},
+        {ROUTE "subprotocols = a,,b\n", "t.ini:4: subprotocols: empty item in the list"},
+        {ROUTE "subprotocols = a,\n", "t.ini:4: subprotocols: empty item in the list"},
+        {ROUTE "allowed_origins = example.com\n",
+         "t.ini:4: allowed_origins: 'example.com' is not an origin (scheme://host[:port] or "
+         "scheme://*.domain[:port])"},
+        {ROUTE "allowed_origins = https://a.example/path\n",
+         "t.ini:4: allowed_origins: 'https://a.example/path' is not an origin "
+         "(scheme://host[:port] "
+         "or scheme://*.domain[:port])"},
+        {ROUTE "allowed_origins = https://a.*.example\n",
+         "t.ini:4: allowed_origins: 'https://a.*.example' is not an origin (scheme://host[:port] "
+         "or scheme://*.domain[:port])"},
+        {"[gateway\n" ROUTE, "t.ini:1: syntax error: section header without ']'"},
+        {"[gateway ;]\n" ROUTE, "t.ini:1: syntax error: section header without ']'"},
+        {"[gateway] junk\n" ROUTE, "t.ini:1: syntax error: text after the section header"},
+        {"[gateway]\nworkers\n" ROUTE, "t.ini:2: syntax error: expected 'key = value'"},
+        {"[gateway]\nworkers ; = 1\n" ROUTE, "t.ini:2: syntax error: expected 'key = value'"},
+        {"[gateway]\nworkers = 1\n  2\n" ROUTE,
+         "t.ini:3: workers: indented line continues the value: not supported (repeat the key)"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_errors(cases[i].text, cases[i].want);
+}
+
+/* An empty file, or one without routes, is valid (a gateway that answers
+ * 404); the websockify-style command line always adds a route. */
+static void test_empty_is_valid(void **state)
+{
+    struct config *c = load_ok("");
+    (void)state;
+    assert_int_equal(c->nroutes, 0);
+    assert_int_equal(c->nlistens, 1);
+    config_unref(c);
+    c = load_ok("; only a comment\n\n# and another\n[gateway]\n[tls]\n");
+    assert_int_equal(c->nroutes, 0);
+    config_unref(c);
+}
+
+/* Every error is reported, sorted by line, one per line. */
+static void test_many_errors(void **state)
+{
+    (void)state;
+    expect_errors("[route:a]\n"             /* 1: no backend */
+                  "path = x\n"              /* 2 */
+                  "[gateway]\n"             /* 3 */
+                  "workers = x\n"           /* 4 */
+                  "workers = 2\n"           /* 5: duplicate (of a bad value) */
+                  "bogus = 1\n"             /* 6 */
+                  "[route:b]\n"             /* 7: no path */
+                  "backend = 127.0.0.1:1\n" /* 8 */
+                  "[bad\n"                  /* 9 */
+                  "nokey\n",                /* 10 */
+                  "t.ini:1: backend: route 'a' needs at least one backend\n"
+                  "t.ini:2: path: 'x' must start with '/'\n"
+                  "t.ini:4: workers: invalid number 'x'\n"
+                  "t.ini:5: workers: duplicate key (first set on line 4)\n"
+                  "t.ini:6: bogus: unknown key in [gateway]\n"
+                  "t.ini:7: path: route 'b' needs a path\n"
+                  "t.ini:9: syntax error: section header without ']'\n"
+                  "t.ini:10: syntax error: expected 'key = value'");
+}
+
+/* Keys of later features: refused when set, accepted when empty. */
+static void test_not_supported_yet(void **state)
+{
+    static const struct {
+        const char *section, *key, *value;
+    } cases[] = {
+        {"gateway", "web_root", "/srv/www"},
+        {"gateway", "health_path", "/healthz"},
+        {"gateway", "metrics_path", "/metrics"},
+        {"gateway", "drain_timeout", "30"},
+        {"tls", "cert", "/etc/wsgate/cert.pem"},
+        {"tls", "key", "/etc/wsgate/key.pem"},
+        {"tls", "client_ca", "/etc/ca.pem"},
+        {"tls", "key_password_file", "/etc/pw"},
+        {"tls", "min_version", "1.2"},
+        {"tls", "ciphers", "HIGH"},
+        {"tls", "ciphersuites", "TLS_AES_128_GCM_SHA256"},
+        {"route", "token_file", "/etc/tokens"},
+        {"route", "allowed_client_names", "client.example"},
+        {"route", "backend_tls", "on"},
+        {"route", "backend_ca", "/etc/ca.pem"},
+        {"route", "backend_tls_verify", "off"},
+    };
+    char text[512], want[256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *hint = strcmp(cases[i].key, "backend_tls") == 0          ? "only 'off' works"
+                           : strcmp(cases[i].key, "backend_tls_verify") == 0 ? "only 'on' works"
+                                                                             : "leave it empty";
+        build(text, sizeof text, cases[i].section, cases[i].key, cases[i].value);
+        snprintf(want, sizeof want, "t.ini:2: %s: not supported yet (%s)", cases[i].key, hint);
+        expect_errors(text, want);
+        build(text, sizeof text, cases[i].section, cases[i].key, "");
+        config_unref(load_ok(text));
+    }
+    /* The values that keep a feature off, in any bool spelling. */
+    config_unref(load_ok(ROUTE "backend_tls = off\nbackend_tls_verify = on\n"));
+    config_unref(load_ok(ROUTE "backend_tls = No\nbackend_tls_verify = TRUE\n"));
+    config_unref(load_ok(ROUTE "backend_tls = 0\nbackend_tls_verify = 1\n"));
+    /* A value that would be invalid anyway says so. */
+    expect_errors("[gateway]\ndrain_timeout = soon\n" ROUTE,
+                  "t.ini:2: drain_timeout: invalid duration 'soon' (e.g. 30, 250ms, 30s, 5m, 1h)");
+    expect_errors("[tls]\nmin_version = 1.1\n" ROUTE,
+                  "t.ini:2: min_version: invalid value '1.1' (1.2 | 1.3)");
+    /* wss listeners */
+    expect_errors("[gateway]\nlisten = 0.0.0.0:8443 tls\n" ROUTE,
+                  "t.ini:2: listen: 'tls' listeners are not supported yet");
+}
+
+/* inih's line limit: 199 characters are fine, 200 are an error. */
+static void test_long_lines(void **state)
+{
+    char text[1024], pad[300];
+    const char *head = "[gateway]\nlog_level = info ;";
+    (void)state;
+
+    for (int len = 198; len <= 201; len++) {
+        size_t fill = (size_t)len - strlen("log_level = info ;");
+        memset(pad, 'x', fill);
+        pad[fill] = '\0';
+        for (int crlf = 0; crlf < 2; crlf++) {
+            snprintf(text, sizeof text, "%s%s%s%s", head, pad, crlf ? "\r\n" : "\n", ROUTE);
+            if (len <= 199) {
+                config_unref(load_ok(text));
+            } else {
+                expect_errors(text,
+                              "t.ini:2: line longer than 199 characters (repeat the key instead)");
+            }
+        }
+    }
+    /* The last line, without a newline. */
+    memset(pad, 'x', 200);
+    pad[200] = '\0';
+    snprintf(text, sizeof text, ROUTE ";%s", pad);
+    expect_errors(text, "t.ini:4: line longer than 199 characters (repeat the key instead)");
+}
+
+static void test_line_endings(void **state)
+{
+    (void)state;
+    struct config *c = load_ok("\xEF\xBB\xBF[gateway]\r\nworkers = 3\r\n" ROUTE);
+    assert_int_equal(c->workers, 3);
+    config_unref(c);
+    c = load_ok("[gateway]\nworkers = 3"); /* no final newline */
+    assert_int_equal(c->workers, 3);
+    config_unref(c);
+    c = load_ok("[gateway]\nworkers: 3\n"); /* configparser's ':' */
+    assert_int_equal(c->workers, 3);
+    config_unref(c);
+    c = load_ok("  [gateway]  ; comment\n  workers = 3 ; comment\n"); /* indented, not continued */
+    assert_int_equal(c->workers, 3);
+    config_unref(c);
+    c = load_ok(ROUTE "  ; an indented comment is not a continuation\n");
+    config_unref(c);
+}
+
+/* A NUL byte (only possible in a file) makes its line an error. */
+static void test_nul_byte(void **state)
+{
+    static const char text[] = "[gateway]\nworkers = 1\0 2\n" ROUTE;
+    char path[] = "/tmp/test_config_XXXXXX";
+    struct config *c = NULL;
+    char want[256];
+    int fd = mkstemp(path);
+    (void)state;
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    assert_int_equal(config_load(path, &c, err, sizeof err), -1);
+    unlink(path);
+    snprintf(want, sizeof want, "%s:2: syntax error: NUL byte in the line", path);
+    assert_string_equal(err, want);
+}
+
+static void test_err_truncation(void **state)
+{
+    struct config *c = NULL;
+    char small[12];
+    (void)state;
+
+    memset(small, 'Z', sizeof small);
+    assert_int_equal(config_load_string("t.ini", "[foo]\n", &c, small, sizeof small), -1);
+    assert_null(c);
+    assert_string_equal(small, "t.ini:1: [f");
+    assert_int_equal(config_load_string("t.ini", "[foo]\n", &c, NULL, 0), -1);
+    assert_int_equal(config_load_string("t.ini", "[foo]\n", &c, small, 0), -1);
+}
+
+static void test_refcount(void **state)
+{
+    struct config *c = load_ok(ROUTE);
+    (void)state;
+
+    assert_ptr_equal(config_ref(c), c);
+    assert_int_equal(c->refcount, 2);
+    config_unref(c);
+    assert_int_equal(c->refcount, 1);
+    config_unref(c);
+    config_unref(NULL);
+    assert_null(config_ref(NULL));
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static void test_fixture_good(void **state)
+{
+    struct config *c = NULL;
+    (void)state;
+
+    if (config_load(CONF_DIR "good.ini", &c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c->file, CONF_DIR "good.ini");
+    assert_int_equal(c->nlistens, 2);
+    assert_int_equal(c->log_level, WLOG_DEBUG);
+    assert_int_equal(c->log_format, LOGF_JSON);
+    assert_int_equal(c->nroutes, 2);
+    const struct route *vnc = &c->routes[0], *all = &c->routes[1];
+    assert_string_equal(vnc->name, "vnc");
+    assert_int_equal(vnc->line, 4);
+    assert_int_equal(vnc->nbackends, 3);
+    assert_int_equal(vnc->norigins, 3);
+    assert_int_equal(vnc->nsubprotocols, 2);
+    assert_int_equal(vnc->p.idle_timeout_ms, 300000);
+    assert_int_equal(vnc->p.ping_interval_ms, 20000); /* [gateway] comes later */
+    assert_int_equal(vnc->p.pong_timeout_ms, 5000);
+    assert_int_equal(vnc->p.max_message_size, 1024 * 1024);
+    assert_int_equal(vnc->p.connect_timeout_ms, 5000);
+    assert_string_equal(all->path, "/");
+    assert_true(all->prefix);
+    assert_int_equal(all->max_connections, 100);
+    assert_memory_equal(&all->p, &c->defaults, sizeof all->p);
+    config_unref(c);
+}
+
+static void test_fixture_bad(void **state)
+{
+    struct config *c = NULL;
+    (void)state;
+
+    assert_int_equal(config_load(CONF_DIR "bad_many.ini", &c, err, sizeof err), -1);
+    assert_null(c);
+    assert_string_equal(
+        err,
+        CONF_DIR "bad_many.ini:4: listen: duplicate listen address '127.0.0.1:80' (first on "
+                 "line 3)\n" CONF_DIR "bad_many.ini:5: workers: invalid number 'many'\n" CONF_DIR
+                 "bad_many.ini:6: frobnicate: unknown key in [gateway]\n" CONF_DIR
+                 "bad_many.ini:7: buffer_size: '1k' out of range (4k..16m)\n" CONF_DIR
+                 "bad_many.ini:8: backend: route 'vnc' needs at least one backend\n" CONF_DIR
+                 "bad_many.ini:9: path: 'vnc' must start with '/'\n" CONF_DIR
+                 "bad_many.ini:11: [nonsense]: unknown section (expected [gateway], [tls] or "
+                 "[route:NAME])\n" CONF_DIR
+                 "bad_many.ini:13: [route:vnc]: duplicate route name (first on line 8)");
+
+    assert_int_equal(config_load(CONF_DIR "bad_missing.ini", &c, err, sizeof err), -1);
+    assert_string_equal(err,
+                        CONF_DIR "bad_missing.ini:4: backend: route 'vnc' needs at least one "
+                                 "backend\n" CONF_DIR
+                                 "bad_missing.ini:7: path: route 'empty' needs a path\n" CONF_DIR
+                                 "bad_missing.ini:7: backend: route 'empty' needs at least "
+                                 "one backend");
+
+    assert_int_equal(config_load(CONF_DIR "bad_long_line.ini", &c, err, sizeof err), -1);
+    assert_string_equal(err, CONF_DIR
+                        "bad_long_line.ini:2: line longer than 199 characters (repeat the key "
+                        "instead)");
+
+    c = NULL;
+    if (config_load(CONF_DIR "crlf_bom.ini", &c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c->workers, 2);
+    assert_string_equal(c->routes[0].path, "/x/");
+    config_unref(c);
+
+    assert_int_equal(config_load(CONF_DIR "no-such-file.ini", &c, err, sizeof err), -1);
+    assert_string_equal(err, CONF_DIR "no-such-file.ini: cannot read: No such file or directory");
+    assert_int_equal(config_load(CONF_DIR, &c, err, sizeof err), -1);
+    assert_string_equal(err, CONF_DIR ": cannot read: Is a directory");
+}
+
+/* The shipped sample loads and says what it documents. */
+static void test_sample_config(void **state)
+{
+    struct config *c = NULL;
+    char buf[INET6_ADDRSTRLEN];
+    (void)state;
+
+    if (config_load(SAMPLE_INI, &c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c->nlistens, 2);
+    assert_string_equal(addr_of(&c->listens[0].addr, buf, sizeof buf), "127.0.0.1");
+    assert_int_equal(port_of(&c->listens[0].addr), 8080);
+    assert_string_equal(addr_of(&c->listens[1].addr, buf, sizeof buf), "::1");
+    assert_int_equal(port_of(&c->listens[1].addr), 8080);
+    assert_int_equal(c->buffer_size, 65536);
+    assert_int_equal(c->nroutes, 1);
+    const struct route *r = &c->routes[0];
+    assert_string_equal(r->name, "echo");
+    assert_string_equal(r->path, "/echo");
+    assert_int_equal(r->nbackends, 1);
+    assert_string_equal(r->backends[0].text, "127.0.0.1:7000");
+    assert_int_equal(r->nsubprotocols, 2);
+    assert_string_equal(r->subprotocols[0], "binary");
+    assert_string_equal(r->subprotocols[1], "base64");
+    assert_memory_equal(&r->p, &c->defaults, sizeof r->p);
+    config_unref(c);
+}
+
+/* Every key of DESIGN.md's schema appears in the sample (maybe commented). */
+static void test_sample_documents_every_key(void **state)
+{
+    static const char *const every[] = {
+        "listen",
+        "workers",
+        "max_connections",
+        "handshake_timeout",
+        "connect_timeout",
+        "ping_interval",
+        "pong_timeout",
+        "idle_timeout",
+        "max_message_size",
+        "buffer_size",
+        "web_root",
+        "health_path",
+        "metrics_path",
+        "log_level",
+        "log_format",
+        "drain_timeout",
+        "cert",
+        "key",
+        "client_ca",
+        "key_password_file",
+        "min_version",
+        "ciphers",
+        "ciphersuites",
+        "path",
+        "backend",
+        "token_file",
+        "allowed_origins",
+        "subprotocols",
+        "allowed_client_names",
+        "backend_tls",
+        "backend_ca",
+        "backend_tls_verify",
+    };
+    char line[512];
+    bool found[sizeof every / sizeof every[0]] = {false};
+    FILE *f = fopen(SAMPLE_INI, "r");
+    (void)state;
+
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f) != NULL) {
+        const char *p = line + strspn(line, "; ");
+        size_t n = strcspn(p, " =");
+        for (size_t i = 0; i < sizeof every / sizeof every[0]; i++)
+            if (strlen(every[i]) == n && strncmp(p, every[i], n) == 0)
+                found[i] = true;
+    }
+    fclose(f);
+    for (size_t i = 0; i < sizeof every / sizeof every[0]; i++)
+        if (!found[i])
+            fail_msg("%s is not documented in etc/wsgate.ini", every[i]);
+}
+
+static void test_check_file(void **state)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out;
+    (void)state;
+
+    out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    assert_int_equal(config_check_file(CONF_DIR "good.ini", out), 0);
+    fclose(out);
+    assert_string_equal(buf, CONF_DIR "good.ini: configuration OK\n");
+    free(buf);
+
+    out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    assert_int_equal(config_check_file(CONF_DIR "bad_missing.ini", out), 1);
+    fclose(out);
+    assert_string_equal(buf,
+                        CONF_DIR "bad_missing.ini:4: backend: route 'vnc' needs at least "
+                                 "one backend\n" CONF_DIR
+                                 "bad_missing.ini:7: path: route 'empty' needs a path\n" CONF_DIR
+                                 "bad_missing.ini:7: backend: route 'empty' needs at least "
+                                 "one backend\n");
+    free(buf);
+}
+
+/* config_dump() writes INI that loads back to the same configuration. */
+static void test_dump_round_trip(void **state)
+{
+    struct config *c = NULL, *again;
+    char *one = NULL, *two = NULL;
+    size_t len;
+    FILE *out;
+    (void)state;
+
+    if (config_load(CONF_DIR "good.ini", &c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    out = open_memstream(&one, &len);
+    config_dump(c, out);
+    fclose(out);
+    assert_non_null(strstr(one, "\n[route:vnc]\npath = /vnc\n"));
+    assert_non_null(strstr(one, "idle_timeout = 5m\n"));
+    assert_non_null(strstr(one, "buffer_size = 64k\n"));
+    again = load_ok(one);
+    out = open_memstream(&two, &len);
+    config_dump(again, out);
+    fclose(out);
+    /* Only the first line, naming the file, differs. */
+    assert_string_equal(strchr(one, '\n'), strchr(two, '\n'));
+    assert_int_equal(again->nroutes, c->nroutes);
+    for (size_t i = 0; i < c->nroutes; i++)
+        assert_memory_equal(&again->routes[i].p, &c->routes[i].p, sizeof c->routes[i].p);
+    free(one);
+    free(two);
+    config_unref(again);
+    config_unref(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_duration_good),
+        cmocka_unit_test(test_duration_bad),
+        cmocka_unit_test(test_size_good),
+        cmocka_unit_test(test_size_bad),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_listen_bad),
+        cmocka_unit_test(test_backend_forms),
+        cmocka_unit_test(test_backend_bad),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_gateway_keys),
+        cmocka_unit_test(test_route_inheritance),
+        cmocka_unit_test(test_route_keys),
+        cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_empty_is_valid),
+        cmocka_unit_test(test_many_errors),
+        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_long_lines),
+        cmocka_unit_test(test_line_endings),
+        cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_err_truncation),
+        cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_fixture_good),
+        cmocka_unit_test(test_fixture_bad),
+        cmocka_unit_test(test_sample_config),
+        cmocka_unit_test(test_sample_documents_every_key),
+        cmocka_unit_test(test_check_file),
+        cmocka_unit_test(test_dump_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
