@@ -22,7 +22,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "config.h"
+/* By path: in the autotools build "-I." (top_builddir) comes first and holds
+ * autoconf's own config.h, which "config.h" would find instead of ours. */
+#include "../../src/config.h"
 
 #ifndef TEST_DATA_DIR
 #error "TEST_DATA_DIR must name tests/data"

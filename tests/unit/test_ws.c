@@ -639,16 +639,12 @@ static void test_utf8_exhaustive(void **state)
         b[0] = (uint8_t)(v >> 16);
         b[1] = (uint8_t)(v >> 8);
         b[2] = (uint8_t)v;
-        for (size_t n = (v & 0xFFFF) ? 3 : 1; n <= 3; n++) {
-            utf8_state st = utf8_feed(UTF8_ACCEPT, b, n);
-            assert_int_equal(dfa_class(st), ref_utf8(b, n));
-            if (n == 3)
-                break;
-        }
-        if ((v & 0xFF) == 0) {
+        utf8_state st = utf8_feed(UTF8_ACCEPT, b, 3);
+        assert_int_equal(dfa_class(st), ref_utf8(b, 3));
+        if ((v & 0xFF) == 0) /* each 2-byte prefix once */
             assert_int_equal(dfa_class(utf8_feed(UTF8_ACCEPT, b, 2)), ref_utf8(b, 2));
+        if ((v & 0xFFFF) == 0) /* each single byte once */
             assert_int_equal(dfa_class(utf8_feed(UTF8_ACCEPT, b, 1)), ref_utf8(b, 1));
-        }
     }
     static const uint8_t edge[] = {0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF};
     for (unsigned lead = 0xF0; lead <= 0xFF; lead++)
@@ -1179,8 +1175,8 @@ static void test_random_streams(void **state)
     free(s);
 }
 
-/* Damaged streams (valid ones with random bytes changed): whatever the
- * outcome, it must not depend on how the bytes are split into reads. */
+/* Damaged streams (valid frames, some bits flipped, a few bad text bytes): the
+ * outcome must not depend on how the bytes are split into reads. */
 static void test_split_invariance(void **state)
 {
     struct stream *s = malloc(sizeof *s);
@@ -1192,46 +1188,58 @@ static void test_split_invariance(void **state)
     assert_non_null(data);
     for (int round = 0; round < 400; round++) {
         memset(s, 0, sizeof *s);
+        bool in_msg = false;
         for (int f = 0; f < 8; f++) {
             uint8_t p[300];
             size_t n = rnd_below(sizeof p);
-            static const uint8_t b0s[] = {FIN | WS_OP_TEXT, WS_OP_TEXT,       FIN | WS_OP_BINARY,
-                                          WS_OP_BINARY,     FIN | WS_OP_CONT, WS_OP_CONT,
-                                          FIN | WS_OP_PING, FIN | WS_OP_CLOSE};
-            uint8_t b0 = b0s[rnd_below(sizeof b0s)];
+            uint8_t b0;
+            if (rnd_below(4) == 0) {
+                b0 = rnd_below(4) ? FIN | WS_OP_PING : FIN | WS_OP_CLOSE;
+                n = rnd_below(WS_MAX_CONTROL + 1);
+            } else {
+                b0 = in_msg ? WS_OP_CONT : rnd_below(2) ? WS_OP_TEXT : WS_OP_BINARY;
+                in_msg = rnd_below(2);
+                if (!in_msg)
+                    b0 |= FIN;
+            }
             for (size_t i = 0; i < n; i++)
-                p[i] = (uint8_t)(rnd_below(8) ? 'a' + rnd_below(26) : rnd());
-            if ((b0 & 0x0F) >= 8 && n > 125)
-                n = rnd_below(126);
+                p[i] = (uint8_t)(rnd_below(200) ? 'a' + rnd_below(26) : rnd());
             if ((b0 & 0x0F) == WS_OP_CLOSE && n >= 2)
                 p[0] = 0x03, p[1] = (uint8_t)(0xE8 + rnd_below(16));
             s_frame_ex(s, b0, (int)rnd_below(3) * 2, p, n);
         }
-        for (int k = 0, nk = (int)rnd_below(4); k < nk; k++)
+        for (int k = 0, nk = (int)rnd_below(3); k < nk; k++)
             s->buf[rnd_below(s->len)] ^= (uint8_t)(1u << rnd_below(8));
         uint64_t max = rnd_below(3) ? 0 : rnd_below(600);
 
+        /* Byte by byte delivers the most data before an error (a read that
+         * holds a bad byte may be failed without its valid prefix). */
         result_init(&ref, NULL, 0);
         ref.sink = data;
         ref.sink_cap = sizeof s->data;
-        decode_whole(s->buf, s->len, max, &ref);
+        decode_steps(s->buf, s->len, max, 1, &ref);
         errors += ref.error;
-        result_init(&r, data, ref.got);
-        decode_steps(s->buf, s->len, max, 1, &r);
-        assert_same(&ref, &r);
-        result_init(&r, data, ref.got);
-        decode_random_reads(s->buf, s->len, max, 30, &r);
-        assert_same(&ref, &r);
-        size_t k = rnd_below(s->len + 1);
-        result_init(&r, data, ref.got);
-        decode_cuts(s->buf, s->len, max, &k, 1, &r);
-        assert_same(&ref, &r);
-        if (ref.error) {
-            assert_int_equal(r.err_at > 0, true);
+        for (int way = 0; way < 3; way++) {
+            size_t k = rnd_below(s->len + 1);
+            result_init(&r, data, ref.got);
+            if (way == 0)
+                decode_whole(s->buf, s->len, max, &r);
+            else if (way == 1)
+                decode_random_reads(s->buf, s->len, max, 30, &r);
+            else
+                decode_cuts(s->buf, s->len, max, &k, 1, &r);
+            assert_string_equal(ref.trace, r.trace);
+            assert_false(r.mismatch);
+            assert_int_equal(ref.error, r.error);
+            assert_int_equal(ref.err_code, r.err_code);
+            if (ref.error)
+                assert_true(r.got <= ref.got);
+            else
+                assert_int_equal(r.got, ref.got);
         }
     }
     /* both outcomes were exercised */
-    assert_true(errors > 50 && errors < 390);
+    assert_true(errors > 40 && errors < 360);
     free(s);
     free(data);
 }
