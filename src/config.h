@@ -100,9 +100,8 @@ void config_unref(struct config *c);
 int config_parse_duration(const char *s, uint64_t *ms);
 /* "65536", "64k", "16m", "1g" (also KiB-style "64K") -> bytes. Returns 0 or -1. */
 int config_parse_size(const char *s, uint64_t *bytes);
-/* Parse "host:port", "[v6]:port", ":port" (any address) into addr. Numeric
- * hosts only when resolve is false; names are resolved with getaddrinfo
- * otherwise. Returns 0 or -1 with a message in err. */
+/* Parse a listen address "host:port", "[v6]:port" or ":port" (all IPv4
+ * addresses); numeric hosts only. Returns 0 or -1 with a message in err. */
 int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, size_t errlen);
 /* Parse a backend spec (host:port, [v6]:port, unix:/path), resolving names. */
 int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen);

@@ -28,7 +28,8 @@ static void usage(FILE *out)
             "       wsgate [websockify options] [LISTEN_HOST:]PORT TARGET_HOST:PORT\n"
             "\n"
             "  -c, --config FILE   configuration file (default %s)\n"
-            "  -t, --test          check the configuration and exit (0 = valid)\n"
+            "  -t, --test          check the configuration and exit (0 = valid);\n"
+            "                      with -v also print the effective configuration\n"
             "  -v, --verbose       log at debug level\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
@@ -314,6 +315,8 @@ int main(int argc, char **argv)
     }
     if (o.test) {
         printf("%s: configuration OK\n", name);
+        if (o.verbose)
+            config_dump(cfg, stdout);
         config_unref(cfg);
         return 0;
     }

@@ -271,6 +271,14 @@ static void test_listen_bad(void **state)
     }
 }
 
+/* What config_unref() would free of a backend_spec. */
+static void free_backend(struct backend_spec *b)
+{
+    free(b->text);
+    free(b->host);
+    free(b->addrs);
+}
+
 static void test_backend_forms(void **state)
 {
     struct backend_spec b;
@@ -284,7 +292,7 @@ static void test_backend_forms(void **state)
     assert_int_equal(b.addrs[0].ss.ss_family, AF_INET);
     assert_string_equal(addr_of(&b.addrs[0], buf, sizeof buf), "127.0.0.1");
     assert_int_equal(port_of(&b.addrs[0]), 5900);
-    free(b.text), free(b.host), free(b.addrs);
+    free_backend(&b);
 
     assert_int_equal(config_parse_backend("[::1]:22", &b, e, sizeof e), 0);
     assert_string_equal(b.text, "[::1]:22");
@@ -293,7 +301,7 @@ static void test_backend_forms(void **state)
     assert_int_equal(b.addrs[0].ss.ss_family, AF_INET6);
     assert_string_equal(addr_of(&b.addrs[0], buf, sizeof buf), "::1");
     assert_int_equal(port_of(&b.addrs[0]), 22);
-    free(b.text), free(b.host), free(b.addrs);
+    free_backend(&b);
 
     /* A name: every address it resolves to (localhost comes from /etc/hosts). */
     if (config_parse_backend("localhost:7000", &b, e, sizeof e) != 0)
@@ -304,7 +312,7 @@ static void test_backend_forms(void **state)
         assert_true(b.addrs[i].ss.ss_family == AF_INET || b.addrs[i].ss.ss_family == AF_INET6);
         assert_int_equal(port_of(&b.addrs[i]), 7000);
     }
-    free(b.text), free(b.host), free(b.addrs);
+    free_backend(&b);
 
     assert_int_equal(config_parse_backend("unix:/run/x.sock", &b, e, sizeof e), 0);
     assert_string_equal(b.text, "unix:/run/x.sock");
@@ -314,7 +322,7 @@ static void test_backend_forms(void **state)
     assert_int_equal(sun->sun_family, AF_UNIX);
     assert_string_equal(sun->sun_path, "/run/x.sock");
     assert_int_equal(b.addrs[0].len, offsetof(struct sockaddr_un, sun_path) + 12);
-    free(b.text), free(b.host), free(b.addrs);
+    free_backend(&b);
 
     /* The longest unix path that fits sun_path with its NUL. */
     char longest[sizeof sun->sun_path + 8] = "unix:/";
@@ -323,7 +331,7 @@ static void test_backend_forms(void **state)
     assert_int_equal(config_parse_backend(longest, &b, e, sizeof e), 0);
     assert_int_equal(strlen(((const struct sockaddr_un *)&b.addrs[0].ss)->sun_path),
                      sizeof sun->sun_path - 1);
-    free(b.text), free(b.host), free(b.addrs);
+    free_backend(&b);
 }
 
 static void test_backend_bad(void **state)
