@@ -128,12 +128,12 @@ static const struct key keys[] = {
     {S_GATEWAY, "buffer_size", T_SIZE, CFG(buffer_size), .min = 4 * KIB, .max = 16 * MIB,
      .def = "64k"},
     {S_GATEWAY, "web_root", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_GATEWAY, "health_path", T_PATH, NOFIELD, .def = "/healthz", .flags = F_LATER},
-    {S_GATEWAY, "metrics_path", T_PATH, NOFIELD, .def = "/metrics", .flags = F_LATER},
+    {S_GATEWAY, "health_path", T_PATH, CFG(health_path), .def = "/healthz"},
+    {S_GATEWAY, "metrics_path", T_PATH, CFG(metrics_path), .def = "/metrics"},
     {S_GATEWAY, "log_level", T_ENUM, CFG(log_level), .def = "info", .choices = log_levels},
     {S_GATEWAY, "log_format", T_ENUM, CFG(log_format), .def = "text", .choices = log_formats},
-    {S_GATEWAY, "drain_timeout", T_DURATION, NOFIELD, .max = 24 * MS_HOUR, .def = "30",
-     .flags = F_LATER},
+    {S_GATEWAY, "drain_timeout", T_DURATION, CFG(drain_timeout_ms), .max = 24 * MS_HOUR,
+     .def = "30"},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, NOFIELD, .flags = F_LATER},
@@ -815,10 +815,18 @@ static int set_string(const struct key *k, void *base, void *field, const char *
 {
     char *s, *old;
 
-    if (k->type == T_PATH && check_path(value, err, errlen) < 0)
+    if (k->type == T_PATH && (*value || (k->flags & F_REQUIRED)) &&
+        check_path(value, err, errlen) < 0)
         return -1;
     if (field == NULL)
         return 0;
+    if (*value == '\0') { /* an empty optional string turns its feature off */
+        memcpy(&old, field, sizeof old);
+        free(old);
+        s = NULL;
+        memcpy(field, &s, sizeof s);
+        return 0;
+    }
     if ((s = strdup(value)) == NULL) {
         seterr(err, errlen, "out of memory");
         return -1;
@@ -1348,6 +1356,8 @@ static void config_free(struct config *c)
     if (c == NULL)
         return;
     free(c->file);
+    free(c->health_path);
+    free(c->metrics_path);
     for (size_t i = 0; i < c->nlistens; i++)
         free(c->listens[i].text);
     free(c->listens);

@@ -79,6 +79,9 @@ struct config {
     size_t buffer_size;
     enum log_level log_level;
     enum log_format log_format;
+    char *health_path;  /* NULL = not served */
+    char *metrics_path; /* NULL = not served */
+    uint32_t drain_timeout_ms;
 
     struct route *routes;
     size_t nroutes;

@@ -50,12 +50,12 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 /* Open a listener for spec on worker w. */
-struct listener *listener_open(struct worker *w, const struct listen_spec *spec, char *err,
-                               size_t errlen)
+struct listener *listener_open(struct worker *w, const struct config *cfg,
+                               const struct listen_spec *spec, char *err, size_t errlen)
 {
     int fd = sock_listen(&spec->addr, 1);
     if (fd < 0) {
-        snprintf(err, errlen, "%s:%d: listen: cannot listen on %s: %s", w->cfg->file, spec->line,
+        snprintf(err, errlen, "%s:%d: listen: cannot listen on %s: %s", cfg->file, spec->line,
                  spec->text, strerror(errno));
         return NULL;
     }
@@ -67,6 +67,8 @@ struct listener *listener_open(struct worker *w, const struct listen_spec *spec,
     }
     l->w = w;
     l->fd = fd;
+    l->addr = spec->addr;
+    l->tls = spec->tls;
     snprintf(l->name, sizeof(l->name), "%s", spec->text);
     ev_io_init(&l->io, accept_cb, fd, EV_READ);
     l->io.data = l;
@@ -74,6 +76,13 @@ struct listener *listener_open(struct worker *w, const struct listen_spec *spec,
     l->backoff.data = l;
     ev_io_start(w->loop, &l->io);
     return l;
+}
+
+/* True when l listens as spec says. */
+int listener_matches(const struct listener *l, const struct listen_spec *spec)
+{
+    return l->tls == spec->tls && l->addr.len == spec->addr.len &&
+           memcmp(&l->addr.ss, &spec->addr.ss, l->addr.len) == 0;
 }
 
 /* Stop accepting and close. */

@@ -99,17 +99,90 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
 
 static struct gateway gw;
 static ev_signal sig_int, sig_term, sig_hup;
+static ev_async workers_done;
+static unsigned nfinished; /* atomic: workers whose loop ended */
+static const char *config_file; /* NULL for the command-line form */
+static int stop_signals;
 
+/* SIGINT/SIGTERM: the first drains, a second closes everything at once. */
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_msg(WLOG_INFO, "received %s, stopping", w->signum == SIGINT ? "SIGINT" : "SIGTERM");
-    ev_break(loop, EVBREAK_ALL);
+    const char *name = w->signum == SIGINT ? "SIGINT" : "SIGTERM";
+    unsigned cmd = stop_signals++ == 0 ? WCMD_DRAIN : WCMD_STOP;
+    if (cmd == WCMD_DRAIN)
+        log_msg(WLOG_INFO, "received %s: draining (new upgrades get 503, sessions may finish "
+                           "for %.0f s, then close 1001)",
+                name, gw.cfg->drain_timeout_ms / 1000.0);
+    else
+        log_msg(WLOG_INFO, "received %s again: closing every session now", name);
+    __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < gw.nworkers; i++)
+        worker_post(&gw.workers[i], cmd);
 }
 
+/* Log each line of a multi-line error text. */
+static void log_lines(enum log_level level, const char *prefix, const char *text)
+{
+    while (*text) {
+        size_t n = strcspn(text, "\n");
+        log_msg(level, "%s%.*s", prefix, (int)n, text);
+        text += n;
+        if (*text == '\n')
+            text++;
+    }
+}
+
+/* SIGHUP: parse the file into a new configuration; on success new sessions
+ * and listeners use it, live sessions keep theirs; on failure nothing
+ * changes. */
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_msg(WLOG_WARN, "SIGHUP: configuration reload is not supported yet; keeping the "
-                       "running configuration");
+    if (!config_file) {
+        log_msg(WLOG_WARN, "SIGHUP: no configuration file to reload (command-line form)");
+        return;
+    }
+    if (stop_signals) {
+        log_msg(WLOG_WARN, "SIGHUP: ignored while draining");
+        return;
+    }
+    char err[ERRLEN];
+    struct config *cfg;
+    if (config_load(config_file, &cfg, err, sizeof(err)) < 0) {
+        log_msg(WLOG_ERROR, "SIGHUP: %s is invalid; keeping the running configuration",
+                config_file);
+        log_lines(WLOG_ERROR, "SIGHUP: ", err);
+        return;
+    }
+    if (gateway_attach_stats(&gw, cfg) < 0) {
+        log_msg(WLOG_ERROR, "SIGHUP: out of memory; keeping the running configuration");
+        config_unref(cfg);
+        return;
+    }
+    if (cfg->workers != gw.cfg->workers)
+        log_msg(WLOG_WARN, "SIGHUP: a new 'workers' value takes effect at the next start");
+    pthread_mutex_lock(&gw.lock);
+    struct config *old = gw.cfg;
+    gw.cfg = cfg;
+    pthread_mutex_unlock(&gw.lock);
+    config_unref(old);
+    log_setup(cfg->log_level, cfg->log_format);
+    for (unsigned i = 0; i < gw.nworkers; i++)
+        worker_post(&gw.workers[i], WCMD_RELOAD);
+    log_msg(WLOG_INFO, "SIGHUP: reloaded %s: %zu listener(s), %zu route(s)", config_file,
+            cfg->nlistens, cfg->nroutes);
+}
+
+/* A worker ended; when all have, the process exits. */
+static void done_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    if (__atomic_load_n(&nfinished, __ATOMIC_ACQUIRE) >= gw.nworkers)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void worker_finished(void)
+{
+    __atomic_add_fetch(&nfinished, 1, __ATOMIC_ACQ_REL);
+    ev_async_send(EV_DEFAULT, &workers_done);
 }
 
 /* Raise the soft open-files limit to the hard limit. */
@@ -130,6 +203,7 @@ static unsigned worker_count(const struct config *cfg)
     return n > 0 ? (unsigned)n : 1;
 }
 
+/* Run the gateway on cfg (whose reference it takes) until stopped. */
 static int run(struct config *cfg)
 {
     char err[512];
@@ -137,33 +211,34 @@ static int run(struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&gw.lock, NULL);
     gw.cfg = cfg;
+    gw.metrics.none.name = (char *)"";
+    struct ev_loop *loop = EV_DEFAULT;
+    ev_async_init(&workers_done, done_cb);
+    ev_async_start(loop, &workers_done);
+    int rc = 0;
     if (gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
-        return 1;
+        rc = 1;
     }
     gw.nworkers = worker_count(cfg);
     gw.workers = calloc(gw.nworkers, sizeof(*gw.workers));
     if (!gw.workers) {
         log_msg(WLOG_ERROR, "out of memory");
-        return 1;
+        rc = 1;
+        gw.nworkers = 0;
     }
-    int rc = 0;
     unsigned i;
-    for (i = 0; i < gw.nworkers; i++) {
+    for (i = 0; rc == 0 && i < gw.nworkers; i++) {
         if (worker_init(&gw.workers[i], &gw, i, cfg, err, sizeof(err)) < 0) {
             log_msg(WLOG_ERROR, "%s", err);
             rc = 1;
-            break;
         }
+        gw.workers[i].on_exit = worker_finished;
     }
-    struct ev_loop *loop = EV_DEFAULT;
-    if (rc == 0) {
-        for (i = 0; i < gw.nworkers; i++) {
-            if (worker_start(&gw.workers[i]) < 0) {
-                log_msg(WLOG_ERROR, "cannot start worker thread: %s", strerror(errno));
-                rc = 1;
-                break;
-            }
+    for (i = 0; rc == 0 && i < gw.nworkers; i++) {
+        if (worker_start(&gw.workers[i]) < 0) {
+            log_msg(WLOG_ERROR, "cannot start worker thread: %s", strerror(errno));
+            rc = 1;
         }
     }
     if (rc == 0) {
@@ -176,13 +251,18 @@ static int run(struct config *cfg)
         ev_signal_start(loop, &sig_term);
         ev_signal_start(loop, &sig_hup);
         ev_run(loop, 0);
+    } else {
+        for (i = 0; i < gw.nworkers; i++)
+            if (gw.workers[i].started)
+                worker_post(&gw.workers[i], WCMD_STOP);
     }
     for (i = 0; i < gw.nworkers; i++)
-        worker_stop(&gw.workers[i]);
+        worker_join(&gw.workers[i]);
     for (i = 0; i < gw.nworkers; i++)
         worker_destroy(&gw.workers[i]);
     free(gw.workers);
-    gateway_free_stats(&gw);
+    metrics_free(&gw.metrics);
+    config_unref(gw.cfg);
     ev_loop_destroy(loop);
     pthread_mutex_destroy(&gw.lock);
     if (rc == 0)
@@ -303,6 +383,7 @@ int main(int argc, char **argv)
         rc = config_load_string(name, ini, &cfg, err, sizeof(err));
     } else {
         name = o.config ? o.config : DEFAULT_CONFIG;
+        config_file = name;
         rc = config_load(name, &cfg, err, sizeof(err));
     }
     if (rc < 0) {
@@ -321,7 +402,5 @@ int main(int argc, char **argv)
         return 0;
     }
     log_setup(o.verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
-    rc = run(cfg);
-    config_unref(cfg);
-    return rc;
+    return run(cfg);
 }

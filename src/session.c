@@ -36,6 +36,7 @@
 #include "buf.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "sock.h"
 #include "upgrade.h"
 #include "worker.h"
@@ -57,6 +58,34 @@ enum client_state {
 enum backend_state { BE_NONE, BE_CONNECTING, BE_OPEN, BE_CLOSED };
 
 enum writing { W_NONE, W_OUT, W_CTL };
+
+/* Why a session ended: who closed it and how it counts in the metrics. */
+enum end_cause {
+    END_CLIENT_CLOSE,
+    END_CLIENT_DROP,
+    END_BACKEND_EOF,
+    END_BACKEND_ERROR,
+    END_PROTOCOL,
+    END_TIMEOUT,
+    END_SHUTDOWN,
+    END_HANDSHAKE,
+    END_ERROR,
+};
+
+static const struct {
+    const char *by;
+    enum session_result result;
+} end_causes[] = {
+    [END_CLIENT_CLOSE] = {"client", RESULT_NORMAL},
+    [END_CLIENT_DROP] = {"client", RESULT_CLIENT_DROPPED},
+    [END_BACKEND_EOF] = {"backend", RESULT_NORMAL},
+    [END_BACKEND_ERROR] = {"backend", RESULT_BACKEND_ERROR},
+    [END_PROTOCOL] = {"gateway", RESULT_PROTOCOL_ERROR},
+    [END_TIMEOUT] = {"gateway", RESULT_TIMEOUT},
+    [END_SHUTDOWN] = {"gateway", RESULT_SHUTDOWN},
+    [END_HANDSHAKE] = {"gateway", RESULT_ERROR},
+    [END_ERROR] = {"gateway", RESULT_ERROR},
+};
 
 struct half {
     int fd;
@@ -83,7 +112,7 @@ struct session {
     ev_timer timer;
     ev_tstamp timer_at; /* when the timer fires; 0 = not running */
     ev_tstamp started, last_rx, last_payload, ping_sent, closing_since, linger_since;
-    ev_tstamp connect_deadline;
+    ev_tstamp connect_deadline, connect_started;
 
     /* handshake */
     size_t head_seen;
@@ -118,7 +147,8 @@ struct session {
     /* for the access log */
     int status;
     uint64_t bytes_up, bytes_down;
-    const char *closed_by;
+    int has_cause;
+    enum end_cause cause;
     char reason[96];
     char peer[64];
 };
@@ -134,13 +164,14 @@ static ev_tstamp now_of(struct session *s)
 }
 
 /* Record why the session ends; the first reason wins. */
-static void set_reason(struct session *s, const char *by, const char *fmt, ...)
+static void set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void set_reason(struct session *s, const char *by, const char *fmt, ...)
+static void set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
 {
-    if (s->closed_by)
+    if (s->has_cause)
         return;
-    s->closed_by = by;
+    s->has_cause = 1;
+    s->cause = cause;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
@@ -188,8 +219,8 @@ static void release_slot(struct session *s)
     if (!s->holds_slot)
         return;
     __atomic_sub_fetch(&s->w->gw->active, 1, __ATOMIC_RELAXED);
-    if (s->stats)
-        __atomic_sub_fetch(&s->stats->active, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&s->stats->active, 1, __ATOMIC_RELAXED);
+    s->w->nrelays--;
     s->holds_slot = 0;
 }
 
@@ -201,6 +232,9 @@ static void session_end(struct session *s)
     close_backend(s);
     ev_timer_stop(w->loop, &s->timer);
     release_slot(s);
+    if (s->status == 101)
+        metrics_add(&s->stats->results[s->has_cause ? end_causes[s->cause].result : RESULT_ERROR],
+                    1);
 
     struct access_record r = {
         .client = s->peer,
@@ -211,7 +245,7 @@ static void session_end(struct session *s)
         .bytes_up = s->bytes_up,
         .bytes_down = s->bytes_down,
         .close_code = s->close_sent ? s->close_code : 0,
-        .closed_by = s->closed_by ? s->closed_by : "gateway",
+        .closed_by = s->has_cause ? end_causes[s->cause].by : "gateway",
         .reason = s->reason[0] ? s->reason : "-",
     };
     log_access(&r);
@@ -232,7 +266,7 @@ static void session_end(struct session *s)
 /* Close a session now, whatever its state. */
 void session_abort(struct session *s, const char *why)
 {
-    set_reason(s, "gateway", "%s", why);
+    set_reason(s, END_ERROR, "%s", why);
     close_client(s);
     close_backend(s);
     session_end(s);
@@ -244,12 +278,12 @@ struct session *session_next(struct session *s)
 }
 
 /* Mark both halves closed at once; session_rearm() ends the session. */
-static void drop(struct session *s, const char *by, const char *why, int err)
+static void drop(struct session *s, enum end_cause cause, const char *why, int err)
 {
     if (err)
-        set_reason(s, by, "%s: %s", why, strerror(err));
+        set_reason(s, cause, "%s: %s", why, strerror(err));
     else
-        set_reason(s, by, "%s", why);
+        set_reason(s, cause, "%s", why);
     close_client(s);
     close_backend(s);
 }
@@ -287,33 +321,106 @@ static void queue_close(struct session *s, uint16_t code, const char *reason)
  * client, close without waiting for the client's reply. */
 static void fail(struct session *s, uint16_t code, const char *why)
 {
-    set_reason(s, "gateway", "protocol error: %s", why);
+    set_reason(s, END_PROTOCOL, "protocol error: %s", why);
     s->failing = 1;
     s->up_done = 1;
     queue_close(s, code, why);
 }
 
-/* Answer the handshake with an error status, then close. */
-static void respond_error(struct session *s, int status, const char *why)
+/* Make room for a response of up to len bytes in the out buffer (dropping
+ * the request and any backend). NULL when out of memory (then dropped). */
+static struct buf *response_buf(struct session *s, size_t len)
 {
-    s->status = status;
-    set_reason(s, "gateway", "%d %s", status, why ? why : http_reason(status));
     release_slot(s);
     close_backend(s);
     buf_put(&s->w->pool, s->in);
     s->in = NULL;
-    if (!s->out)
-        s->out = buf_get(&s->w->pool, 1024);
-    if (!s->out) {
-        drop(s, "gateway", "out of memory", 0);
-        return;
+    if (s->out && s->out->cap < len) {
+        buf_put(&s->w->pool, s->out);
+        s->out = NULL;
     }
-    s->out->start = 0;
-    s->out->end = upgrade_response_error(status, why, (char *)s->out->data, s->out->cap);
+    if (!s->out)
+        s->out = buf_get(&s->w->pool, len);
+    if (!s->out) {
+        drop(s, END_ERROR, "out of memory", 0);
+        return NULL;
+    }
+    s->out->start = s->out->end = 0;
+    return s->out;
+}
+
+/* Send the response prepared in the out buffer, then close. */
+static void respond(struct session *s, int status)
+{
+    s->status = status;
     s->writing = W_NONE;
     s->cl_state = CL_RESPONDING;
     s->linger_since = now_of(s);
     client_write(s);
+}
+
+/* Answer the handshake with an error status, then close. */
+static void respond_error(struct session *s, int status, const char *why)
+{
+    set_reason(s, END_HANDSHAKE, "%d %s", status, why ? why : http_reason(status));
+    metrics_failure(&s->w->gw->metrics, s->stats, status);
+    struct buf *out = response_buf(s, 1024);
+    if (!out)
+        return;
+    out->end = upgrade_response_error(status, why, (char *)out->data, out->cap);
+    respond(s, status);
+}
+
+/* Answer a plain GET/HEAD with a body, then close. */
+static void respond_body(struct session *s, int status, const char *ctype, const char *body,
+                         size_t len, int head_only)
+{
+    set_reason(s, END_HANDSHAKE, "%d", status);
+    struct buf *out = response_buf(s, len + 256);
+    if (!out)
+        return;
+    int k = snprintf((char *)out->data, out->cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                     status, http_reason(status), ctype, len);
+    out->end = (size_t)k;
+    if (!head_only) {
+        memcpy(out->data + out->end, body, len);
+        out->end += len;
+    }
+    respond(s, status);
+}
+
+/* Serve health_path and metrics_path. Returns 1 when the request was one of
+ * them. */
+static int serve_builtin(struct session *s, const struct http_request *req)
+{
+    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (!get && !head)
+        return 0;
+    const struct config *c = s->cfg;
+#define IS_PATH(p) ((p) && strlen(p) == req->path_len && memcmp(p, req->path, req->path_len) == 0)
+    if (IS_PATH(c->health_path)) {
+        if (__atomic_load_n(&s->w->gw->draining, __ATOMIC_RELAXED))
+            respond_body(s, 503, "text/plain; charset=utf-8", "draining\n", 9, head);
+        else
+            respond_body(s, 200, "text/plain; charset=utf-8", "ok\n", 3, head);
+        return 1;
+    }
+    if (IS_PATH(c->metrics_path)) {
+        size_t len = 0;
+        char *text = metrics_render(&s->w->gw->metrics, &len);
+        if (!text) {
+            respond_error(s, 500, "out of memory");
+            return 1;
+        }
+        respond_body(s, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, head);
+        free(text);
+        return 1;
+    }
+#undef IS_PATH
+    return 0;
 }
 
 /* ---- client -> backend ------------------------------------------------ */
@@ -357,6 +464,7 @@ static void on_data(struct session *s, const struct ws_event *ev, size_t base)
         return;
     add_span(s, off, len);
     s->bytes_up += len;
+    metrics_add(&s->stats->bytes_up, len);
     s->last_payload = now_of(s);
 }
 
@@ -374,7 +482,7 @@ static void on_control(struct session *s, const struct ws_event *ev)
         s->close_rcvd = 1;
         s->up_done = 1;
         if (!s->close_queued)
-            set_reason(s, "client", "client closed (%u)", ev->close_code);
+            set_reason(s, END_CLIENT_CLOSE, "client closed (%u)", ev->close_code);
         queue_close(s, ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code,
                     "");
         if (s->close_sent)
@@ -388,10 +496,10 @@ static void on_control(struct session *s, const struct ws_event *ev)
 /* Decode what the client sent, collecting payload spans for the backend. */
 static void process_input(struct session *s)
 {
-    struct buf *in = s->in;
+    struct buf *in;
     /* A ping pauses decoding until its pong is out, so every ping gets its
      * pong without queueing more than one. */
-    while (in && !s->up_done && !s->pong_pending && in->start < in->end &&
+    while ((in = s->in) && !s->up_done && !s->pong_pending && in->start < in->end &&
            s->nspans < SPANS_MAX) {
         struct ws_event ev;
         size_t base = in->start;
@@ -410,7 +518,8 @@ static void process_input(struct session *s)
             break;
         }
     }
-    if (in && s->nspans == s->span0 && (in->start == in->end || s->up_done)) {
+    /* (on_control() may have given the buffer back already) */
+    if ((in = s->in) && s->nspans == s->span0 && (in->start == in->end || s->up_done)) {
         buf_put(&s->w->pool, in);
         s->in = NULL;
         s->nspans = s->span0 = 0;
@@ -422,7 +531,7 @@ static void client_read_frames(struct session *s)
     if (!s->in) {
         s->in = buf_get(&s->w->pool, s->cfg->buffer_size);
         if (!s->in) {
-            drop(s, "gateway", "out of memory", 0);
+            drop(s, END_ERROR, "out of memory", 0);
             return;
         }
     }
@@ -431,11 +540,11 @@ static void client_read_frames(struct session *s)
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
-        drop(s, "client", "client read error", errno);
+        drop(s, END_CLIENT_DROP, "client read error", errno);
         return;
     }
     if (n == 0) {
-        drop(s, "client", "client closed the connection without a close frame", 0);
+        drop(s, END_CLIENT_DROP, "client closed the connection without a close frame", 0);
         return;
     }
     in->end += (size_t)n;
@@ -463,7 +572,7 @@ static void backend_write(struct session *s)
             if (errno == EAGAIN || errno == EINTR)
                 return;
             int e = errno;
-            set_reason(s, "backend", "backend write error: %s (%zu bytes not delivered)",
+            set_reason(s, END_BACKEND_ERROR, "backend write error: %s (%zu bytes not delivered)",
                        strerror(e), (size_t)0);
             close_backend(s);
             s->up_done = 1;
@@ -497,7 +606,7 @@ static void backend_read(struct session *s)
 {
     struct buf *out = buf_get(&s->w->pool, s->cfg->buffer_size);
     if (!out) {
-        drop(s, "gateway", "out of memory", 0);
+        drop(s, END_ERROR, "out of memory", 0);
         return;
     }
     size_t head = WS_MAX_SERVER_HEADER;
@@ -518,10 +627,10 @@ static void backend_read(struct session *s)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n == 0) {
-            set_reason(s, "backend", "backend closed the connection");
+            set_reason(s, END_BACKEND_EOF, "backend closed the connection");
             queue_close(s, WS_CLOSE_NORMAL, "");
         } else {
-            set_reason(s, "backend", "backend read error: %s", strerror(errno));
+            set_reason(s, END_BACKEND_ERROR, "backend read error: %s", strerror(errno));
             close_backend(s);
             s->up_done = 1;
             queue_close(s, WS_CLOSE_INTERNAL, "backend error");
@@ -540,6 +649,7 @@ static void backend_read(struct session *s)
     out->end = head + len;
     s->out = out;
     s->bytes_down += (size_t)n;
+    metrics_add(&s->stats->bytes_down, (uint64_t)n);
     s->last_payload = now_of(s);
     client_write(s);
 }
@@ -624,7 +734,7 @@ static void client_write(struct session *s)
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
-            drop(s, "client", "client write error", errno);
+            drop(s, END_CLIENT_DROP, "client write error", errno);
             return;
         }
         if (s->writing == W_OUT)
@@ -648,33 +758,39 @@ static int take_slot(struct session *s)
         return -1;
     }
     uint32_t rmax = s->route->max_connections;
-    if (s->stats &&
-        __atomic_add_fetch(&s->stats->active, 1, __ATOMIC_RELAXED) > rmax && rmax > 0) {
+    if (__atomic_add_fetch(&s->stats->active, 1, __ATOMIC_RELAXED) > rmax && rmax > 0) {
         __atomic_sub_fetch(&s->stats->active, 1, __ATOMIC_RELAXED);
         __atomic_sub_fetch(&gw->active, 1, __ATOMIC_RELAXED);
         return -2;
     }
     s->holds_slot = 1;
+    s->w->nrelays++;
     return 0;
 }
 
 static void on_request(struct session *s, const struct http_request *req, size_t head_len)
 {
+    if (serve_builtin(s, req))
+        return;
     struct upgrade_result res;
     upgrade_validate(s->cfg, req, &res);
+    if (res.route) {
+        s->route = res.route;
+        s->stats = res.route->stats;
+    }
     if (res.status != 101) {
         respond_error(s, res.status, res.why);
         return;
     }
-    s->route = res.route;
-    s->stats = res.route->stats;
+    if (__atomic_load_n(&s->w->gw->draining, __ATOMIC_RELAXED)) {
+        respond_error(s, 503, "draining");
+        return;
+    }
     int lim = take_slot(s);
     if (lim < 0) {
         respond_error(s, 503, lim == -1 ? "too many connections" : "too many connections for route");
         return;
     }
-    if (s->stats)
-        __atomic_add_fetch(&s->stats->total, 1, __ATOMIC_RELAXED);
     s->base64 = res.subprotocol && strcmp(res.subprotocol, "base64") == 0;
     ws_decoder_init(&s->dec, s->route->p.max_message_size);
 
@@ -682,7 +798,7 @@ static void on_request(struct session *s, const struct http_request *req, size_t
      * connected. Bytes pipelined after the request stay in the in buffer. */
     s->out = buf_get(&s->w->pool, 1024);
     if (!s->out) {
-        drop(s, "gateway", "out of memory", 0);
+        drop(s, END_ERROR, "out of memory", 0);
         return;
     }
     s->out->end = upgrade_response_101(&res, (char *)s->out->data, s->out->cap);
@@ -690,6 +806,7 @@ static void on_request(struct session *s, const struct http_request *req, size_t
     s->cl_state = CL_WAIT;
     backend_cursor_init(&s->cursor, s->route);
     s->connect_err = ECONNREFUSED;
+    s->connect_started = ev_time();
     start_connect(s);
 }
 
@@ -700,7 +817,7 @@ static void client_read_request(struct session *s)
                                                              : HTTP_MAX_HEAD + 1;
         s->in = buf_get(&s->w->pool, cap);
         if (!s->in) {
-            drop(s, "gateway", "out of memory", 0);
+            drop(s, END_ERROR, "out of memory", 0);
             return;
         }
     }
@@ -709,11 +826,11 @@ static void client_read_request(struct session *s)
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
-        drop(s, "client", "client read error during handshake", errno);
+        drop(s, END_HANDSHAKE, "client read error during handshake", errno);
         return;
     }
     if (n == 0) {
-        drop(s, "client", "client closed during handshake", 0);
+        drop(s, END_HANDSHAKE, "client closed during handshake", 0);
         return;
     }
     in->end += (size_t)n;
@@ -742,6 +859,7 @@ static void backend_connected(struct session *s, const struct sockaddr_any *addr
     s->cl_state = CL_OPEN;
     s->status = 101;
     s->last_rx = s->last_payload = now_of(s);
+    metrics_connect_time(s->stats, ev_time() - s->connect_started);
     client_write(s);
     if (s->cl_state != CL_OPEN)
         return;
@@ -859,7 +977,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     switch (s->cl_state) {
     case CL_REQUEST:
         if (now >= s->started + s->cfg->handshake_timeout_ms / 1000.0)
-            drop(s, "gateway", "handshake timeout", 0);
+            drop(s, END_HANDSHAKE, "handshake timeout", 0);
         break;
     case CL_WAIT:
         if (s->be_state == BE_CONNECTING && now >= s->connect_deadline) {
@@ -877,7 +995,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         break;
     case CL_OPEN:
         if (s->close_queued && now >= s->closing_since + CLOSE_WAIT) {
-            drop(s, "gateway", s->close_sent ? "close timeout: no close frame from the client"
+            drop(s, END_TIMEOUT, s->close_sent ? "close timeout: no close frame from the client"
                                              : "close timeout: client not reading",
                  0);
             break;
@@ -886,7 +1004,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             break;
         if (p->ping_interval_ms) {
             if (s->ping_outstanding && now >= s->ping_sent + p->pong_timeout_ms / 1000.0) {
-                drop(s, "gateway", "pong timeout: client sent nothing after a ping", 0);
+                drop(s, END_TIMEOUT, "pong timeout: client sent nothing after a ping", 0);
                 break;
             }
             if (!s->ping_outstanding && now >= s->last_rx + p->ping_interval_ms / 1000.0) {
@@ -897,14 +1015,14 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             }
         }
         if (p->idle_timeout_ms && now >= s->last_payload + p->idle_timeout_ms / 1000.0) {
-            set_reason(s, "gateway", "idle timeout");
+            set_reason(s, END_TIMEOUT, "idle timeout");
             queue_close(s, WS_CLOSE_GOING_AWAY, "idle timeout");
             client_write(s);
         }
         break;
     case CL_CLOSED:
         if (now >= s->closing_since + CLOSE_WAIT)
-            drop(s, "gateway", "close timeout: backend did not take its bytes", 0);
+            drop(s, END_TIMEOUT, "close timeout: backend did not take its bytes", 0);
         break;
     }
     session_rearm(s);
@@ -1047,11 +1165,11 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer)
 void session_go_away(struct session *s)
 {
     if (s->cl_state == CL_OPEN) {
-        set_reason(s, "gateway", "shutting down");
+        set_reason(s, END_SHUTDOWN, "shutting down");
         queue_close(s, WS_CLOSE_GOING_AWAY, "going away");
         client_write(s);
     } else if (s->cl_state == CL_REQUEST || s->cl_state == CL_WAIT) {
-        drop(s, "gateway", "shutting down", 0);
+        drop(s, END_SHUTDOWN, "shutting down", 0);
     }
     session_rearm(s);
 }

@@ -1,4 +1,4 @@
-/* worker.c - event-loop threads and the process-wide gateway state. */
+/* worker.c - event-loop threads: listeners, sessions, reload and drain. */
 #include "worker.h"
 
 #include <errno.h>
@@ -12,40 +12,17 @@
 #include "session.h"
 
 #define POOL_MAX_FREE 256
-#define STOP_GRACE 6.0 /* seconds for sessions to finish their close handshake */
+#define STOP_GRACE 6.0 /* seconds for close handshakes after the last close 1001 */
 
 /* Attach live counters to every route of cfg, creating them by name. */
 int gateway_attach_stats(struct gateway *gw, struct config *cfg)
 {
     for (size_t i = 0; i < cfg->nroutes; i++) {
-        struct route *r = &cfg->routes[i];
-        struct route_stats *st;
-        for (st = gw->stats; st; st = st->next)
-            if (strcmp(st->name, r->name) == 0)
-                break;
-        if (!st) {
-            st = calloc(1, sizeof(*st));
-            if (!st || !(st->name = strdup(r->name))) {
-                free(st);
-                return -1;
-            }
-            st->next = gw->stats;
-            gw->stats = st;
-        }
-        r->stats = st;
+        cfg->routes[i].stats = metrics_route(&gw->metrics, cfg->routes[i].name);
+        if (!cfg->routes[i].stats)
+            return -1;
     }
     return 0;
-}
-
-/* Free the counters. */
-void gateway_free_stats(struct gateway *gw)
-{
-    while (gw->stats) {
-        struct route_stats *st = gw->stats;
-        gw->stats = st->next;
-        free(st->name);
-        free(st);
-    }
 }
 
 static void close_listeners(struct worker *w)
@@ -57,36 +34,98 @@ static void close_listeners(struct worker *w)
     }
 }
 
-/* While stopping: end the loop once every session is gone, or abort the
- * stragglers when the grace period is over. */
-static void deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+/* Open the listeners of cfg this worker does not have yet and close those cfg
+ * no longer names. Errors are logged; the rest goes on. */
+static int sync_listeners(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
-    struct worker *w = t->data;
-    if (w->nsessions > 0 && ev_now(loop) - w->stopping_since < STOP_GRACE)
-        return;
-    while (w->sessions)
-        session_abort(w->sessions, "shutting down: grace period over");
-    ev_timer_stop(loop, t);
-    ev_break(loop, EVBREAK_ALL);
+    struct listener *keep = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        struct listener **pp = &w->listeners, *l;
+        while ((l = *pp) && !listener_matches(l, &cfg->listens[i]))
+            pp = &l->next;
+        if (l) {
+            *pp = l->next; /* already open: keep it */
+        } else if (!(l = listener_open(w, cfg, &cfg->listens[i], err, errlen))) {
+            rc = -1;
+            continue;
+        }
+        l->next = keep;
+        keep = l;
+    }
+    close_listeners(w);
+    w->listeners = keep;
+    return rc;
 }
 
-/* Another thread asked us to stop: no new connections, every session gets a
- * close 1001 after its pending data. */
+static void stop_now(struct worker *w)
+{
+    while (w->sessions)
+        session_abort(w->sessions, "shutting down now");
+    close_listeners(w);
+    ev_timer_stop(w->loop, &w->drain);
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* While draining: after drain_timeout every session gets close 1001 once its
+ * data is flushed; the worker stops when no relay is left (or the close
+ * handshakes took too long). */
+static void drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    ev_tstamp now = ev_now(loop);
+    if (!w->went_away && (w->nrelays == 0 || now >= w->drain_deadline)) {
+        w->went_away = 1;
+        w->stop_deadline = now + STOP_GRACE;
+        for (struct session *s = w->sessions, *next; s; s = next) {
+            next = session_next(s);
+            session_go_away(s);
+        }
+    }
+    if (w->went_away && (w->nrelays == 0 || now >= w->stop_deadline))
+        stop_now(w);
+}
+
+static void reload(struct worker *w)
+{
+    struct gateway *gw = w->gw;
+    pthread_mutex_lock(&gw->lock);
+    struct config *cfg = config_ref(gw->cfg);
+    pthread_mutex_unlock(&gw->lock);
+    if (cfg == w->cfg) {
+        config_unref(cfg);
+        return;
+    }
+    char err[512];
+    if (sync_listeners(w, cfg, err, sizeof(err)) < 0)
+        log_msg(WLOG_ERROR, "reload: %s", err);
+    if (cfg->buffer_size != w->pool.cap) {
+        /* Buffers of the old size are freed as they come back. */
+        buf_pool_destroy(&w->pool);
+        w->pool.cap = cfg->buffer_size;
+    }
+    config_unref(w->cfg);
+    w->cfg = cfg;
+}
+
+/* The main thread posted commands. */
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct worker *w = a->data;
-    if (w->stopping)
+    unsigned cmd = __atomic_exchange_n(&w->cmd, 0, __ATOMIC_ACQ_REL);
+    if (cmd & WCMD_STOP) {
+        stop_now(w);
         return;
-    w->stopping = 1;
-    w->stopping_since = ev_now(loop);
-    close_listeners(w);
-    for (struct session *s = w->sessions, *next; s; s = next) {
-        next = session_next(s);
-        session_go_away(s);
     }
-    ev_timer_init(&w->deadline, deadline_cb, 0.02, 0.05);
-    w->deadline.data = w;
-    ev_timer_start(loop, &w->deadline);
+    if (cmd & WCMD_RELOAD)
+        reload(w);
+    if ((cmd & WCMD_DRAIN) && !w->draining) {
+        w->draining = 1;
+        w->drain_deadline = ev_now(loop) + w->cfg->drain_timeout_ms / 1000.0;
+        ev_timer_init(&w->drain, drain_cb, 0, 0.05);
+        w->drain.data = w;
+        ev_timer_again(loop, &w->drain);
+    }
 }
 
 /* Set up worker id with its own loop and listeners. */
@@ -106,20 +145,16 @@ int worker_init(struct worker *w, struct gateway *gw, unsigned id, struct config
     ev_async_init(&w->wake, wake_cb);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
-    for (size_t i = 0; i < cfg->nlistens; i++) {
-        struct listener *l = listener_open(w, &cfg->listens[i], err, errlen);
-        if (!l)
-            return -1;
-        l->next = w->listeners;
-        w->listeners = l;
-    }
-    return 0;
+    ev_init(&w->drain, drain_cb);
+    return sync_listeners(w, cfg, err, errlen);
 }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     ev_run(w->loop, 0);
+    if (w->on_exit)
+        w->on_exit();
     return NULL;
 }
 
@@ -139,12 +174,18 @@ int worker_start(struct worker *w)
     return 0;
 }
 
-/* Ask a running worker to stop and wait for its thread. */
-void worker_stop(struct worker *w)
+/* Post commands to a running worker. */
+void worker_post(struct worker *w, unsigned cmd)
+{
+    __atomic_or_fetch(&w->cmd, cmd, __ATOMIC_ACQ_REL);
+    ev_async_send(w->loop, &w->wake);
+}
+
+/* Wait for a worker's thread to end. */
+void worker_join(struct worker *w)
 {
     if (!w->started)
         return;
-    ev_async_send(w->loop, &w->wake);
     pthread_join(w->thread, NULL);
     w->started = 0;
 }
@@ -158,7 +199,7 @@ void worker_destroy(struct worker *w)
         session_abort(w->sessions, "shutting down");
     close_listeners(w);
     ev_async_stop(w->loop, &w->wake);
-    ev_timer_stop(w->loop, &w->deadline);
+    ev_timer_stop(w->loop, &w->drain);
     buf_pool_destroy(&w->pool);
     ev_loop_destroy(w->loop);
     w->loop = NULL;

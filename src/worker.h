@@ -9,28 +9,29 @@
 
 #include "buf.h"
 #include "config.h"
-
-/* Live counters of a route, kept by name so they outlive reloads. */
-struct route_stats {
-    struct route_stats *next;
-    char *name;
-    uint32_t active; /* atomic */
-    uint64_t total;  /* atomic */
-};
+#include "metrics.h"
 
 struct worker;
 struct listener;
 struct session;
 
-/* Process-wide state. The configuration pointer is swapped under lock; the
- * counters are updated with atomic builtins. */
+/* Process-wide state. Workers share only the configuration pointer (handed
+ * over under lock on reload) and the counters (atomic). */
 struct gateway {
     pthread_mutex_t lock;
-    struct config *cfg;
-    uint32_t active; /* sessions holding a connection slot, all workers */
-    struct route_stats *stats;
+    struct config *cfg; /* the newest configuration */
+    uint32_t active;    /* sessions holding a connection slot, all workers */
+    int draining;       /* atomic: SIGTERM received, new upgrades get 503 */
+    struct metrics metrics;
     struct worker *workers;
     unsigned nworkers;
+};
+
+/* Commands a worker receives from the main thread (bits, atomic). */
+enum {
+    WCMD_RELOAD = 1, /* take gw->cfg for new sessions and listeners */
+    WCMD_DRAIN = 2,  /* drain: finish sessions within drain_timeout, then stop */
+    WCMD_STOP = 4,   /* close everything now and stop */
 };
 
 struct worker {
@@ -38,22 +39,23 @@ struct worker {
     unsigned id;
     struct ev_loop *loop;
     pthread_t thread;
-    ev_async wake;    /* another thread asks this worker to stop */
-    ev_timer deadline; /* bound on the time a stop may take */
-    int stopping;
-    int started; /* the thread runs */
-    ev_tstamp stopping_since;
+    int started;       /* the thread runs */
+    ev_async wake;     /* the main thread posted commands */
+    unsigned cmd;      /* atomic WCMD_* bits */
+    ev_timer drain;    /* while draining: checks progress */
+    int draining, went_away;
+    ev_tstamp drain_deadline, stop_deadline;
     struct config *cfg; /* configuration new sessions get (one reference) */
     struct listener *listeners;
     struct session *sessions; /* doubly linked */
-    unsigned nsessions;
+    unsigned nsessions;       /* all connections */
+    unsigned nrelays;         /* sessions holding a connection slot */
     struct buf_pool pool;
+    void (*on_exit)(void); /* called on the worker's thread when its loop ends */
 };
 
 /* Attach live counters to every route of cfg (creating them by name). */
 int gateway_attach_stats(struct gateway *gw, struct config *cfg);
-/* Free the counters. */
-void gateway_free_stats(struct gateway *gw);
 
 /* Set up worker id of gw with its own loop and listeners for cfg. Returns 0,
  * or -1 with a message in err. */
@@ -61,8 +63,10 @@ int worker_init(struct worker *w, struct gateway *gw, unsigned id, struct config
                 size_t errlen);
 /* Run the worker's loop on a new thread. */
 int worker_start(struct worker *w);
-/* Ask a running worker to stop (thread-safe) and wait for its thread. */
-void worker_stop(struct worker *w);
+/* Post commands to a running worker (thread-safe). */
+void worker_post(struct worker *w, unsigned cmd);
+/* Wait for a worker's thread to end. */
+void worker_join(struct worker *w);
 /* Free what worker_init made. */
 void worker_destroy(struct worker *w);
 

@@ -433,13 +433,14 @@ class RawClient:
         return Frame(fin, rsv, opcode, masked, payload)
 
     def read_data(self, n, timeout=DEFAULT_TIMEOUT, opcode=OP_BINARY, decode=None,
-                  auto_pong=True):
+                  auto_pong=True, at_least=False):
         """Concatenate payloads of data frames until n bytes arrived.
 
         Frames must have the given opcode and be well-formed server frames;
         decode (e.g. base64.b64decode) is applied to each frame's payload.
         Pings are answered; control frames are kept in self.controls. A close
-        frame before n bytes fails with what had arrived."""
+        frame before n bytes fails with what had arrived. More than n bytes
+        is an error unless at_least (for endless streams)."""
         deadline = time.monotonic() + timeout
         got = bytearray()
         while len(got) < n:
@@ -461,7 +462,7 @@ class RawClient:
                 continue
             assert f.opcode in (opcode, OP_CONT), "expected opcode %d, got %r" % (opcode, f)
             got += decode(f.payload) if decode else f.payload
-        assert len(got) == n, "received %d bytes, expected %d (extra: %r)" % (
+        assert at_least or len(got) == n, "received %d bytes, expected %d (extra: %r)" % (
             len(got), n, bytes(got[n:n + 64]))
         return bytes(got)
 
@@ -764,6 +765,7 @@ class Gateway:
         self.stdout_path = os.path.join(self.workdir, "wsgate.stdout")
         self.clients = []
         self.returncode = None
+        self.terminated = False
         os.makedirs(self.workdir, exist_ok=True)
 
     @property
@@ -855,6 +857,12 @@ class Gateway:
         c.upgrade(path, **kw)
         return c
 
+    def terminate(self, sig=signal.SIGTERM):
+        """Send sig now (the test watches the shutdown); stop() then only
+        waits for the exit and checks it."""
+        self.terminated = True
+        self.proc.send_signal(sig)
+
     def stop(self, timeout=10.0):
         """Close clients, SIGTERM, wait (SIGKILL after timeout). Returns
         (returncode, problems) where problems lists what is wrong."""
@@ -864,7 +872,14 @@ class Gateway:
         if self.proc is None:
             return None, []
         problems = []
-        if self.proc.poll() is not None:
+        if self.terminated:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                problems.append("wsgate did not exit within %ss of SIGTERM" % timeout)
+        elif self.proc.poll() is not None:
             problems.append("wsgate died during the test (status %d)" % self.proc.returncode)
         else:
             self.proc.send_signal(signal.SIGTERM)

@@ -332,3 +332,17 @@ def test_ipv6_listener(gateway_factory, echo):
     c = g.ws("/")
     c.send_frame(OP_BINARY, b"over v6")
     assert c.read_data(7) == b"over v6"
+
+
+def test_failover_after_connect_timeout(gw, backends, echo):
+    hole = backends.blackhole()
+    if not hole.connect_hangs(1.0):
+        pytest.skip("cannot make a loopback connect hang on this kernel")
+    gw.start({"route:f": route([hole.addr, echo.addr], "/", connect_timeout="500ms")})
+    c = gw.client(timeout=20)
+    c.key = harness.new_key()
+    c.send(make_request("/", key=c.key))
+    resp = c.read_http_response(timeout=20)
+    assert resp.status == 101, resp
+    c.send_frame(OP_BINARY, b"second")
+    assert c.read_data(6) == b"second"

@@ -707,9 +707,6 @@ static void test_not_supported_yet(void **state)
         const char *section, *key, *value;
     } cases[] = {
         {"gateway", "web_root", "/srv/www"},
-        {"gateway", "health_path", "/healthz"},
-        {"gateway", "metrics_path", "/metrics"},
-        {"gateway", "drain_timeout", "30"},
         {"tls", "cert", "/etc/wsgate/cert.pem"},
         {"tls", "key", "/etc/wsgate/key.pem"},
         {"tls", "client_ca", "/etc/ca.pem"},

@@ -1,0 +1,166 @@
+/* metrics.c - counters and the Prometheus text format. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int statuses[METRICS_NSTATUS] = METRICS_STATUSES;
+static const double bucket_bounds[METRICS_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                       0.025,  0.05,  0.1,    0.5,   1.0};
+static const char *const result_names[RESULT_COUNT] = {
+    "normal", "client_dropped", "protocol_error", "backend_error", "timeout", "shutdown", "error"};
+
+/* The counters for route name, created on first use. */
+struct route_stats *metrics_route(struct metrics *m, const char *name)
+{
+    for (struct route_stats *r = m->routes; r; r = r->next)
+        if (strcmp(r->name, name) == 0)
+            return r;
+    struct route_stats *r = calloc(1, sizeof(*r));
+    if (!r || !(r->name = strdup(name))) {
+        free(r);
+        return NULL;
+    }
+    r->next = m->routes;
+    __atomic_store_n(&m->routes, r, __ATOMIC_RELEASE);
+    return r;
+}
+
+/* Free every counter. */
+void metrics_free(struct metrics *m)
+{
+    while (m->routes) {
+        struct route_stats *r = m->routes;
+        m->routes = r->next;
+        free(r->name);
+        free(r);
+    }
+}
+
+/* Count a handshake answered with status. */
+void metrics_failure(struct metrics *m, struct route_stats *rs, int status)
+{
+    for (int i = 0; i < METRICS_NSTATUS; i++) {
+        if (statuses[i] == status) {
+            metrics_add(&(rs ? rs : &m->none)->failures[i], 1);
+            return;
+        }
+    }
+}
+
+/* Observe one successful backend connect. */
+void metrics_connect_time(struct route_stats *rs, double seconds)
+{
+    int i = 0;
+    while (i < METRICS_NBUCKETS && seconds > bucket_bounds[i])
+        i++;
+    metrics_add(&rs->connect_buckets[i], 1);
+    metrics_add(&rs->connect_count, 1);
+    metrics_add(&rs->connect_usec_sum, (uint64_t)(seconds * 1e6));
+}
+
+struct out {
+    char *b;
+    size_t n, cap;
+    int oom;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+{
+    for (;;) {
+        if (o->oom)
+            return;
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(o->b + o->n, o->cap - o->n, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && (size_t)k < o->cap - o->n) {
+            o->n += (size_t)k;
+            return;
+        }
+        size_t cap = o->cap * 2 + (size_t)(k > 0 ? k : 0);
+        char *b = realloc(o->b, cap);
+        if (!b) {
+            o->oom = 1;
+            return;
+        }
+        o->b = b;
+        o->cap = cap;
+    }
+}
+
+static uint64_t get(const uint64_t *c)
+{
+    return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* Route names are [A-Za-z0-9_.-]+ (config.c checks), so they need no escaping. */
+static void render_failures(struct out *o, const struct route_stats *r)
+{
+    for (int i = 0; i < METRICS_NSTATUS; i++)
+        outf(o, "wsgate_handshake_failures_total{route=\"%s\",status=\"%d\"} %llu\n", r->name,
+             statuses[i], (unsigned long long)get(&r->failures[i]));
+}
+
+/* Render every metric in the Prometheus text format. */
+char *metrics_render(struct metrics *m, size_t *len)
+{
+    struct out o = {.b = malloc(4096), .cap = 4096};
+    if (!o.b)
+        return NULL;
+    struct route_stats *head = __atomic_load_n(&m->routes, __ATOMIC_ACQUIRE);
+
+    outf(&o, "# HELP wsgate_build_info Build information.\n# TYPE wsgate_build_info gauge\n"
+             "wsgate_build_info{version=\"" PACKAGE_VERSION "\"} 1\n");
+    outf(&o, "# HELP wsgate_sessions_active Upgraded sessions now open.\n"
+             "# TYPE wsgate_sessions_active gauge\n");
+    for (struct route_stats *r = head; r; r = r->next)
+        outf(&o, "wsgate_sessions_active{route=\"%s\"} %u\n", r->name,
+             __atomic_load_n(&r->active, __ATOMIC_RELAXED));
+    outf(&o, "# HELP wsgate_sessions_total Upgraded sessions ended, by result.\n"
+             "# TYPE wsgate_sessions_total counter\n");
+    for (struct route_stats *r = head; r; r = r->next)
+        for (int i = 0; i < RESULT_COUNT; i++)
+            outf(&o, "wsgate_sessions_total{route=\"%s\",result=\"%s\"} %llu\n", r->name,
+                 result_names[i], (unsigned long long)get(&r->results[i]));
+    outf(&o, "# HELP wsgate_handshake_failures_total Upgrade requests refused, by HTTP status.\n"
+             "# TYPE wsgate_handshake_failures_total counter\n");
+    render_failures(&o, &m->none);
+    for (struct route_stats *r = head; r; r = r->next)
+        render_failures(&o, r);
+    outf(&o, "# HELP wsgate_bytes_total Payload bytes relayed (up = client to backend).\n"
+             "# TYPE wsgate_bytes_total counter\n");
+    for (struct route_stats *r = head; r; r = r->next) {
+        outf(&o, "wsgate_bytes_total{route=\"%s\",direction=\"up\"} %llu\n", r->name,
+             (unsigned long long)get(&r->bytes_up));
+        outf(&o, "wsgate_bytes_total{route=\"%s\",direction=\"down\"} %llu\n", r->name,
+             (unsigned long long)get(&r->bytes_down));
+    }
+    outf(&o, "# HELP wsgate_backend_connect_seconds Time to connect to a backend.\n"
+             "# TYPE wsgate_backend_connect_seconds histogram\n");
+    for (struct route_stats *r = head; r; r = r->next) {
+        uint64_t cum = 0;
+        for (int i = 0; i <= METRICS_NBUCKETS; i++) {
+            cum += get(&r->connect_buckets[i]);
+            if (i < METRICS_NBUCKETS)
+                outf(&o, "wsgate_backend_connect_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                     r->name, bucket_bounds[i], (unsigned long long)cum);
+            else
+                outf(&o, "wsgate_backend_connect_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                     r->name, (unsigned long long)cum);
+        }
+        outf(&o, "wsgate_backend_connect_seconds_sum{route=\"%s\"} %.6f\n", r->name,
+             get(&r->connect_usec_sum) / 1e6);
+        outf(&o, "wsgate_backend_connect_seconds_count{route=\"%s\"} %llu\n", r->name,
+             (unsigned long long)get(&r->connect_count));
+    }
+    if (o.oom) {
+        free(o.b);
+        return NULL;
+    }
+    *len = o.n;
+    return o.b;
+}

@@ -1,0 +1,1147 @@
+/* loadgen.c - WebSocket and raw TCP load generator for the benchmarks.
+ *
+ * usage: loadgen -m MODE [options] HOST:PORT      (loadgen -h lists options)
+ *
+ * Modes, all against an echo service (directly, or through a relay):
+ *   bulk     N connections each keep WINDOW messages of SIZE bytes in flight
+ *            and read the echo back; reports payload MB/s echoed (10^6 bytes,
+ *            one direction counted).
+ *   latency  N connections each send one SIZE-byte message, wait for its echo,
+ *            and repeat; reports round-trip percentiles in microseconds.
+ *   churn    N concurrent workers loop: connect, (upgrade), one echo,
+ *            (close handshake), close; reports completed cycles per second.
+ *   idle     open N connections (at most -C handshakes in flight), then hold
+ *            them for --hold seconds or until SIGINT/SIGTERM/SIGUSR1; reports
+ *            the time to open them all.
+ *
+ * Every echoed byte is checked against the connection's own pattern (each
+ * connection repeats one SIZE-byte payload made from its own seed), so lost,
+ * duplicated, reordered or crossed bytes are reported as verify failures.
+ * WebSocket mode performs the RFC 6455 client handshake (the accept key is
+ * checked), sends masked binary frames, and parses server frames of any size
+ * and fragmentation; pings get pongs. --watch-pid PID reads the CPU time
+ * (including reaped children) of PID over the measured window and its VmRSS
+ * before and after opening connections, so the runner can attribute cost to
+ * the relay under test.
+ *
+ * One JSON object is printed on stdout at the end (idle mode prints an
+ * {"event":"open"} line first, once every connection is open); a human
+ * summary goes to stderr. Threads (-t) split the connections; each runs its
+ * own epoll loop and the main thread only coordinates and measures. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+
+#define PROG "loadgen"
+#define EVENTS_MAX 256
+#define SCRATCH_SIZE (256 * 1024)
+#define HS_MAX 2048 /* largest upgrade response accepted */
+#define IOV_USED 64
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+enum mode { M_BULK, M_LATENCY, M_CHURN, M_IDLE };
+static const char *const mode_names[] = {"bulk", "latency", "churn", "idle"};
+
+enum phase { PH_WARMUP, PH_MEASURE, PH_STOP };
+
+enum cstate { CS_IDLE, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSING, CS_DEAD };
+
+enum { OP_CONT = 0, OP_TEXT = 1, OP_BIN = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
+
+static struct options {
+    const char *target;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    const char *path;
+    const char *label;
+    enum mode mode;
+    bool ws;
+    int conns;
+    int threads;
+    int window;
+    int pace; /* connections opening at once (all threads) */
+    size_t size;
+    double duration;
+    double warmup;
+    double hold;
+    long samples;
+    int watch_pid;
+} opt = {
+    .path = "/",
+    .label = "",
+    .mode = M_BULK,
+    .ws = true,
+    .conns = 1,
+    .threads = 1,
+    .window = 4,
+    .pace = 256,
+    .size = 65536,
+    .duration = 5,
+    .warmup = 0.5,
+    .hold = 0,
+    .samples = 20000,
+};
+
+struct thread;
+
+/* One client connection; in churn mode one worker slot reused per cycle. */
+struct conn {
+    struct thread *t;
+    int fd;
+    uint8_t state;
+    uint8_t events;     /* EPOLL interest now registered (EPOLLIN/EPOLLOUT bits) */
+    bool want_out;      /* a write was blocked: wait for EPOLLOUT */
+    bool pacing;        /* counted in the thread's opening budget */
+    bool in_payload;    /* frame parser: inside a frame's payload */
+    uint8_t hdr_len;    /* frame parser: header bytes collected */
+    uint8_t opcode;     /* frame parser: opcode of the current frame */
+    uint8_t ctrl_len;   /* frame parser: control payload collected */
+    uint8_t pend_off;   /* outgoing control frame: bytes written */
+    uint8_t pend_len;   /* outgoing control frame: length, 0 = none */
+    uint16_t hs_len;    /* handshake response bytes collected */
+    uint32_t out_off;   /* bytes of the current data frame written */
+    uint64_t left;      /* frame parser: payload bytes left in this frame */
+    uint64_t started;   /* data frames started (fully or partly written) */
+    uint64_t recv;      /* payload bytes echoed back */
+    uint64_t t_send;    /* latency: when the outstanding message was sent */
+    uint8_t mask[4];    /* masking key of every frame this connection sends */
+    char accept[32];    /* expected Sec-WebSocket-Accept */
+    uint8_t hdr[14];    /* frame parser: header being collected */
+    uint8_t ctrl[125];  /* frame parser: control frame payload */
+    uint8_t pend[131];  /* outgoing control frame */
+    char *hs;           /* handshake response being collected */
+    uint8_t *frame;     /* one data frame: header + masked payload (raw: payload) */
+    uint8_t *pattern;   /* the payload, as it must come back */
+    size_t frame_len;
+};
+
+struct thread {
+    pthread_t tid;
+    int ep;
+    struct conn *conns;
+    int nconns;
+    int next_open; /* next connection to open for the first time */
+    int opening;   /* paced connections not yet open or failed */
+    int pace;      /* this thread's share of opt.pace */
+    int alive;     /* connections not dead (bulk, latency, idle) */
+    uint64_t rng;
+    uint8_t *scratch;
+    uint64_t *samples;
+    long quota;    /* latency samples this thread records */
+    long nsamples;
+    uint64_t errors;
+    uint64_t verify_failures;
+    char first_error[160];
+    _Atomic uint64_t bytes;       /* payload bytes echoed back */
+    _Atomic uint64_t cycles;      /* churn cycles completed */
+    _Atomic int opened;           /* connections opened for the first time */
+    _Atomic int open_failed;      /* connections that failed before opening */
+    _Atomic bool done;            /* the thread left its loop */
+};
+
+static _Atomic int phase = PH_WARMUP;
+static volatile sig_atomic_t got_signal;
+
+static void conn_send(struct conn *c);
+static void conn_start(struct conn *c);
+
+/* xorshift64* generator; never returns the same sequence for two seeds. */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Write a masked client frame header for a payload of len bytes into h;
+ * returns its length (6, 8 or 14). */
+static size_t ws_header(uint8_t *h, int opcode, uint64_t len, const uint8_t mask[4])
+{
+    size_t n;
+    h[0] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        h[1] = (uint8_t)(0x80 | len);
+        n = 2;
+    } else if (len < 65536) {
+        h[1] = 0x80 | 126;
+        h[2] = (uint8_t)(len >> 8);
+        h[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        h[1] = 0x80 | 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+        n = 10;
+    }
+    memcpy(h + n, mask, 4);
+    return n + 4;
+}
+
+/* Build a complete masked frame of payload p (len bytes) into out; returns its
+ * length. out must hold len + 14 bytes. */
+static size_t ws_frame(uint8_t *out, int opcode, const uint8_t *p, size_t len,
+                       const uint8_t mask[4])
+{
+    size_t h = ws_header(out, opcode, len, mask);
+    for (size_t i = 0; i < len; i++)
+        out[h + i] = p[i] ^ mask[i & 3];
+    return h + len;
+}
+
+/* Fill c->accept with the Sec-WebSocket-Accept a server must answer to key. */
+static void ws_expect_accept(struct conn *c, const char *key)
+{
+    char buf[64];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int n = snprintf(buf, sizeof(buf), "%s%s", key, WS_GUID);
+    EVP_Digest(buf, (size_t)n, md, &mdlen, EVP_sha1(), NULL);
+    EVP_EncodeBlock((unsigned char *)c->accept, md, (int)mdlen);
+}
+
+static double ns_to_s(uint64_t ns)
+{
+    return (double)ns / 1e9;
+}
+
+/* Record why c failed (the first failure of each thread is kept verbatim). */
+static void note_error(struct thread *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_error(struct thread *t, const char *fmt, ...)
+{
+    if (t->errors++ > 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->first_error, sizeof(t->first_error), fmt, ap);
+    va_end(ap);
+    for (char *p = t->first_error; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            *p = '\'';
+}
+
+/* Register the epoll interest c needs now: EPOLLOUT while connecting or while
+ * a write is blocked, EPOLLIN once connected. */
+static void conn_watch(struct conn *c)
+{
+    uint8_t ev = c->state == CS_CONNECTING ? EPOLLOUT : (EPOLLIN | (c->want_out ? EPOLLOUT : 0));
+    if (ev == c->events)
+        return;
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    epoll_ctl(c->t->ep, c->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
+    c->events = ev;
+}
+
+/* Leave the opening budget: c opened or failed before opening. */
+static void conn_paced_done(struct conn *c, bool ok)
+{
+    if (!c->pacing)
+        return;
+    c->pacing = false;
+    c->t->opening--;
+    atomic_fetch_add_explicit(ok ? &c->t->opened : &c->t->open_failed, 1, memory_order_relaxed);
+}
+
+/* Close c's socket and reset its per-cycle state. */
+static void conn_close(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->events = 0;
+    free(c->hs);
+    c->hs = NULL;
+}
+
+/* End c after an error: count it, close, and in churn mode start the slot
+ * again (the run's duration bounds a persistent failure). */
+static void conn_fail(struct conn *c, const char *what, int err)
+{
+    struct thread *t = c->t;
+    note_error(t, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+    conn_paced_done(c, false);
+    conn_close(c);
+    if (opt.mode == M_CHURN && atomic_load(&phase) != PH_STOP) {
+        conn_start(c);
+        return;
+    }
+    c->state = CS_DEAD;
+    t->alive--;
+}
+
+/* A churn cycle is complete: count it and start the next one. */
+static void conn_cycle_done(struct conn *c)
+{
+    conn_close(c);
+    atomic_fetch_add_explicit(&c->t->cycles, 1, memory_order_relaxed);
+    if (atomic_load(&phase) != PH_STOP)
+        conn_start(c);
+    else
+        c->state = CS_DEAD;
+}
+
+/* Prepare c's data frame and the pattern it must get back (once per slot). */
+static int conn_alloc_frame(struct conn *c)
+{
+    if (opt.mode == M_IDLE || c->frame)
+        return 0;
+    c->pattern = malloc(opt.size);
+    c->frame = malloc(opt.size + 14);
+    if (!c->pattern || !c->frame)
+        return -1;
+    uint64_t x = rng_next(&c->t->rng) | 1;
+    for (size_t i = 0; i < opt.size; i++)
+        c->pattern[i] = (uint8_t)(rng_next(&x) >> 56);
+    uint32_t m = (uint32_t)rng_next(&c->t->rng);
+    memcpy(c->mask, &m, 4);
+    if (opt.ws) {
+        c->frame_len = ws_frame(c->frame, OP_BIN, c->pattern, opt.size, c->mask);
+    } else {
+        memcpy(c->frame, c->pattern, opt.size);
+        c->frame_len = opt.size;
+    }
+    return 0;
+}
+
+/* Open a new connection (or the next churn cycle) for slot c. */
+static void conn_start(struct conn *c)
+{
+    memset(&c->state, 0, offsetof(struct conn, hs) - offsetof(struct conn, state));
+    c->fd = socket(opt.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        conn_fail(c, "socket", errno);
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->state = CS_CONNECTING;
+    if (connect(c->fd, (struct sockaddr *)&opt.addr, opt.addrlen) < 0 && errno != EINPROGRESS) {
+        /* A churn slot that cannot even connect would spin: stop it. */
+        int err = errno;
+        if (opt.mode == M_CHURN)
+            c->state = CS_DEAD;
+        note_error(c->t, "connect: %s", strerror(err));
+        conn_paced_done(c, false);
+        conn_close(c);
+        if (c->state != CS_DEAD || opt.mode == M_CHURN) {
+            c->state = CS_DEAD;
+            c->t->alive--;
+        }
+        return;
+    }
+    conn_watch(c);
+}
+
+/* Open more connections while the thread's opening budget allows. */
+static void open_more(struct thread *t)
+{
+    while (t->opening < t->pace && t->next_open < t->nconns) {
+        struct conn *c = &t->conns[t->next_open++];
+        c->pacing = true;
+        t->opening++;
+        conn_start(c);
+    }
+}
+
+/* The connection is ready for payload (raw: connected; WebSocket: upgraded). */
+static void conn_opened(struct conn *c)
+{
+    c->state = CS_OPEN;
+    conn_paced_done(c, true);
+    conn_send(c);
+}
+
+/* Connect finished: check its result, then send the upgrade request. */
+static void conn_connected(struct conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+        conn_fail(c, "connect", err);
+        return;
+    }
+    if (!opt.ws) {
+        conn_opened(c);
+        conn_watch(c);
+        return;
+    }
+    uint8_t raw[16];
+    char key[32], req[512];
+    for (int i = 0; i < 16; i += 8) {
+        uint64_t r = rng_next(&c->t->rng);
+        memcpy(raw + i, &r, 8);
+    }
+    EVP_EncodeBlock((unsigned char *)key, raw, 16);
+    ws_expect_accept(c, key);
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     opt.path, opt.target, key);
+    if (write(c->fd, req, (size_t)n) != n) {
+        conn_fail(c, "write upgrade request", errno);
+        return;
+    }
+    c->state = CS_HANDSHAKE;
+    conn_watch(c);
+}
+
+/* Count n echoed payload bytes at p and check them against the pattern. */
+static void on_payload(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (c->recv + n > c->started * opt.size) {
+        c->t->verify_failures++;
+        conn_fail(c, "more bytes echoed than sent", 0);
+        return;
+    }
+    for (size_t done = 0; done < n;) {
+        size_t off = (size_t)((c->recv + done) % opt.size);
+        size_t k = opt.size - off < n - done ? opt.size - off : n - done;
+        if (memcmp(p + done, c->pattern + off, k) != 0) {
+            c->t->verify_failures++;
+            conn_fail(c, "echoed bytes differ from those sent", 0);
+            return;
+        }
+        done += k;
+    }
+    c->recv += n;
+    atomic_fetch_add_explicit(&c->t->bytes, n, memory_order_relaxed);
+    if (c->recv != c->started * opt.size || c->out_off != 0)
+        return;
+    /* Everything sent has come back. */
+    if (opt.mode == M_LATENCY) {
+        struct thread *t = c->t;
+        if (atomic_load_explicit(&phase, memory_order_relaxed) == PH_MEASURE &&
+            t->nsamples < t->quota)
+            t->samples[t->nsamples++] = bench_now_ns() - c->t_send;
+    } else if (opt.mode == M_CHURN) {
+        if (!opt.ws) {
+            conn_cycle_done(c);
+            return;
+        }
+        static const uint8_t code[2] = {0x03, 0xe8};
+        c->pend_len = (uint8_t)ws_frame(c->pend, OP_CLOSE, code, 2, c->mask);
+        c->pend_off = 0;
+        c->state = CS_CLOSING;
+    }
+}
+
+/* A whole server frame (data or control) has been parsed. */
+static void on_frame_end(struct conn *c)
+{
+    switch (c->opcode) {
+    case OP_CLOSE:
+        if (c->state == CS_CLOSING) {
+            conn_cycle_done(c);
+            return;
+        }
+        char what[64];
+        snprintf(what, sizeof(what), "server sent close %u",
+                 c->ctrl_len >= 2 ? (unsigned)(c->ctrl[0] << 8 | c->ctrl[1]) : 1005u);
+        conn_fail(c, what, 0);
+        return;
+    case OP_PING:
+        if (c->pend_len == 0) {
+            c->pend_len = (uint8_t)ws_frame(c->pend, OP_PONG, c->ctrl, c->ctrl_len, c->mask);
+            c->pend_off = 0;
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* Parse a complete server frame header in c->hdr (c->hdr_len bytes, already
+ * known to be complete). Returns 0, or -1 after failing c. */
+static int ws_parse_header(struct conn *c)
+{
+    uint8_t b0 = c->hdr[0], b1 = c->hdr[1];
+    uint64_t len = b1 & 0x7f;
+    if (len == 126)
+        len = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
+    else if (len == 127)
+        for (int i = 0; i < 8; i++)
+            len = (i ? len << 8 : 0) | c->hdr[2 + i];
+    c->opcode = b0 & 0x0f;
+    bool control = c->opcode >= 8;
+    bool known = c->opcode <= OP_BIN || (control && c->opcode <= OP_PONG);
+    if ((b0 & 0x70) || (b1 & 0x80) || !known || (control && (len > 125 || !(b0 & 0x80)))) {
+        conn_fail(c, "invalid frame from server", 0);
+        return -1;
+    }
+    c->left = len;
+    c->ctrl_len = 0;
+    c->hdr_len = 0;
+    c->in_payload = true;
+    return 0;
+}
+
+/* Feed n bytes of server frames to c's parser. Returns 0, or -1 when c ended
+ * (failed or finished its cycle) and the rest must be dropped. */
+static int ws_feed(struct conn *c, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (!c->in_payload) {
+            size_t need = 2;
+            if (c->hdr_len >= 2) {
+                uint8_t l7 = c->hdr[1] & 0x7f;
+                need = l7 == 126 ? 4 : l7 == 127 ? 10 : 2;
+            }
+            size_t k = need - c->hdr_len < n ? need - c->hdr_len : n;
+            memcpy(c->hdr + c->hdr_len, p, k);
+            c->hdr_len = (uint8_t)(c->hdr_len + k);
+            p += k;
+            n -= k;
+            if (c->hdr_len < 2 || c->hdr_len < need ||
+                (need == 2 && (c->hdr[1] & 0x7f) >= 126))
+                continue;
+            if (ws_parse_header(c) < 0)
+                return -1;
+        } else {
+            size_t k = c->left < n ? (size_t)c->left : n;
+            if (c->opcode >= 8) {
+                memcpy(c->ctrl + c->ctrl_len, p, k);
+                c->ctrl_len = (uint8_t)(c->ctrl_len + k);
+            } else {
+                uint8_t st = c->state;
+                on_payload(c, p, k);
+                if (c->fd < 0 || c->state != st)
+                    return c->fd < 0 ? -1 : 0;
+            }
+            c->left -= k;
+            p += k;
+            n -= k;
+        }
+        if (c->in_payload && c->left == 0) {
+            c->in_payload = false;
+            int fd = c->fd;
+            on_frame_end(c);
+            if (c->fd != fd || c->state == CS_DEAD)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Collect the upgrade response; once complete, check it and pass any frame
+ * bytes behind it to the parser. Returns 0, or -1 when c failed. */
+static int handshake_feed(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (!c->hs && !(c->hs = malloc(HS_MAX + 1))) {
+        conn_fail(c, "out of memory", 0);
+        return -1;
+    }
+    size_t k = HS_MAX - c->hs_len < n ? HS_MAX - c->hs_len : n;
+    memcpy(c->hs + c->hs_len, p, k);
+    c->hs_len = (uint16_t)(c->hs_len + k);
+    c->hs[c->hs_len] = '\0';
+    char *end = strstr(c->hs, "\r\n\r\n");
+    if (!end) {
+        if (c->hs_len == HS_MAX) {
+            conn_fail(c, "upgrade response too long", 0);
+            return -1;
+        }
+        return 0;
+    }
+    *end = '\0';
+    bool ok = strncmp(c->hs, "HTTP/1.1 101 ", 13) == 0;
+    const char *h = c->hs;
+    bool accepted = false;
+    while (ok && (h = strstr(h, "\r\n")) != NULL) {
+        h += 2;
+        if (strncasecmp(h, "Sec-WebSocket-Accept:", 21) == 0) {
+            const char *v = h + 21;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            accepted = strncmp(v, c->accept, 28) == 0;
+        }
+    }
+    if (!ok || !accepted) {
+        char what[96];
+        char *eol = strstr(c->hs, "\r\n");
+        if (eol)
+            *eol = '\0';
+        snprintf(what, sizeof(what), "upgrade refused: %.60s%s", c->hs,
+                 ok ? " (bad Sec-WebSocket-Accept)" : "");
+        conn_fail(c, what, 0);
+        return -1;
+    }
+    size_t head = (size_t)(end - c->hs) + 4;
+    size_t rest = head < c->hs_len ? c->hs_len - head : 0;
+    const uint8_t *extra = p + (k - rest); /* frame bytes behind the head */
+    free(c->hs);
+    c->hs = NULL;
+    conn_opened(c);
+    if (c->state == CS_DEAD || c->fd < 0)
+        return -1;
+    return rest ? ws_feed(c, extra, rest) : 0;
+}
+
+/* Read what c's socket has and process it. */
+static void conn_read(struct conn *c)
+{
+    struct thread *t = c->t;
+    for (int round = 0; round < 4; round++) {
+        ssize_t n = read(c->fd, t->scratch, SCRATCH_SIZE);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            conn_fail(c, n == 0 ? "connection closed by server" : "read", n == 0 ? 0 : errno);
+            return;
+        }
+        int r;
+        if (c->state == CS_HANDSHAKE)
+            r = handshake_feed(c, t->scratch, (size_t)n);
+        else if (opt.ws)
+            r = ws_feed(c, t->scratch, (size_t)n);
+        else {
+            on_payload(c, t->scratch, (size_t)n);
+            r = c->fd < 0 || c->state != CS_OPEN ? -1 : 0;
+        }
+        if (r < 0 || (size_t)n < SCRATCH_SIZE)
+            return;
+    }
+}
+
+/* How many new data frames c may start now. */
+static uint64_t frames_allowed(const struct conn *c)
+{
+    if (c->state != CS_OPEN || opt.mode == M_IDLE)
+        return 0;
+    if (opt.mode == M_CHURN)
+        return c->started ? 0 : 1;
+    uint64_t inflight = c->started * opt.size - c->recv;
+    uint64_t win = (uint64_t)opt.window * opt.size;
+    return inflight >= win ? 0 : (win - inflight) / opt.size;
+}
+
+/* Write the pending control frame, if any, at a frame boundary. Returns true
+ * when the socket took all of it. */
+static bool conn_send_control(struct conn *c)
+{
+    while (c->pend_off < c->pend_len) {
+        ssize_t w = write(c->fd, c->pend + c->pend_off, c->pend_len - c->pend_off);
+        if (w < 0) {
+            if (errno == EAGAIN)
+                c->want_out = true;
+            else
+                conn_fail(c, "write", errno);
+            return false;
+        }
+        c->pend_off = (uint8_t)(c->pend_off + w);
+    }
+    c->pend_len = c->pend_off = 0;
+    return true;
+}
+
+/* Write as many data frames as the window allows (one writev, the same frame
+ * repeated), then any control frame, and register the interest this leaves. */
+static void conn_send(struct conn *c)
+{
+    c->want_out = false;
+    for (;;) {
+        if (c->out_off == 0 && c->pend_len && !conn_send_control(c))
+            break;
+        struct iovec iov[IOV_USED];
+        int niov = 0;
+        if (c->out_off) {
+            iov[niov].iov_base = c->frame + c->out_off;
+            iov[niov++].iov_len = c->frame_len - c->out_off;
+        }
+        uint64_t fresh = frames_allowed(c);
+        for (uint64_t i = 0; i < fresh && niov < IOV_USED; i++) {
+            iov[niov].iov_base = c->frame;
+            iov[niov++].iov_len = c->frame_len;
+        }
+        if (niov == 0)
+            break;
+        if (c->out_off == 0)
+            c->t_send = bench_now_ns();
+        ssize_t w = writev(c->fd, iov, niov);
+        if (w < 0) {
+            if (errno == EAGAIN) {
+                c->want_out = true;
+                break;
+            }
+            conn_fail(c, "write", errno);
+            return;
+        }
+        size_t left = (size_t)w;
+        if (c->out_off) {
+            size_t k = c->frame_len - c->out_off;
+            if (left < k) {
+                c->out_off += (uint32_t)left;
+                c->want_out = true;
+                break;
+            }
+            left -= k;
+            c->out_off = 0;
+        }
+        c->started += left / c->frame_len;
+        if (left % c->frame_len) {
+            c->started++;
+            c->out_off = (uint32_t)(left % c->frame_len);
+            c->want_out = true;
+            break;
+        }
+    }
+    if (c->fd >= 0)
+        conn_watch(c);
+}
+
+/* Handle epoll events for c. */
+static void conn_event(struct conn *c, uint32_t ev)
+{
+    if (c->state == CS_CONNECTING) {
+        conn_connected(c);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        uint8_t st = c->state;
+        int fd = c->fd;
+        conn_read(c);
+        if (c->fd != fd || c->state == CS_DEAD || c->state != st)
+            ev |= EPOLLOUT; /* state changed: let conn_send decide */
+        if (c->fd < 0 || c->state == CS_DEAD || c->fd != fd)
+            return;
+    }
+    if (c->state >= CS_OPEN)
+        conn_send(c);
+}
+
+static void *thread_main(void *arg)
+{
+    struct thread *t = arg;
+    struct epoll_event evs[EVENTS_MAX];
+    open_more(t);
+    while (atomic_load(&phase) != PH_STOP && t->alive > 0) {
+        if (opt.mode == M_LATENCY && t->nsamples >= t->quota)
+            break;
+        int n = epoll_wait(t->ep, evs, EVENTS_MAX, 20);
+        for (int i = 0; i < n; i++)
+            conn_event(evs[i].data.ptr, evs[i].events);
+        open_more(t);
+    }
+    atomic_store(&t->done, true);
+    return NULL;
+}
+
+/* utime+stime+cutime+cstime of pid in seconds, or -1. */
+static double proc_cpu_s(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long v[4];
+    /* fields after ")": state(3) ... utime(14) stime(15) cutime(16) cstime(17) */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                     &v[0], &v[1], &v[2], &v[3]) != 4)
+        return -1;
+    return (double)(v[0] + v[1] + v[2] + v[3]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* VmRSS of pid in KiB, or -1. */
+static long proc_rss_kib(int pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static struct thread *threads;
+
+/* Sum of one atomic counter over all threads. */
+#define SUM(field)                                                                                 \
+    ({                                                                                             \
+        uint64_t s_ = 0;                                                                           \
+        for (int i_ = 0; i_ < opt.threads; i_++)                                                   \
+            s_ += (uint64_t)atomic_load_explicit(&threads[i_].field, memory_order_relaxed);        \
+        s_;                                                                                        \
+    })
+
+static bool all_done(void)
+{
+    for (int i = 0; i < opt.threads; i++)
+        if (!atomic_load(&threads[i].done))
+            return false;
+    return true;
+}
+
+/* Sleep until deadline (monotonic ns), a signal, or every thread has left
+ * its loop. With deadline 0, only the other two end the wait. */
+static void wait_until(uint64_t deadline)
+{
+    while ((deadline == 0 || bench_now_ns() < deadline) && !got_signal && !all_done()) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Wait until every connection opened or failed; returns the seconds it took
+ * since start, or -1 when a limit of 120 s was hit. */
+static double wait_opened(uint64_t start)
+{
+    while (SUM(opened) + SUM(open_failed) < (uint64_t)opt.conns) {
+        if (got_signal || all_done() || bench_now_ns() - start > 120ull * 1000000000u)
+            return -1;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return ns_to_s(bench_now_ns() - start);
+}
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of the sorted samples s[0..n), in microseconds. */
+static double pct_us(const uint64_t *s, long n, double q)
+{
+    if (n == 0)
+        return 0;
+    long i = (long)(q * (double)n);
+    return (double)s[i < n ? i : n - 1] / 1e3;
+}
+
+/* Result fields common to every mode; the caller finishes the JSON object. */
+static void print_common(uint64_t errors, uint64_t verify)
+{
+    const char *first = "";
+    for (int i = 0; i < opt.threads && !*first; i++)
+        first = threads[i].first_error;
+    printf("{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%d,\"size\":%zu,"
+           "\"threads\":%d,\"errors\":%llu,\"verify_failures\":%llu,\"first_error\":\"%s\"",
+           opt.label, mode_names[opt.mode], opt.ws ? "ws" : "tcp", opt.conns, opt.size,
+           opt.threads, (unsigned long long)errors, (unsigned long long)verify, first);
+    if (errors)
+        fprintf(stderr, "%s: %llu errors, first: %s\n", PROG, (unsigned long long)errors, first);
+}
+
+/* Merge latency samples of all threads into one sorted array; sets *n. */
+static uint64_t *merge_samples(long *n)
+{
+    long total = 0;
+    for (int i = 0; i < opt.threads; i++)
+        total += threads[i].nsamples;
+    uint64_t *all = malloc(sizeof(uint64_t) * (size_t)(total ? total : 1));
+    if (!all)
+        bench_die(PROG, errno, "malloc");
+    long k = 0;
+    for (int i = 0; i < opt.threads; i++) {
+        memcpy(all + k, threads[i].samples, sizeof(uint64_t) * (size_t)threads[i].nsamples);
+        k += threads[i].nsamples;
+    }
+    qsort(all, (size_t)total, sizeof(uint64_t), cmp_u64);
+    *n = total;
+    return all;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s -m MODE [options] HOST:PORT\n"
+            "  -m, --mode MODE        bulk | latency | churn | idle (default bulk)\n"
+            "  -p, --proto PROTO      ws | tcp (default ws)\n"
+            "  -u, --path PATH        WebSocket request path (default /)\n"
+            "  -c, --conns N          connections (churn: concurrent workers) (1)\n"
+            "  -s, --size BYTES       message size (65536)\n"
+            "  -w, --window N         bulk: messages in flight per connection (4)\n"
+            "  -d, --duration SEC     measured time; latency: upper bound (5)\n"
+            "  -W, --warmup SEC       unmeasured time before measuring (0.5)\n"
+            "  -n, --samples N        latency: round trips to record (20000)\n"
+            "  -C, --pace N           connections opening at once (256)\n"
+            "  -H, --hold SEC         idle: hold time, 0 = until a signal (0)\n"
+            "  -t, --threads N        threads (1)\n"
+            "  -P, --watch-pid PID    report CPU and RSS of this process\n"
+            "  -l, --label TEXT       copied into the JSON result\n",
+            PROG);
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"mode", 1, 0, 'm'},    {"proto", 1, 0, 'p'},   {"path", 1, 0, 'u'},
+        {"conns", 1, 0, 'c'},   {"size", 1, 0, 's'},    {"window", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'W'}, {"samples", 1, 0, 'n'},
+        {"pace", 1, 0, 'C'},    {"hold", 1, 0, 'H'},    {"threads", 1, 0, 't'},
+        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "m:p:u:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'm':
+            opt.mode = (enum mode)-1;
+            for (int i = 0; i < 4; i++)
+                if (strcmp(optarg, mode_names[i]) == 0)
+                    opt.mode = (enum mode)i;
+            if ((int)opt.mode < 0)
+                bench_die(PROG, 0, "unknown mode '%s'", optarg);
+            break;
+        case 'p':
+            if (strcmp(optarg, "ws") != 0 && strcmp(optarg, "tcp") != 0)
+                bench_die(PROG, 0, "unknown protocol '%s'", optarg);
+            opt.ws = optarg[0] == 'w';
+            break;
+        case 'u':
+            opt.path = optarg;
+            break;
+        case 'c':
+            opt.conns = atoi(optarg);
+            break;
+        case 's':
+            opt.size = (size_t)strtoull(optarg, NULL, 10);
+            break;
+        case 'w':
+            opt.window = atoi(optarg);
+            break;
+        case 'd':
+            opt.duration = atof(optarg);
+            break;
+        case 'W':
+            opt.warmup = atof(optarg);
+            break;
+        case 'n':
+            opt.samples = atol(optarg);
+            break;
+        case 'C':
+            opt.pace = atoi(optarg);
+            break;
+        case 'H':
+            opt.hold = atof(optarg);
+            break;
+        case 't':
+            opt.threads = atoi(optarg);
+            break;
+        case 'P':
+            opt.watch_pid = atoi(optarg);
+            break;
+        case 'l':
+            opt.label = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        exit(2);
+    }
+    opt.target = argv[optind];
+    if (bench_parse_addr(opt.target, &opt.addr, &opt.addrlen) < 0)
+        bench_die(PROG, 0, "bad target '%s' (want HOST:PORT)", opt.target);
+    if (opt.conns < 1 || opt.threads < 1 || opt.threads > opt.conns || opt.window < 1 ||
+        opt.pace < 1 || opt.size < 1 || opt.size > (1u << 30) || opt.duration <= 0 ||
+        opt.samples < 1 || strchr(opt.label, '"') || strchr(opt.label, '\\'))
+        bench_die(PROG, 0, "invalid option value (see -h)");
+}
+
+/* Create the threads, their connections and buffers, and start them. */
+static void start_threads(void)
+{
+    threads = calloc((size_t)opt.threads, sizeof(*threads));
+    if (!threads)
+        bench_die(PROG, errno, "calloc");
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals go to the main thread */
+    for (int i = 0; i < opt.threads; i++) {
+        struct thread *t = &threads[i];
+        t->nconns = opt.conns / opt.threads + (i < opt.conns % opt.threads);
+        t->alive = t->nconns;
+        t->pace = opt.pace / opt.threads > 0 ? opt.pace / opt.threads : 1;
+        t->rng = (bench_now_ns() ^ ((uint64_t)getpid() << 32)) * 2654435761u + (uint64_t)i + 1;
+        t->ep = epoll_create1(EPOLL_CLOEXEC);
+        t->conns = calloc((size_t)t->nconns, sizeof(struct conn));
+        t->scratch = malloc(SCRATCH_SIZE);
+        if (opt.mode == M_LATENCY) {
+            t->quota = opt.samples / opt.threads + (i < opt.samples % opt.threads);
+            t->samples = malloc(sizeof(uint64_t) * (size_t)t->quota);
+        }
+        if (t->ep < 0 || !t->conns || !t->scratch || (opt.mode == M_LATENCY && !t->samples))
+            bench_die(PROG, errno, "thread setup");
+        for (int k = 0; k < t->nconns; k++) {
+            t->conns[k].t = t;
+            t->conns[k].fd = -1;
+            if (conn_alloc_frame(&t->conns[k]) < 0)
+                bench_die(PROG, errno, "malloc");
+        }
+    }
+    for (int i = 0; i < opt.threads; i++)
+        if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0)
+            bench_die(PROG, 0, "pthread_create failed");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Stop the threads and close every connection. */
+static void stop_threads(void)
+{
+    atomic_store(&phase, PH_STOP);
+    for (int i = 0; i < opt.threads; i++) {
+        pthread_join(threads[i].tid, NULL);
+        for (int k = 0; k < threads[i].nconns; k++)
+            conn_close(&threads[i].conns[k]);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    long nofile = bench_raise_nofile();
+    if (nofile > 0 && opt.conns + 64 > nofile)
+        bench_die(PROG, 0, "%d connections need more than the %ld open files allowed", opt.conns,
+                  nofile);
+
+    long rss0 = opt.watch_pid ? proc_rss_kib(opt.watch_pid) : -1;
+    uint64_t start = bench_now_ns();
+    start_threads();
+
+    double open_s = opt.mode == M_CHURN ? 0 : wait_opened(start);
+    int opened = (int)SUM(opened);
+    if (opt.mode == M_IDLE) {
+        printf("{\"event\":\"open\",\"opened\":%d,\"open_s\":%.3f}\n", opened, open_s);
+        fflush(stdout);
+        fprintf(stderr, "%s: %d of %d connections open in %.3f s; holding\n", PROG, opened,
+                opt.conns, open_s);
+        wait_until(opt.hold > 0 ? bench_now_ns() + (uint64_t)(opt.hold * 1e9) : 0);
+        if (!got_signal && !all_done() && opt.hold <= 0)
+            wait_until(0);
+    } else {
+        wait_until(bench_now_ns() + (uint64_t)(opt.warmup * 1e9));
+    }
+    long rss1 = opt.watch_pid ? proc_rss_kib(opt.watch_pid) : -1;
+
+    /* The measured window (idle mode measured its opening above). */
+    uint64_t b0 = SUM(bytes), c0 = SUM(cycles), t0 = bench_now_ns();
+    double cpu0 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self0 = self_cpu_s();
+    if (opt.mode != M_IDLE) {
+        atomic_store(&phase, PH_MEASURE);
+        wait_until(t0 + (uint64_t)(opt.duration * 1e9));
+    }
+    uint64_t b1 = SUM(bytes), c1 = SUM(cycles), t1 = bench_now_ns();
+    double cpu1 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self1 = self_cpu_s();
+    stop_threads();
+
+    uint64_t errors = 0, verify = 0;
+    for (int i = 0; i < opt.threads; i++) {
+        errors += threads[i].errors;
+        verify += threads[i].verify_failures;
+    }
+    double secs = ns_to_s(t1 - t0);
+    double peer_cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
+    print_common(errors, verify);
+    printf(",\"open_s\":%.3f,\"opened\":%d", open_s, opened);
+    switch (opt.mode) {
+    case M_BULK: {
+        double mbps = (double)(b1 - b0) / secs / 1e6;
+        printf(",\"window\":%d,\"seconds\":%.3f,\"bytes\":%llu,\"mb_per_s\":%.1f", opt.window, secs,
+               (unsigned long long)(b1 - b0), mbps);
+        fprintf(stderr, "%s: bulk %s %d x %zu B: %.1f MB/s echoed over %.2f s\n", opt.label,
+                opt.ws ? "ws" : "tcp", opt.conns, opt.size, mbps, secs);
+        break;
+    }
+    case M_LATENCY: {
+        long n;
+        uint64_t *s = merge_samples(&n);
+        double sum = 0;
+        for (long i = 0; i < n; i++)
+            sum += (double)s[i];
+        printf(",\"samples\":%ld,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+               "\"max_us\":%.1f,\"mean_us\":%.1f",
+               n, pct_us(s, n, 0.5), pct_us(s, n, 0.9), pct_us(s, n, 0.99), pct_us(s, n, 0.999),
+               pct_us(s, n, 1.0), n ? sum / (double)n / 1e3 : 0);
+        fprintf(stderr, "%s: latency %s %zu B, %ld samples: p50 %.1f p90 %.1f p99 %.1f p999 %.1f us\n",
+                opt.label, opt.ws ? "ws" : "tcp", opt.size, n, pct_us(s, n, 0.5), pct_us(s, n, 0.9),
+                pct_us(s, n, 0.99), pct_us(s, n, 0.999));
+        free(s);
+        break;
+    }
+    case M_CHURN: {
+        double rate = (double)(c1 - c0) / secs;
+        printf(",\"seconds\":%.3f,\"cycles\":%llu,\"per_s\":%.1f", secs,
+               (unsigned long long)(c1 - c0), rate);
+        fprintf(stderr, "%s: churn %s, %d concurrent: %.1f connections/s over %.2f s\n", opt.label,
+                opt.ws ? "ws" : "tcp", opt.conns, rate, secs);
+        break;
+    }
+    case M_IDLE: {
+        double per = opened > 0 && rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) * 1024 / opened
+                                                          : -1;
+        printf(",\"peer_rss_before_kib\":%ld,\"peer_rss_after_kib\":%ld,\"rss_per_conn_b\":%.0f",
+               rss0, rss1, per);
+        fprintf(stderr, "%s: idle %s: %d connections open in %.3f s", opt.label,
+                opt.ws ? "ws" : "tcp", opened, open_s);
+        if (per >= 0)
+            fprintf(stderr, ", watched RSS %ld -> %ld KiB (%.0f B/connection)", rss0, rss1, per);
+        fputc('\n', stderr);
+        break;
+    }
+    }
+    if (opt.mode != M_IDLE) {
+        printf(",\"peer_cpu_s\":%.3f,\"self_cpu_s\":%.3f", peer_cpu, self1 - self0);
+        if (opt.mode != M_LATENCY && peer_cpu >= 0 && b1 > b0)
+            printf(",\"peer_cpu_s_per_gb\":%.3f", peer_cpu / ((double)(b1 - b0) / 1e9));
+    }
+    printf("}\n");
+    return errors || verify ? 1 : 0;
+}
