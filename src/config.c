@@ -110,7 +110,7 @@ static int check_dns_name(const char *item, char *err, size_t errlen);
 static const struct key keys[] = {
     /* [gateway] */
     {S_GATEWAY, "listen", T_LISTEN, CFG_ARRAY(listens, nlistens), .def = "0.0.0.0:8080",
-     .flags = F_REPEAT | F_TLS_LATER},
+     .flags = F_REPEAT},
     {S_GATEWAY, "workers", T_UINT, CFG(workers), .max = 1024, .def = "0"},
     {S_GATEWAY, "max_connections", T_UINT, CFG(max_connections), .min = 1, .max = MAX_CONNECTIONS,
      .def = "10000"},
@@ -136,14 +136,13 @@ static const struct key keys[] = {
      .def = "30"},
 
     /* [tls] */
-    {S_TLS, "cert", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_TLS, "key", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_TLS, "client_ca", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_TLS, "key_password_file", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_TLS, "min_version", T_ENUM, NOFIELD, .def = "1.2", .choices = tls_versions,
-     .flags = F_LATER},
-    {S_TLS, "ciphers", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_TLS, "ciphersuites", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_TLS, "cert", T_STRING, CFG(tls.cert)},
+    {S_TLS, "key", T_STRING, CFG(tls.key)},
+    {S_TLS, "client_ca", T_STRING, CFG(tls.client_ca)},
+    {S_TLS, "key_password_file", T_STRING, CFG(tls.key_password_file)},
+    {S_TLS, "min_version", T_ENUM, CFG(tls.min_version), .def = "1.2", .choices = tls_versions},
+    {S_TLS, "ciphers", T_STRING, CFG(tls.ciphers)},
+    {S_TLS, "ciphersuites", T_STRING, CFG(tls.ciphersuites)},
 
     /* [route:NAME] (plus the F_ROUTE keys above) */
     {S_ROUTE, "path", T_PATH, RTE(path), .flags = F_REQUIRED},
@@ -154,11 +153,11 @@ static const struct key keys[] = {
     {S_ROUTE, "subprotocols", T_LIST, RTE_ARRAY(subprotocols, nsubprotocols), .flags = F_REPEAT,
      .check = check_token},
     {S_ROUTE, "max_connections", T_UINT, RTE(max_connections), .max = MAX_CONNECTIONS, .def = "0"},
-    {S_ROUTE, "allowed_client_names", T_LIST, NOFIELD, .flags = F_REPEAT | F_LATER,
-     .check = check_dns_name},
-    {S_ROUTE, "backend_tls", T_BOOL, NOFIELD, .def = "off", .inert = "off", .flags = F_LATER},
-    {S_ROUTE, "backend_ca", T_STRING, NOFIELD, .flags = F_LATER},
-    {S_ROUTE, "backend_tls_verify", T_BOOL, NOFIELD, .def = "on", .inert = "on", .flags = F_LATER},
+    {S_ROUTE, "allowed_client_names", T_LIST, RTE_ARRAY(client_names, nclient_names),
+     .flags = F_REPEAT, .check = check_dns_name},
+    {S_ROUTE, "backend_tls", T_BOOL, RTE(backend_tls), .def = "off"},
+    {S_ROUTE, "backend_ca", T_STRING, RTE(backend_ca)},
+    {S_ROUTE, "backend_tls_verify", T_BOOL, RTE(backend_tls_verify), .def = "on"},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1298,6 +1297,32 @@ static void apply_default(struct parser *ps, const struct key *k, void *base)
         add_error(ps, 0, "internal error: default of %s: %s", k->name, msg);
 }
 
+/* The TLS keys that only make sense together. */
+static void tls_checks(struct parser *ps)
+{
+    struct config *cfg = ps->cfg;
+    const struct key *key = find_key(S_TLS, "key");
+    const struct key *names = find_key(S_ROUTE, "allowed_client_names");
+    const struct key *ca = find_key(S_ROUTE, "backend_ca");
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        if (!cfg->listens[i].tls)
+            continue;
+        if (!cfg->tls.cert) /* the key may sit in the cert file */
+            add_error(ps, cfg->listens[i].line, "listen: a 'tls' listener needs [tls] cert");
+        break;
+    }
+    if (cfg->tls.key && !cfg->tls.cert)
+        add_error(ps, ps->seen[key - keys], "key: [tls] key needs [tls] cert");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        struct route *rt = &cfg->routes[r];
+        if (rt->nclient_names && !cfg->tls.client_ca)
+            add_error(ps, ps->rs[r].seen[names - keys],
+                      "allowed_client_names: needs [tls] client_ca (client certificates)");
+        if (rt->backend_ca && !rt->backend_tls)
+            add_error(ps, ps->rs[r].seen[ca - keys], "backend_ca: needs backend_tls = on");
+    }
+}
+
 /* After the last line: defaults, inheritance, required keys and the checks
  * that span several lines. Order-independent: a [route:NAME] before [gateway]
  * inherits the same values as one after it. */
@@ -1347,6 +1372,7 @@ static void finalize(struct parser *ps)
             }
         }
     }
+    tls_checks(ps);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -1355,8 +1381,16 @@ static void config_free(struct config *c)
 {
     if (c == NULL)
         return;
+    if (c->tls_state_free)
+        c->tls_state_free(c->tls_state);
     free(c->file);
     free(c->health_path);
+    free(c->tls.cert);
+    free(c->tls.key);
+    free(c->tls.client_ca);
+    free(c->tls.key_password_file);
+    free(c->tls.ciphers);
+    free(c->tls.ciphersuites);
     free(c->metrics_path);
     for (size_t i = 0; i < c->nlistens; i++)
         free(c->listens[i].text);
@@ -1370,6 +1404,8 @@ static void config_free(struct config *c)
         free(r->backends);
         free_strv(r->origins, r->norigins);
         free_strv(r->subprotocols, r->nsubprotocols);
+        free_strv(r->client_names, r->nclient_names);
+        free(r->backend_ca);
     }
     free(c->routes);
     free(c);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 struct route_stats;
+struct tls_state;
 
 enum log_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
 enum log_format { LOGF_TEXT = 0, LOGF_JSON };
@@ -60,10 +61,27 @@ struct route {
     char **subprotocols; /* server preference order */
     size_t nsubprotocols;
     uint32_t max_connections; /* 0 = no route limit */
+    char **client_names; /* allowed_client_names: verified client CN/SAN DNS names */
+    size_t nclient_names;
+    bool backend_tls;        /* TLS to the backend */
+    char *backend_ca;        /* CA file for backend_tls; NULL = system store */
+    bool backend_tls_verify; /* verify the backend certificate and host name */
+    void *backend_ssl_ctx;   /* SSL_CTX for backend_tls, made by tls.c (not owned) */
     struct route_params p;
     size_t index; /* position in config->routes */
     struct route_stats *stats; /* live counters, attached by the gateway (never freed by config) */
     int line;     /* line of the [route:NAME] header */
+};
+
+/* The [tls] section. */
+struct tls_settings {
+    char *cert; /* PEM chain */
+    char *key;
+    char *client_ca;
+    char *key_password_file;
+    int min_version; /* 0 = TLS 1.2, 1 = TLS 1.3 */
+    char *ciphers;
+    char *ciphersuites;
 };
 
 struct config {
@@ -82,6 +100,9 @@ struct config {
     char *health_path;  /* NULL = not served */
     char *metrics_path; /* NULL = not served */
     uint32_t drain_timeout_ms;
+    struct tls_settings tls;
+    struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
+    void (*tls_state_free)(void *);
 
     struct route *routes;
     size_t nroutes;

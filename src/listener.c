@@ -39,7 +39,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             log_msg(WLOG_ERROR, "%s: accept: %s", l->name, strerror(errno));
             return;
         }
-        session_start(l->w, fd, &peer);
+        session_start(l->w, fd, &peer, l->tls);
     }
 }
 

@@ -157,6 +157,10 @@ void log_access(const struct access_record *r)
         put_json_str(&l, r->closed_by);
         puts_(&l, ",\"reason\":");
         put_json_str(&l, r->reason);
+        if (r->client_name) {
+            puts_(&l, ",\"client_cert\":");
+            put_json_str(&l, r->client_name);
+        }
         puts_(&l, "}");
     } else {
         put_time(&l);
@@ -166,6 +170,8 @@ void log_access(const struct access_record *r)
              r->client, r->route, r->backend, r->status, r->duration,
              (unsigned long long)r->bytes_up, (unsigned long long)r->bytes_down, r->close_code,
              r->closed_by, r->reason);
+        if (r->client_name)
+            putf(&l, " client_cert=\"%s\"", r->client_name);
     }
     emit(&l);
 }

@@ -28,6 +28,7 @@ struct access_record {
     int close_code;      /* WebSocket close code sent or echoed, 0 if none */
     const char *closed_by; /* "client", "backend", "gateway" */
     const char *reason;  /* why the session ended */
+    const char *client_name; /* verified TLS client certificate name, or NULL */
 };
 
 /* Write the access-log line for a finished session (level info). */

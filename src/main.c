@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -153,6 +154,14 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_lines(WLOG_ERROR, "SIGHUP: ", err);
         return;
     }
+    int kept_old;
+    if (tls_attach(cfg, gw.cfg, &kept_old, err, sizeof(err)) < 0) {
+        log_msg(WLOG_ERROR, "SIGHUP: %s; keeping the running configuration", err);
+        config_unref(cfg);
+        return;
+    }
+    if (kept_old)
+        log_msg(WLOG_ERROR, "SIGHUP: %s; new connections keep the old certificate", err);
     if (gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "SIGHUP: out of memory; keeping the running configuration");
         config_unref(cfg);
@@ -392,6 +401,12 @@ int main(int argc, char **argv)
             fputc('\n', stderr);
         if (o.test)
             fprintf(stderr, "%s: configuration is invalid\n", name);
+        return 1;
+    }
+    int kept_old;
+    if (tls_attach(cfg, NULL, &kept_old, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        config_unref(cfg);
         return 1;
     }
     if (o.test) {

@@ -35,9 +35,11 @@
 #include "backend.h"
 #include "buf.h"
 #include "http.h"
+#include "io.h"
 #include "log.h"
 #include "metrics.h"
 #include "sock.h"
+#include "tls.h"
 #include "upgrade.h"
 #include "worker.h"
 #include "ws.h"
@@ -55,7 +57,7 @@ enum client_state {
     CL_CLOSED,
 };
 
-enum backend_state { BE_NONE, BE_CONNECTING, BE_OPEN, BE_CLOSED };
+enum backend_state { BE_NONE, BE_CONNECTING, BE_TLS, BE_OPEN, BE_CLOSED };
 
 enum writing { W_NONE, W_OUT, W_CTL };
 
@@ -88,8 +90,8 @@ static const struct {
 };
 
 struct half {
-    int fd;
-    int events; /* what the watcher currently waits for */
+    struct io tr; /* the transport: plain socket or TLS */
+    int events;   /* what the watcher currently waits for */
     ev_io io;
 };
 
@@ -149,8 +151,9 @@ struct session {
     uint64_t bytes_up, bytes_down;
     int has_cause;
     enum end_cause cause;
-    char reason[96];
+    char reason[160];
     char peer[64];
+    char tls_name[128]; /* verified client certificate name */
 };
 
 static void session_rearm(struct session *s);
@@ -180,11 +183,11 @@ static void set_reason(struct session *s, enum end_cause cause, const char *fmt,
 
 static void half_set_events(struct session *s, struct half *h, int events)
 {
-    if (h->fd < 0 || h->events == events)
+    if (h->tr.fd < 0 || h->events == events)
         return;
     ev_io_stop(s->w->loop, &h->io);
     if (events) {
-        ev_io_set(&h->io, h->fd, events);
+        ev_io_set(&h->io, h->tr.fd, events);
         ev_io_start(s->w->loop, &h->io);
     }
     h->events = events;
@@ -192,11 +195,10 @@ static void half_set_events(struct session *s, struct half *h, int events)
 
 static void half_close(struct session *s, struct half *h)
 {
-    if (h->fd < 0)
+    if (h->tr.fd < 0)
         return;
     ev_io_stop(s->w->loop, &h->io);
-    close(h->fd);
-    h->fd = -1;
+    io_close(&h->tr);
     h->events = 0;
 }
 
@@ -247,6 +249,7 @@ static void session_end(struct session *s)
         .close_code = s->close_sent ? s->close_code : 0,
         .closed_by = s->has_cause ? end_causes[s->cause].by : "gateway",
         .reason = s->reason[0] ? s->reason : "-",
+        .client_name = s->tls_name[0] ? s->tls_name : NULL,
     };
     log_access(&r);
 
@@ -295,7 +298,7 @@ static void client_finish(struct session *s)
 {
     if (s->cl_state == CL_LINGER || s->cl_state == CL_CLOSED)
         return;
-    shutdown(s->cl.fd, SHUT_WR);
+    io_shutdown(&s->cl.tr);
     s->cl_state = CL_LINGER;
     s->linger_since = now_of(s);
     if (s->in && s->nspans == s->span0) {
@@ -536,7 +539,7 @@ static void client_read_frames(struct session *s)
         }
     }
     struct buf *in = s->in;
-    ssize_t n = read(s->cl.fd, in->data + in->end, buf_room(in));
+    ssize_t n = io_read(&s->cl.tr, in->data + in->end, buf_room(in));
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
@@ -567,7 +570,7 @@ static void backend_write(struct session *s)
             iov[k].iov_base = s->in->data + s->spans[i].off;
             iov[k].iov_len = s->spans[i].len;
         }
-        ssize_t n = writev(s->be.fd, iov, k);
+        ssize_t n = io_writev(&s->be.tr, iov, k);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
@@ -621,7 +624,7 @@ static void backend_read(struct session *s)
         want = out->cap - head;
         dst = out->data + head;
     }
-    ssize_t n = read(s->be.fd, dst, want);
+    ssize_t n = io_read(&s->be.tr, dst, want);
     if (n <= 0) {
         buf_put(&s->w->pool, out);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -730,7 +733,7 @@ static void client_write(struct session *s)
             p = s->ctl + s->ctl_off;
             len = s->ctl_len - s->ctl_off;
         }
-        ssize_t n = send(s->cl.fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = io_write(&s->cl.tr, p, len);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
@@ -782,6 +785,11 @@ static void on_request(struct session *s, const struct http_request *req, size_t
         respond_error(s, res.status, res.why);
         return;
     }
+    if (s->route->nclient_names &&
+        !tls_peer_allowed(s->cl.tr.ssl, s->route->client_names, s->route->nclient_names)) {
+        respond_error(s, 403, "client certificate not allowed for this route");
+        return;
+    }
     if (__atomic_load_n(&s->w->gw->draining, __ATOMIC_RELAXED)) {
         respond_error(s, 503, "draining");
         return;
@@ -812,6 +820,17 @@ static void on_request(struct session *s, const struct http_request *req, size_t
 
 static void client_read_request(struct session *s)
 {
+    char why[300];
+    int hs = io_handshake(&s->cl.tr, why, sizeof(why));
+    if (hs < 0) {
+        set_reason(s, END_HANDSHAKE, "TLS handshake failed: %.*s", 120, why);
+        drop(s, END_HANDSHAKE, "TLS handshake failed", 0);
+        return;
+    }
+    if (hs == 0)
+        return;
+    if (s->cl.tr.ssl && !s->tls_name[0])
+        tls_peer_name(s->cl.tr.ssl, s->tls_name, sizeof(s->tls_name));
     if (!s->in) {
         size_t cap = s->cfg->buffer_size > HTTP_MAX_HEAD + 1 ? s->cfg->buffer_size
                                                              : HTTP_MAX_HEAD + 1;
@@ -822,7 +841,7 @@ static void client_read_request(struct session *s)
         }
     }
     struct buf *in = s->in;
-    ssize_t n = read(s->cl.fd, in->data + in->end, buf_room(in));
+    ssize_t n = io_read(&s->cl.tr, in->data + in->end, buf_room(in));
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
@@ -854,7 +873,7 @@ static void client_read_request(struct session *s)
  * whatever the client pipelined after its request. */
 static void backend_connected(struct session *s, const struct sockaddr_any *addr)
 {
-    sock_tune(s->be.fd, addr);
+    sock_tune(s->be.tr.fd, addr);
     s->be_state = BE_OPEN;
     s->cl_state = CL_OPEN;
     s->status = 101;
@@ -884,7 +903,7 @@ static void start_connect(struct session *s)
             return;
         }
         s->backend = spec;
-        s->be.fd = fd;
+        s->be.tr.fd = fd;
         s->be.events = 0;
         s->be_state = BE_CONNECTING;
         s->connect_deadline = now_of(s) + s->route->p.connect_timeout_ms / 1000.0;
@@ -904,9 +923,28 @@ static void start_connect(struct session *s)
     }
 }
 
+/* Drive the TLS handshake with a backend; a failure moves on to the next
+ * backend (and finally to 502). */
+static void backend_tls_step(struct session *s)
+{
+    char why[300];
+    int hs = io_handshake(&s->be.tr, why, sizeof(why));
+    if (hs == 0)
+        return;
+    if (hs < 0) {
+        log_msg(WLOG_WARN, "%s: route %s: backend %s: TLS handshake failed: %s", s->peer,
+                s->route->name, s->backend->text, why);
+        half_close(s, &s->be);
+        s->connect_err = ECONNREFUSED;
+        start_connect(s);
+        return;
+    }
+    backend_connected(s, &s->backend->addrs[s->cursor.addr - 1]);
+}
+
 static void connect_done(struct session *s)
 {
-    int err = sock_error(s->be.fd);
+    int err = sock_error(s->be.tr.fd);
     if (err) {
         log_msg(WLOG_INFO, "%s: route %s: backend %s: %s", s->peer, s->route->name,
                 s->backend->text, strerror(err));
@@ -916,6 +954,20 @@ static void connect_done(struct session *s)
         return;
     }
     const struct sockaddr_any *addr = &s->backend->addrs[s->cursor.addr - 1];
+    if (s->route->backend_tls) {
+        sock_tune(s->be.tr.fd, addr);
+        s->be.tr.ssl = tls_backend_ssl(s->route, s->backend->host, s->be.tr.fd);
+        if (!s->be.tr.ssl) {
+            log_msg(WLOG_ERROR, "%s: route %s: cannot set up TLS to %s", s->peer,
+                    s->route->name, s->backend->text);
+            half_close(s, &s->be);
+            start_connect(s);
+            return;
+        }
+        s->be_state = BE_TLS;
+        backend_tls_step(s);
+        return;
+    }
     backend_connected(s, addr);
 }
 
@@ -924,7 +976,7 @@ static void connect_done(struct session *s)
 static void client_linger_read(struct session *s)
 {
     char scratch[4096];
-    ssize_t n = read(s->cl.fd, scratch, sizeof(scratch));
+    ssize_t n = io_read(&s->cl.tr, scratch, sizeof(scratch));
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
         close_client(s);
 }
@@ -932,6 +984,11 @@ static void client_linger_read(struct session *s)
 static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct session *s = io->data;
+    unsigned want = s->cl.tr.want;
+    if ((want & IO_WRITE_WANTS_READ) && (revents & EV_READ))
+        revents |= EV_WRITE;
+    if ((want & (IO_READ_WANTS_WRITE | IO_HS_WANTS_WRITE)) && (revents & EV_WRITE))
+        revents |= EV_READ;
     if (revents & EV_READ) {
         switch (s->cl_state) {
         case CL_REQUEST:
@@ -948,7 +1005,7 @@ static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
             break;
         }
     }
-    if ((revents & EV_WRITE) && s->cl.fd >= 0)
+    if ((revents & EV_WRITE) && s->cl.tr.fd >= 0)
         client_write(s);
     session_rearm(s);
 }
@@ -958,10 +1015,18 @@ static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct session *s = io->data;
     if (s->be_state == BE_CONNECTING) {
         connect_done(s);
+    } else if (s->be_state == BE_TLS) {
+        backend_tls_step(s);
     } else {
-        if ((revents & EV_WRITE) && s->be.fd >= 0)
+        int rd = revents & EV_READ, wr = revents & EV_WRITE;
+        unsigned want = s->be.tr.want;
+        if ((want & IO_WRITE_WANTS_READ) && rd)
+            wr = 1;
+        if ((want & IO_READ_WANTS_WRITE) && wr)
+            rd = 1;
+        if (wr && s->be.tr.fd >= 0)
             backend_write(s);
-        if ((revents & EV_READ) && s->be.fd >= 0 && !s->out && !s->down_done)
+        if (rd && s->be.tr.fd >= 0 && !s->out && !s->down_done)
             backend_read(s);
     }
     session_rearm(s);
@@ -980,7 +1045,8 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             drop(s, END_HANDSHAKE, "handshake timeout", 0);
         break;
     case CL_WAIT:
-        if (s->be_state == BE_CONNECTING && now >= s->connect_deadline) {
+        if ((s->be_state == BE_CONNECTING || s->be_state == BE_TLS) &&
+            now >= s->connect_deadline) {
             log_msg(WLOG_INFO, "%s: route %s: backend %s: connect timeout", s->peer,
                     s->route->name, s->backend->text);
             half_close(s, &s->be);
@@ -1044,7 +1110,7 @@ static ev_tstamp next_deadline(struct session *s)
         EARLIEST(s->started + s->cfg->handshake_timeout_ms / 1000.0);
         break;
     case CL_WAIT:
-        if (s->be_state == BE_CONNECTING)
+        if (s->be_state == BE_CONNECTING || s->be_state == BE_TLS)
             EARLIEST(s->connect_deadline);
         break;
     case CL_RESPONDING:
@@ -1071,6 +1137,26 @@ static ev_tstamp next_deadline(struct session *s)
     }
 #undef EARLIEST
     return d;
+}
+
+/* Add what the transport needs to the events the relay wants: a TLS read may
+ * wait for writability and a write for readability; bytes OpenSSL already
+ * decrypted are handled now rather than after a readiness that may never
+ * come. */
+static int transport_events(struct session *s, struct half *h, int ev)
+{
+    const struct io *t = &h->tr;
+    if (!t->ssl)
+        return ev;
+    if (!t->handshaken && h == &s->cl && s->cl_state == CL_REQUEST)
+        return (t->want & IO_HS_WANTS_WRITE) ? EV_WRITE : EV_READ;
+    if ((ev & EV_READ) && (t->want & IO_READ_WANTS_WRITE))
+        ev |= EV_WRITE;
+    if ((ev & EV_WRITE) && (t->want & IO_WRITE_WANTS_READ))
+        ev |= EV_READ;
+    if ((ev & EV_READ) && io_pending(t))
+        ev_feed_event(s->w->loop, &h->io, EV_READ);
+    return ev;
 }
 
 /* Derive what each half waits for from the session's state, close halves
@@ -1112,8 +1198,10 @@ static void session_rearm(struct session *s)
         if (s->nspans > s->span0)
             bev |= EV_WRITE;
     }
-    half_set_events(s, &s->cl, cev);
-    half_set_events(s, &s->be, bev);
+    if (s->be_state == BE_TLS)
+        bev = (s->be.tr.want & IO_HS_WANTS_WRITE) ? EV_WRITE : EV_READ;
+    half_set_events(s, &s->cl, transport_events(s, &s->cl, cev));
+    half_set_events(s, &s->be, transport_events(s, &s->be, bev));
 
     ev_tstamp d = next_deadline(s);
     if (d == 0) {
@@ -1130,7 +1218,7 @@ static void session_rearm(struct session *s)
 }
 
 /* Take over an accepted client socket fd. */
-void session_start(struct worker *w, int fd, const struct sockaddr_any *peer)
+void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, int tls)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -1140,8 +1228,15 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer)
     }
     s->w = w;
     s->cfg = config_ref(w->cfg);
-    s->cl.fd = fd;
-    s->be.fd = -1;
+    s->cl.tr.fd = fd;
+    s->be.tr.fd = -1;
+    if (tls && !(s->cl.tr.ssl = tls_server_ssl(s->cfg, fd))) {
+        log_msg(WLOG_ERROR, "%s: cannot start TLS", s->peer);
+        config_unref(s->cfg);
+        close(fd);
+        free(s);
+        return;
+    }
     ev_io_init(&s->cl.io, client_cb, fd, 0);
     s->cl.io.data = s;
     ev_io_init(&s->be.io, backend_cb, -1, 0);

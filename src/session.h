@@ -8,8 +8,8 @@
 struct worker;
 struct session;
 
-/* Take over an accepted client socket fd. */
-void session_start(struct worker *w, int fd, const struct sockaddr_any *peer);
+/* Take over an accepted client socket fd (TLS on it when tls is set). */
+void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, int tls);
 
 /* Begin an orderly stop of a session: close 1001 "going away" once its
  * pending data is flushed (connections still in the handshake are closed). */

@@ -1,0 +1,46 @@
+/* io.h - the transport under a session half: a plain socket or TLS over it,
+ * behind one read/write interface so the relay does not know which it has.
+ *
+ * Calls never block. They return what read(2)/write(2) would: bytes moved,
+ * 0 for end of stream (reads), or -1 with errno (EAGAIN when the socket must
+ * become ready first). With TLS a read may need the socket writable and a
+ * write may need it readable: io->want says which readiness the last
+ * blocked call needs, and the caller adds it to its watcher. */
+#ifndef WSGATE_IO_H
+#define WSGATE_IO_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum {
+    IO_READ_WANTS_WRITE = 1, /* the last read needs EV_WRITE to go on */
+    IO_WRITE_WANTS_READ = 2, /* the last write needs EV_READ to go on */
+    IO_HS_WANTS_READ = 4,    /* the handshake waits for EV_READ */
+    IO_HS_WANTS_WRITE = 8,   /* the handshake waits for EV_WRITE */
+};
+
+struct io {
+    int fd;
+    SSL *ssl; /* NULL for a plain socket */
+    unsigned want;
+    int handshaken;
+};
+
+ssize_t io_read(struct io *io, void *buf, size_t n);
+ssize_t io_write(struct io *io, const void *buf, size_t n);
+/* Write the iovecs in order; with TLS one record per call may be written. */
+ssize_t io_writev(struct io *io, const struct iovec *iov, int cnt);
+/* Drive the TLS handshake: 1 done (always for plain sockets), 0 in progress
+ * (io->want says what it waits for), -1 failed (why describes it). */
+int io_handshake(struct io *io, char *why, size_t whylen);
+/* Bytes already decrypted and waiting inside OpenSSL (read them before
+ * waiting for the socket). */
+int io_pending(const struct io *io);
+/* Send our end of stream: TLS close_notify (best effort), then SHUT_WR. */
+void io_shutdown(struct io *io);
+/* Free TLS state and close the socket. */
+void io_close(struct io *io);
+
+#endif

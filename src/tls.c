@@ -1,0 +1,280 @@
+/* tls.c - OpenSSL contexts. */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
+{
+    char buf[256] = "unknown error";
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    snprintf(err, errlen, "%s %s: %s", what, file ? file : "", buf);
+    ERR_clear_error();
+}
+
+/* ALPN: we speak only http/1.1 (the WebSocket upgrade). */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char proto[] = "\x08http/1.1";
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, proto, sizeof(proto) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Read the key password from a file: first line, without its newline. */
+static int read_password(const char *file, char *pw, size_t len, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "r");
+    if (!f || !fgets(pw, (int)len, f)) {
+        snprintf(err, errlen, "cannot read key_password_file %s", file);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    pw[strcspn(pw, "\r\n")] = '\0';
+    return 0;
+}
+
+static int load_key(SSL_CTX *ctx, const struct tls_settings *t, char *err, size_t errlen)
+{
+    const char *file = t->key ? t->key : t->cert;
+    char pw[1024] = "";
+    if (t->key_password_file && read_password(t->key_password_file, pw, sizeof(pw), err, errlen))
+        return -1;
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open key %s", file);
+        return -1;
+    }
+    EVP_PKEY *pkey = PEM_read_PrivateKey(f, NULL, NULL, pw);
+    fclose(f);
+    OPENSSL_cleanse(pw, sizeof(pw));
+    if (!pkey) {
+        ssl_err(err, errlen, "cannot load key", file);
+        return -1;
+    }
+    int ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    if (!ok) {
+        ssl_err(err, errlen, "key does not match the certificate:", file);
+        return -1;
+    }
+    return 0;
+}
+
+static SSL_CTX *server_ctx(const struct tls_settings *t, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        ssl_err(err, errlen, "SSL_CTX_new", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, t->min_version == 1 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
+        ssl_err(err, errlen, "cannot load certificate", t->cert);
+        goto fail;
+    }
+    if (load_key(ctx, t, err, errlen) < 0)
+        goto fail;
+    if (t->ciphers && SSL_CTX_set_cipher_list(ctx, t->ciphers) != 1) {
+        ssl_err(err, errlen, "invalid ciphers", t->ciphers);
+        goto fail;
+    }
+    if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
+        ssl_err(err, errlen, "invalid ciphersuites", t->ciphersuites);
+        goto fail;
+    }
+    if (t->client_ca) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
+        if (!names || SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
+            if (names)
+                sk_X509_NAME_pop_free(names, X509_NAME_free);
+            ssl_err(err, errlen, "cannot load client_ca", t->client_ca);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    static const unsigned char sid[] = "wsgate";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static SSL_CTX *backend_ctx(const struct route *r, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        ssl_err(err, errlen, "SSL_CTX_new", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (r->backend_tls_verify) {
+        int ok = r->backend_ca ? SSL_CTX_load_verify_locations(ctx, r->backend_ca, NULL)
+                               : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+            ssl_err(err, errlen, "cannot load backend_ca", r->backend_ca);
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+}
+
+static void tls_state_free(void *p)
+{
+    struct tls_state *t = p;
+    if (!t)
+        return;
+    SSL_CTX_free(t->server);
+    for (size_t i = 0; i < t->nbackend; i++)
+        SSL_CTX_free(t->backend[i]);
+    free(t->backend);
+    free(t);
+}
+
+/* Build and attach the contexts cfg needs. */
+int tls_attach(struct config *cfg, const struct config *old, int *kept_old, char *err,
+               size_t errlen)
+{
+    *kept_old = 0;
+    int need_server = 0;
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        need_server |= cfg->listens[i].tls;
+    struct tls_state *t = calloc(1, sizeof(*t));
+    if (!t || !(t->backend = calloc(cfg->nroutes + 1, sizeof(*t->backend)))) {
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    t->nbackend = cfg->nroutes;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct route *r = &cfg->routes[i];
+        if (!r->backend_tls)
+            continue;
+        t->backend[i] = backend_ctx(r, err, errlen);
+        if (!t->backend[i])
+            goto fail;
+        r->backend_ssl_ctx = t->backend[i];
+    }
+    if (need_server) {
+        t->server = server_ctx(&cfg->tls, err, errlen);
+        if (!t->server) {
+            const struct tls_state *o = old ? old->tls_state : NULL;
+            if (!o || !o->server)
+                goto fail;
+            SSL_CTX_up_ref(o->server);
+            t->server = o->server;
+            *kept_old = 1;
+        }
+    }
+    cfg->tls_state = t;
+    cfg->tls_state_free = tls_state_free;
+    return 0;
+fail:
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        cfg->routes[i].backend_ssl_ctx = NULL;
+    tls_state_free(t);
+    return -1;
+}
+
+/* A new server-side SSL for fd. */
+SSL *tls_server_ssl(const struct config *cfg, int fd)
+{
+    const struct tls_state *t = cfg->tls_state;
+    if (!t || !t->server)
+        return NULL;
+    SSL *ssl = SSL_new(t->server);
+    if (ssl && SSL_set_fd(ssl, fd) == 1) {
+        SSL_set_accept_state(ssl);
+        return ssl;
+    }
+    SSL_free(ssl);
+    return NULL;
+}
+
+/* A new client-side SSL to a backend of route r. */
+SSL *tls_backend_ssl(const struct route *r, const char *host, int fd)
+{
+    SSL *ssl = SSL_new(r->backend_ssl_ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    SSL_set_connect_state(ssl);
+    if (host) {
+        unsigned char ip[16];
+        int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+        if (!is_ip && SSL_set_tlsext_host_name(ssl, host) != 1)
+            goto fail;
+        if (r->backend_tls_verify) {
+            X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+            if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1
+                      : X509_VERIFY_PARAM_set1_host(vp, host, 0) != 1)
+                goto fail;
+        }
+    }
+    return ssl;
+fail:
+    SSL_free(ssl);
+    return NULL;
+}
+
+/* The verified client certificate's name for logs. */
+void tls_peer_name(SSL *ssl, char *out, size_t len)
+{
+    out[0] = '\0';
+    X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
+        return;
+    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, out, (int)len);
+    if (out[0])
+        return;
+    GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_DNS) {
+            snprintf(out, len, "%s", (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+            break;
+        }
+    }
+    GENERAL_NAMES_free(sans);
+}
+
+/* True when the verified client certificate matches one of names. */
+int tls_peer_allowed(SSL *ssl, char *const *names, size_t n)
+{
+    X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (X509_check_host(cert, names[i], 0, X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT |
+                                                   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                            NULL) == 1)
+            return 1;
+    return 0;
+}
