@@ -44,7 +44,7 @@
 #include "worker.h"
 #include "ws.h"
 
-#define SPANS_MAX 64
+#define SPANS_MAX 32
 #define CLOSE_WAIT 5.0 /* seconds for the close handshake and final flushes */
 #define LINGER 2.0     /* seconds to drain a client after our last byte */
 
@@ -95,8 +95,8 @@ struct half {
     ev_io io;
 };
 
-struct span {
-    size_t off, len;
+struct span { /* buffers are at most 16 MiB */
+    uint32_t off, len;
 };
 
 struct session {
@@ -135,9 +135,7 @@ struct session {
     enum writing writing;
     uint8_t ctl[WS_MAX_SERVER_HEADER + WS_MAX_CONTROL + 2];
     size_t ctl_len, ctl_off;
-    uint8_t pong[WS_MAX_CONTROL];
-    size_t pong_len;
-    int pong_pending, ping_pending, ping_outstanding;
+    int pong_pending, ping_pending, ping_outstanding; /* a pong's payload waits in dec.ctl */
 
     /* closing */
     int up_done;   /* no more client payload will be relayed */
@@ -153,7 +151,7 @@ struct session {
     enum end_cause cause;
     char reason[160];
     char peer[64];
-    char tls_name[128]; /* verified client certificate name */
+    char *tls_name; /* verified client certificate name (malloc'd), or NULL */
 };
 
 static void session_rearm(struct session *s);
@@ -249,7 +247,7 @@ static void session_end(struct session *s)
         .close_code = s->close_sent ? s->close_code : 0,
         .closed_by = s->has_cause ? end_causes[s->cause].by : "gateway",
         .reason = s->reason[0] ? s->reason : "-",
-        .client_name = s->tls_name[0] ? s->tls_name : NULL,
+        .client_name = s->tls_name,
     };
     log_access(&r);
 
@@ -263,6 +261,7 @@ static void session_end(struct session *s)
         s->next->prev = s->prev;
     w->nsessions--;
     config_unref(s->cfg);
+    free(s->tls_name);
     free(s);
 }
 
@@ -435,12 +434,12 @@ static int add_span(struct session *s, size_t off, size_t len)
     if (s->nspans > s->span0) {
         struct span *last = &s->spans[s->nspans - 1];
         if (last->off + last->len == off) {
-            last->len += len;
+            last->len += (uint32_t)len;
             return 0;
         }
     }
-    s->spans[s->nspans].off = off;
-    s->spans[s->nspans].len = len;
+    s->spans[s->nspans].off = (uint32_t)off;
+    s->spans[s->nspans].len = (uint32_t)len;
     s->nspans++;
     return 0;
 }
@@ -477,9 +476,7 @@ static void on_control(struct session *s, const struct ws_event *ev)
     case WS_OP_PING:
         if (s->close_queued) /* closing: no pong may follow our close */
             break;
-        memcpy(s->pong, s->dec.ctl, s->dec.ctl_len);
-        s->pong_len = s->dec.ctl_len;
-        s->pong_pending = 1;
+        s->pong_pending = 1; /* decoding pauses, so dec.ctl keeps the payload */
         break;
     case WS_OP_CLOSE:
         s->close_rcvd = 1;
@@ -589,8 +586,8 @@ static void backend_write(struct session *s)
                 left -= sp->len;
                 s->span0++;
             } else {
-                sp->off += left;
-                sp->len -= left;
+                sp->off += (uint32_t)left;
+                sp->len -= (uint32_t)left;
                 left = 0;
             }
         }
@@ -664,9 +661,9 @@ static int pick_write(struct session *s)
     if (s->close_sent) /* nothing may follow a close frame */
         return 0;
     if (s->pong_pending) {
-        s->ctl_len = ws_header(s->ctl, WS_OP_PONG, s->pong_len);
-        memcpy(s->ctl + s->ctl_len, s->pong, s->pong_len);
-        s->ctl_len += s->pong_len;
+        s->ctl_len = ws_header(s->ctl, WS_OP_PONG, s->dec.ctl_len);
+        memcpy(s->ctl + s->ctl_len, s->dec.ctl, s->dec.ctl_len);
+        s->ctl_len += s->dec.ctl_len;
         s->pong_pending = 0;
     } else if (s->ping_pending) {
         s->ctl_len = ws_header(s->ctl, WS_OP_PING, 0);
@@ -829,8 +826,12 @@ static void client_read_request(struct session *s)
     }
     if (hs == 0)
         return;
-    if (s->cl.tr.ssl && !s->tls_name[0])
-        tls_peer_name(s->cl.tr.ssl, s->tls_name, sizeof(s->tls_name));
+    if (s->cl.tr.ssl && !s->tls_name) {
+        char name[256];
+        tls_peer_name(s->cl.tr.ssl, name, sizeof(name));
+        if (name[0])
+            s->tls_name = strdup(name);
+    }
     if (!s->in) {
         size_t cap = s->cfg->buffer_size > HTTP_MAX_HEAD + 1 ? s->cfg->buffer_size
                                                              : HTTP_MAX_HEAD + 1;

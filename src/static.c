@@ -94,11 +94,11 @@ static int check_segments(const char *d, size_t n)
     return 0;
 }
 
-/* True when resolved (a realpath) is root itself or lies under it. */
-static int under_root(const char *root, const char *resolved)
+/* True when resolved (a realpath) is the root root[0..rl) itself or lies
+ * under it; rl == 0 is the root "/". */
+static int under_root(const char *root, size_t rl, const char *resolved)
 {
-    size_t rl = strlen(root);
-    if (rl == 1 && root[0] == '/')
+    if (rl == 0)
         return resolved[0] == '/';
     return strncmp(resolved, root, rl) == 0 && (resolved[rl] == '/' || resolved[rl] == '\0');
 }
@@ -130,8 +130,8 @@ int static_open(const char *root, const char *path, size_t path_len, struct stat
     out->path_len = path_len;
     if (rl == 0 || root[0] != '/')
         return 500;
-    if (rl == 1)
-        rl = 0; /* root "/": the decoded path is the file path */
+    while (rl > 0 && root[rl - 1] == '/')
+        rl--; /* "/srv/www/" is "/srv/www"; "/" leaves 0: the decoded path is the file path */
     if (rl >= sizeof(full))
         return 500;
     memcpy(full, root, rl);
@@ -160,7 +160,7 @@ int static_open(const char *root, const char *path, size_t path_len, struct stat
      * is resolved; comparing inodes closes the race with a path that changes
      * between the open and the check. */
     char *resolved = realpath(full, NULL);
-    int inside = resolved && under_root(root, resolved) && stat(resolved, &rst) == 0 &&
+    int inside = resolved && under_root(root, rl, resolved) && stat(resolved, &rst) == 0 &&
                  rst.st_dev == st.st_dev && rst.st_ino == st.st_ino;
     free(resolved);
     if (!inside) {
@@ -329,7 +329,7 @@ static int parse_http_date(const char *v, size_t len, time_t *t)
     if (scan_char(&s, ',')) {
         if (!scan_char(&s, ' '))
             return 0;
-        int day, mon, year;
+        int day = 0, mon = 0, year = 0;
         if (!scan_num(&s, 2, 2, &day))
             return 0;
         if (scan_char(&s, ' ')) { /* IMF-fixdate: "06 Nov 1994 08:49:37 GMT" */
@@ -345,7 +345,7 @@ static int parse_http_date(const char *v, size_t len, time_t *t)
         tm.tm_mon = mon;
         tm.tm_year = year - 1900;
     } else { /* asctime: "Nov  6 08:49:37 1994" */
-        int day, mon, year;
+        int day = 0, mon = 0, year = 0;
         ok = scan_char(&s, ' ') && scan_month(&s, &mon) && scan_char(&s, ' ');
         if (ok && s.p < s.end && *s.p == ' ') {
             s.p++;

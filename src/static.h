@@ -36,12 +36,12 @@ struct static_file {
 
 /* The result of a whole request: the method (GET/HEAD, else 405), the path
  * (static_open) and If-Modified-Since (static_not_modified, ignored when
- * If-None-Match is present). root is realpath(web_root): absolute, no
- * trailing slash (unless it is "/"); compute it once when the configuration
- * is loaded. Returns 200 (f->fd open), 304 (f->fd closed) or an error
- * status (301 directory without its slash, 400, 403, 404, 405, 500); f is
- * always initialised, so static_response_head(f, status) and static_close(f)
- * may follow whatever the result. */
+ * If-None-Match is present). root is realpath(web_root): absolute and free
+ * of symlinks (else nothing is found under it); compute it once when the
+ * configuration is loaded. Returns 200 (f->fd open), 304 (f->fd closed) or
+ * an error status (301 directory without its slash, 400, 403, 404, 405,
+ * 500); f is always initialised, so static_response_head(f, status) and
+ * static_close(f) may follow whatever the result. */
 int static_request(const char *root, const struct http_request *req, struct static_file *f);
 
 /* Map the percent-encoded request path path[0..path_len) (no query string)
