@@ -6,9 +6,10 @@
 #include "sock.h"
 
 /* Start at the first address of the first backend. */
-void backend_cursor_init(struct backend_cursor *c, const struct route *r)
+void backend_cursor_init(struct backend_cursor *c, const struct backend_spec *specs, size_t n)
 {
-    c->route = r;
+    c->specs = specs;
+    c->nspecs = n;
     c->spec = 0;
     c->addr = 0;
 }
@@ -17,9 +18,8 @@ void backend_cursor_init(struct backend_cursor *c, const struct route *r)
 int backend_connect_next(struct backend_cursor *c, const struct backend_spec **spec,
                          const struct sockaddr_any **addr, int *last_err)
 {
-    const struct route *r = c->route;
-    while (c->spec < r->nbackends) {
-        const struct backend_spec *b = &r->backends[c->spec];
+    while (c->spec < c->nspecs) {
+        const struct backend_spec *b = &c->specs[c->spec];
         if (c->addr >= b->naddrs) {
             c->spec++;
             c->addr = 0;

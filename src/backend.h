@@ -6,15 +6,15 @@
 
 #include "config.h"
 
-/* Position in a route's failover list: every address of every backend line,
- * in order. */
+/* Position in a failover list: every address of every backend, in order. */
 struct backend_cursor {
-    const struct route *route;
+    const struct backend_spec *specs;
+    size_t nspecs;
     size_t spec; /* index into route->backends */
     size_t addr; /* index into that backend's addrs */
 };
 
-void backend_cursor_init(struct backend_cursor *c, const struct route *r);
+void backend_cursor_init(struct backend_cursor *c, const struct backend_spec *specs, size_t n);
 
 /* Start a non-blocking connect to the next address, skipping addresses that
  * fail at once. Returns the fd (connect possibly in progress) and sets *spec

@@ -16,6 +16,10 @@
 
 #include "config.h"
 
+#include <sys/stat.h>
+
+#include "token.h"
+
 #include <ini.h>
 
 #include <arpa/inet.h>
@@ -68,8 +72,6 @@ enum base {
 #define F_REPEAT 0x01u    /* may be given several times; the values accumulate */
 #define F_ROUTE 0x02u     /* a [gateway] key that [route:NAME] may override */
 #define F_REQUIRED 0x04u  /* a [route:NAME] must set it */
-#define F_LATER 0x08u     /* not supported yet: only empty (or .inert) accepted */
-#define F_TLS_LATER 0x10u /* listen: the " tls" flag is not supported yet */
 
 struct key {
     enum section sect;
@@ -81,7 +83,6 @@ struct key {
     size_t off2;       /* arrays: offset of the element count */
     uint64_t min, max; /* T_DURATION (ms), T_SIZE (bytes), T_UINT; max 0 = field max */
     const char *def;   /* default, written as in the file; NULL = none */
-    const char *inert; /* F_LATER: a non-empty value that keeps the feature off */
     unsigned flags;
     const char *const *choices;                        /* T_ENUM, NULL-terminated */
     int (*check)(const char *item, char *err, size_t); /* T_LIST: one item */
@@ -106,7 +107,7 @@ static int check_dns_name(const char *item, char *err, size_t errlen);
 
 /* Every key of DESIGN.md's schema. Keys with F_ROUTE are listed once, under
  * [gateway]; in a [route:NAME] they override that value for the route. To
- * enable a later feature: give it a field, drop F_LATER. */
+ * add a key: give it a field and a line here. */
 static const struct key keys[] = {
     /* [gateway] */
     {S_GATEWAY, "listen", T_LISTEN, CFG_ARRAY(listens, nlistens), .def = "0.0.0.0:8080",
@@ -127,7 +128,7 @@ static const struct key keys[] = {
     {S_GATEWAY, "max_message_size", T_SIZE, PAR(max_message_size), .def = "0", .flags = F_ROUTE},
     {S_GATEWAY, "buffer_size", T_SIZE, CFG(buffer_size), .min = 4 * KIB, .max = 16 * MIB,
      .def = "64k"},
-    {S_GATEWAY, "web_root", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_GATEWAY, "web_root", T_STRING, CFG(web_root)},
     {S_GATEWAY, "health_path", T_PATH, CFG(health_path), .def = "/healthz"},
     {S_GATEWAY, "metrics_path", T_PATH, CFG(metrics_path), .def = "/metrics"},
     {S_GATEWAY, "log_level", T_ENUM, CFG(log_level), .def = "info", .choices = log_levels},
@@ -147,7 +148,7 @@ static const struct key keys[] = {
     /* [route:NAME] (plus the F_ROUTE keys above) */
     {S_ROUTE, "path", T_PATH, RTE(path), .flags = F_REQUIRED},
     {S_ROUTE, "backend", T_BACKEND, RTE_ARRAY(backends, nbackends), .flags = F_REPEAT | F_REQUIRED},
-    {S_ROUTE, "token_file", T_STRING, NOFIELD, .flags = F_LATER},
+    {S_ROUTE, "token_file", T_STRING, RTE(token_file)},
     {S_ROUTE, "allowed_origins", T_LIST, RTE_ARRAY(origins, norigins), .flags = F_REPEAT,
      .check = check_origin},
     {S_ROUTE, "subprotocols", T_LIST, RTE_ARRAY(subprotocols, nsubprotocols), .flags = F_REPEAT,
@@ -419,7 +420,7 @@ int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, siz
     return 0;
 }
 
-static void backend_spec_free(struct backend_spec *b)
+void config_free_backend(struct backend_spec *b)
 {
     free(b->text);
     free(b->host);
@@ -457,7 +458,7 @@ static int parse_unix_backend(const char *s, struct backend_spec *b, char *err, 
     b->addrs = calloc(1, sizeof *b->addrs);
     b->text = strdup(s);
     if (b->addrs == NULL || b->text == NULL) {
-        backend_spec_free(b);
+        config_free_backend(b);
         seterr(err, errlen, "out of memory");
         return -1;
     }
@@ -513,7 +514,7 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
     b->host = strdup(host);
     if (b->addrs == NULL || b->text == NULL || b->host == NULL) {
         freeaddrinfo(res);
-        backend_spec_free(b);
+        config_free_backend(b);
         seterr(err, errlen, "out of memory");
         return -1;
     }
@@ -731,10 +732,6 @@ static int parse_listen_line(const struct key *k, const char *value, int line,
     }
     if (config_parse_listen(addr, &ls->addr, err, errlen) < 0)
         goto fail;
-    if (ls->tls && (k->flags & F_TLS_LATER)) {
-        seterr(err, errlen, "'tls' listeners are not supported yet");
-        goto fail;
-    }
     ls->text = addr;
     ls->line = line;
     return 0;
@@ -861,7 +858,7 @@ static int set_backend(const struct key *k, void *base, void *field, const char 
         return -1;
     if (field != NULL && array_push(base, k, &bs, sizeof bs) == 0)
         return 0;
-    backend_spec_free(&bs);
+    config_free_backend(&bs);
     if (field == NULL)
         return 0;
     seterr(err, errlen, "out of memory");
@@ -918,19 +915,6 @@ static int set_value(const struct key *k, void *base, const char *value, int lin
     void *field = base != NULL && k->base != B_NONE ? (char *)base + k->off : NULL;
 
     return setters[k->type](k, base, field, value, line, err, errlen);
-}
-
-/* True when value, a non-empty value of an F_LATER key, keeps the feature
- * off (it equals the key's .inert value). */
-static bool is_inert(const struct key *k, const char *value)
-{
-    bool a, b;
-
-    if (k->inert == NULL)
-        return false;
-    if (k->type == T_BOOL)
-        return parse_bool(value, &a) == 0 && parse_bool(k->inert, &b) == 0 && a == b;
-    return strcmp(value, k->inert) == 0;
 }
 
 /* ---- parser state ----------------------------------------------------- */
@@ -1275,14 +1259,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     if (seen[ki] == 0)
         seen[ki] = ps->line;
-    if ((k->flags & F_LATER) && *value == '\0')
-        return 1; /* empty = feature off */
     if (set_value(k, key_base(ps, ps->sect, ps->route, k), value, ps->line, msg, sizeof msg) < 0)
         add_error(ps, ps->line, "%s: %s", name, msg);
-    else if ((k->flags & F_LATER) && k->inert != NULL && !is_inert(k, value))
-        add_error(ps, ps->line, "%s: not supported yet (only '%s' works)", name, k->inert);
-    else if ((k->flags & F_LATER) && k->inert == NULL)
-        add_error(ps, ps->line, "%s: not supported yet (leave it empty)", name);
     return 1;
 }
 
@@ -1323,6 +1301,38 @@ static void tls_checks(struct parser *ps)
     }
 }
 
+/* web_root and token_file must be readable now, not at the first request. */
+static void file_checks(struct parser *ps)
+{
+    struct config *cfg = ps->cfg;
+    if (cfg->web_root) {
+        struct stat st;
+        cfg->web_root_real = realpath(cfg->web_root, NULL);
+        if (!cfg->web_root_real || stat(cfg->web_root_real, &st) < 0 || !S_ISDIR(st.st_mode))
+            add_error(ps, ps->seen[find_key(S_GATEWAY, "web_root") - keys],
+                      "web_root: '%s' is not a readable directory", cfg->web_root);
+    }
+    const struct key *tk = find_key(S_ROUTE, "token_file");
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        struct route *rt = &cfg->routes[r];
+        if (!rt->token_file)
+            continue;
+        char msg[256] = "";
+        struct token_table *t = NULL;
+        if (token_load(rt->token_file, &t, msg, sizeof(msg)) < 0) {
+            add_error(ps, ps->rs[r].seen[tk - keys], "token_file: %s", msg);
+            continue;
+        }
+        token_free(t);
+        if (rt->nbackends)
+            add_error(ps, ps->rs[r].seen[tk - keys],
+                      "token_file: route '%s' has both token_file and backend", rt->name);
+        rt->tokens = token_cache_new(rt->token_file);
+        if (!rt->tokens)
+            add_error(ps, rt->line, "token_file: out of memory");
+    }
+}
+
 /* After the last line: defaults, inheritance, required keys and the checks
  * that span several lines. Order-independent: a [route:NAME] before [gateway]
  * inherits the same values as one after it. */
@@ -1343,6 +1353,8 @@ static void finalize(struct parser *ps)
             const struct key *k = &keys[i];
             if ((k->sect != S_ROUTE && !(k->flags & F_ROUTE)) || seen[i] != 0)
                 continue;
+            if ((k->flags & F_REQUIRED) && k->type == T_BACKEND && rt->token_file)
+                continue; /* token_file picks the backend */
             if (k->flags & F_REQUIRED)
                 add_error(ps, rt->line, "%s: route '%s' needs %s %s", k->name, rt->name,
                           (k->flags & F_REPEAT) ? "at least one" : "a", k->name);
@@ -1373,6 +1385,7 @@ static void finalize(struct parser *ps)
         }
     }
     tls_checks(ps);
+    file_checks(ps);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -1385,6 +1398,8 @@ static void config_free(struct config *c)
         c->tls_state_free(c->tls_state);
     free(c->file);
     free(c->health_path);
+    free(c->web_root);
+    free(c->web_root_real);
     free(c->tls.cert);
     free(c->tls.key);
     free(c->tls.client_ca);
@@ -1400,12 +1415,14 @@ static void config_free(struct config *c)
         free(r->name);
         free(r->path);
         for (size_t j = 0; j < r->nbackends; j++)
-            backend_spec_free(&r->backends[j]);
+            config_free_backend(&r->backends[j]);
         free(r->backends);
         free_strv(r->origins, r->norigins);
         free_strv(r->subprotocols, r->nsubprotocols);
         free_strv(r->client_names, r->nclient_names);
         free(r->backend_ca);
+        free(r->token_file);
+        token_cache_free(r->tokens);
     }
     free(c->routes);
     free(c);

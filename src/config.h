@@ -14,6 +14,7 @@
 
 struct route_stats;
 struct tls_state;
+struct token_cache;
 
 enum log_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
 enum log_format { LOGF_TEXT = 0, LOGF_JSON };
@@ -63,6 +64,8 @@ struct route {
     uint32_t max_connections; /* 0 = no route limit */
     char **client_names; /* allowed_client_names: verified client CN/SAN DNS names */
     size_t nclient_names;
+    char *token_file;            /* websockify TokenFile source, or NULL */
+    struct token_cache *tokens;  /* its cache (token.h), when token_file is set */
     bool backend_tls;        /* TLS to the backend */
     char *backend_ca;        /* CA file for backend_tls; NULL = system store */
     bool backend_tls_verify; /* verify the backend certificate and host name */
@@ -97,6 +100,8 @@ struct config {
     size_t buffer_size;
     enum log_level log_level;
     enum log_format log_format;
+    char *web_root;      /* static files for plain GET/HEAD, or NULL */
+    char *web_root_real; /* its realpath */
     char *health_path;  /* NULL = not served */
     char *metrics_path; /* NULL = not served */
     uint32_t drain_timeout_ms;
@@ -129,6 +134,8 @@ int config_parse_size(const char *s, uint64_t *bytes);
 int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, size_t errlen);
 /* Parse a backend spec (host:port, [v6]:port, unix:/path), resolving names. */
 int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen);
+/* Free what config_parse_backend() put in b (not b itself). */
+void config_free_backend(struct backend_spec *b);
 
 /* The route for a request path (query string already stripped): exact paths
  * match exactly, paths ending in '/' match everything under them (and the path

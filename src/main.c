@@ -366,6 +366,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: --token-plugin: only TokenFile is supported\n");
         return 2;
     }
+    int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
+                           o.token_plugin || o.token_source || o.unix_target;
+    if (npos == 0 && websockify_flags) {
+        fprintf(stderr, "wsgate: websockify options need the positional form "
+                        "[LISTEN_HOST:]PORT TARGET (with -c, set them in the file)\n");
+        return 2;
+    }
     if (o.config && npos > 0) {
         fprintf(stderr, "wsgate: -c and a positional LISTEN TARGET cannot be combined\n");
         usage(stderr);

@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -39,6 +41,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "sock.h"
+#include "static.h"
+#include "token.h"
 #include "tls.h"
 #include "upgrade.h"
 #include "worker.h"
@@ -147,11 +151,14 @@ struct session {
     /* for the access log */
     int status;
     uint64_t bytes_up, bytes_down;
+    uint64_t file_left; /* bytes of s->file still to send */
     int has_cause;
     enum end_cause cause;
     char reason[160];
     char peer[64];
     char *tls_name; /* verified client certificate name (malloc'd), or NULL */
+    struct backend_spec *token_backend; /* picked by ?token=, owned */
+    struct static_file file;            /* a file being sent from web_root */
 };
 
 static void session_rearm(struct session *s);
@@ -260,6 +267,12 @@ static void session_end(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     w->nsessions--;
+    if (s->file.fd >= 0)
+        static_close(&s->file);
+    if (s->token_backend) {
+        config_free_backend(s->token_backend);
+        free(s->token_backend);
+    }
     config_unref(s->cfg);
     free(s->tls_name);
     free(s);
@@ -423,6 +436,70 @@ static int serve_builtin(struct session *s, const struct http_request *req)
     }
 #undef IS_PATH
     return 0;
+}
+
+/* Serve a file under web_root for a plain GET/HEAD (no Upgrade header).
+ * Returns 1 when the request was answered. */
+static int serve_static(struct session *s, const struct http_request *req)
+{
+    if (!s->cfg->web_root_real || http_find_header(req, "Upgrade"))
+        return 0;
+    int status = static_request(s->cfg->web_root_real, req, &s->file);
+    set_reason(s, END_HANDSHAKE, "%d static", status);
+    /* The head may quote the request path: build it before the request
+     * buffer goes. */
+    char head[4096];
+    size_t len = static_response_head(&s->file, status, head, sizeof(head));
+    if (len == 0) {
+        static_close(&s->file);
+        s->file.fd = -1;
+        respond_error(s, 414, "path too long");
+        return 1;
+    }
+    struct buf *out = response_buf(s, len);
+    if (!out)
+        return 1;
+    memcpy(out->data, head, len);
+    out->end = len;
+    s->file_left = (status == 200 && !s->file.head_only) ? s->file.size : 0;
+    if (status >= 400)
+        metrics_failure(&s->w->gw->metrics, NULL, status);
+    respond(s, status);
+    return 1;
+}
+
+/* Send the next piece of the file: sendfile on plain sockets, through the
+ * out buffer under TLS. Returns bytes sent, 0 when the socket is full, -1
+ * after a failure (the session is dropped). */
+static ssize_t client_write_file(struct session *s)
+{
+    ssize_t n;
+    if (!s->cl.tr.ssl) {
+        size_t chunk = s->file_left > (1u << 20) ? (1u << 20) : (size_t)s->file_left;
+        n = sendfile(s->cl.tr.fd, s->file.fd, NULL, chunk);
+    } else {
+        if (!s->out && !(s->out = buf_get(&s->w->pool, s->cfg->buffer_size))) {
+            drop(s, END_ERROR, "out of memory", 0);
+            return -1;
+        }
+        size_t chunk = s->out->cap < s->file_left ? s->out->cap : (size_t)s->file_left;
+        n = read(s->file.fd, s->out->data, chunk);
+        if (n > 0) {
+            s->out->start = 0;
+            s->out->end = (size_t)n;
+            s->writing = W_OUT;
+            s->file_left -= (uint64_t)n;
+            return n; /* client_write() sends it as an ordinary buffer */
+        }
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        drop(s, END_ERROR, "static file read error", n < 0 ? errno : EIO);
+        return -1;
+    }
+    s->file_left -= (uint64_t)n;
+    return n;
 }
 
 /* ---- client -> backend ------------------------------------------------ */
@@ -697,7 +774,7 @@ static void client_wrote(struct session *s)
     if (s->writing == W_OUT) {
         buf_put(&s->w->pool, s->out);
         s->out = NULL;
-        if (s->cl_state == CL_RESPONDING)
+        if (s->cl_state == CL_RESPONDING && s->file_left == 0)
             client_finish(s);
     } else if (s->close_in_flight) {
         s->close_in_flight = 0;
@@ -719,6 +796,17 @@ static void client_wrote(struct session *s)
 static void client_write(struct session *s)
 {
     while (s->cl_state == CL_OPEN || s->cl_state == CL_RESPONDING) {
+        if (s->writing == W_NONE && s->cl_state == CL_RESPONDING && s->file_left > 0 &&
+            !s->out) {
+            ssize_t k = client_write_file(s);
+            if (k <= 0)
+                return;
+            if (s->writing == W_NONE) { /* sendfile moved the bytes itself */
+                if (s->file_left == 0)
+                    client_finish(s);
+                continue;
+            }
+        }
         if (s->writing == W_NONE && !pick_write(s))
             return;
         const uint8_t *p;
@@ -768,9 +856,40 @@ static int take_slot(struct session *s)
     return 0;
 }
 
+/* A token route: ?token=X names the backend (websockify's TokenFile). The
+ * token itself never reaches a log line. Returns -1 when answered with 403. */
+static int pick_token_backend(struct session *s, const struct http_request *req)
+{
+    char token[256], target[300], err[300];
+    int n = req->query ? token_from_query(req->query, req->query_len, token, sizeof(token)) : -1;
+    if (n <= 0) {
+        respond_error(s, 403, "missing token");
+        return -1;
+    }
+    int found = token_cache_lookup(s->route->tokens, token, (size_t)n, target, sizeof(target), err,
+                                   sizeof(err));
+    if (err[0])
+        log_msg(WLOG_WARN, "route %s: %s", s->route->name, err);
+    OPENSSL_cleanse(token, sizeof(token));
+    if (found != 1) {
+        respond_error(s, 403, "unknown token");
+        return -1;
+    }
+    struct backend_spec *b = calloc(1, sizeof(*b));
+    if (!b || config_parse_backend(target, b, err, sizeof(err)) < 0) {
+        if (b)
+            log_msg(WLOG_WARN, "route %s: token target: %s", s->route->name, err);
+        free(b);
+        respond_error(s, 502, "invalid token target");
+        return -1;
+    }
+    s->token_backend = b;
+    return 0;
+}
+
 static void on_request(struct session *s, const struct http_request *req, size_t head_len)
 {
-    if (serve_builtin(s, req))
+    if (serve_builtin(s, req) || serve_static(s, req))
         return;
     struct upgrade_result res;
     upgrade_validate(s->cfg, req, &res);
@@ -782,6 +901,8 @@ static void on_request(struct session *s, const struct http_request *req, size_t
         respond_error(s, res.status, res.why);
         return;
     }
+    if (s->route->tokens && pick_token_backend(s, req) < 0)
+        return;
     if (s->route->nclient_names &&
         !tls_peer_allowed(s->cl.tr.ssl, s->route->client_names, s->route->nclient_names)) {
         respond_error(s, 403, "client certificate not allowed for this route");
@@ -809,7 +930,10 @@ static void on_request(struct session *s, const struct http_request *req, size_t
     s->out->end = upgrade_response_101(&res, (char *)s->out->data, s->out->cap);
     s->in->start = head_len;
     s->cl_state = CL_WAIT;
-    backend_cursor_init(&s->cursor, s->route);
+    if (s->token_backend)
+        backend_cursor_init(&s->cursor, s->token_backend, 1);
+    else
+        backend_cursor_init(&s->cursor, s->route->backends, s->route->nbackends);
     s->connect_err = ECONNREFUSED;
     s->connect_started = ev_time();
     start_connect(s);
@@ -1231,6 +1355,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, in
     s->cfg = config_ref(w->cfg);
     s->cl.tr.fd = fd;
     s->be.tr.fd = -1;
+    s->file.fd = -1;
     if (tls && !(s->cl.tr.ssl = tls_server_ssl(s->cfg, fd))) {
         log_msg(WLOG_ERROR, "%s: cannot start TLS", s->peer);
         config_unref(s->cfg);

@@ -700,28 +700,10 @@ static void test_many_errors(void **state)
                   "t.ini:10: syntax error: expected 'key = value'");
 }
 
-/* Keys of later features: refused when set, accepted when empty. */
-static void test_not_supported_yet(void **state)
+/* Keys that only make sense together. */
+static void test_key_dependencies(void **state)
 {
-    static const struct {
-        const char *section, *key, *value;
-    } cases[] = {
-        {"gateway", "web_root", "/srv/www"},
-        {"route", "token_file", "/etc/tokens"},
-    };
-    char text[512], want[256];
     (void)state;
-
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *hint = strcmp(cases[i].key, "backend_tls") == 0          ? "only 'off' works"
-                           : strcmp(cases[i].key, "backend_tls_verify") == 0 ? "only 'on' works"
-                                                                             : "leave it empty";
-        build(text, sizeof text, cases[i].section, cases[i].key, cases[i].value);
-        snprintf(want, sizeof want, "t.ini:2: %s: not supported yet (%s)", cases[i].key, hint);
-        expect_errors(text, want);
-        build(text, sizeof text, cases[i].section, cases[i].key, "");
-        config_unref(load_ok(text));
-    }
     /* TLS keys that need each other. */
     expect_errors("[gateway]\nlisten = 127.0.0.1:8443 tls\n" ROUTE,
                   "t.ini:2: listen: a 'tls' listener needs [tls] cert");
@@ -729,6 +711,17 @@ static void test_not_supported_yet(void **state)
     expect_errors(ROUTE "allowed_client_names = a.example\n",
                   "t.ini:4: allowed_client_names: needs [tls] client_ca (client certificates)");
     expect_errors(ROUTE "backend_ca = /ca.pem\n", "t.ini:4: backend_ca: needs backend_tls = on");
+    /* Files and directories named by the configuration must exist now. */
+    char text[512];
+    struct config *c = NULL;
+    build(text, sizeof text, "gateway", "web_root", "/nonexistent/www");
+    expect_errors(text, "t.ini:2: web_root: '/nonexistent/www' is not a readable directory");
+    build(text, sizeof text, "gateway", "web_root", TEST_DATA_DIR);
+    config_unref(load_ok(text));
+    assert_int_equal(config_load_string("t.ini", "[route:t]\npath = /\ntoken_file = /nonexistent\n",
+                                        &c, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "t.ini:3: token_file: "));
 }
 
 /* inih's line limit: 199 characters are fine, 200 are an error. */
@@ -1063,7 +1056,7 @@ int main(void)
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_empty_is_valid),
         cmocka_unit_test(test_many_errors),
-        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_key_dependencies),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_line_endings),
         cmocka_unit_test(test_nul_byte),

@@ -242,6 +242,12 @@ static void test_root_must_be_realpath(void **state)
     assert_int_equal(open_status(linked, "/index.html", NULL, NULL), 403);
     assert_int_equal(open_status("relative/dir", "/index.html", NULL, NULL), 500);
     assert_int_equal(open_status("", "/index.html", NULL, NULL), 500);
+    /* A trailing slash on the root is harmless. */
+    char slashed[PATH_MAX + 16];
+    snprintf(slashed, sizeof(slashed), "%s/", root);
+    assert_int_equal(open_status(slashed, "/index.html", NULL, NULL), 200);
+    assert_int_equal(open_status(slashed, "/../outside/secret.txt", NULL, NULL), 403);
+    assert_int_equal(open_status(slashed, "/link_passwd", NULL, NULL), 403);
 }
 
 static void test_root_slash(void **state)

@@ -1,0 +1,2 @@
+// An ES module: browsers load it only with a JavaScript Content-Type.
+export const answer = 42;
