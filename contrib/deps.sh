@@ -4,7 +4,12 @@
 set -e
 pkgs="build-essential autoconf automake pkg-config libev-dev libssl-dev libinih-dev"
 if [ "${1:-}" = "--test" ]; then
-    pkgs="$pkgs libcmocka-dev python3 python3-websockets python3-pytest openssl procps"
+    # unit and integration tests, packaging checks, make distcheck
+    pkgs="$pkgs libcmocka-dev python3 python3-websockets python3-pytest python3-yaml openssl procps"
+    pkgs="$pkgs groff-base man-db xz-utils"
+    # browser and noVNC end-to-end tests
+    pkgs="$pkgs chromium novnc tigervnc-standalone-server x11-xserver-utils fonts-dejavu-core"
+    command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
 fi
 missing=""
 for p in $pkgs; do
@@ -14,4 +19,7 @@ if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $missing
+fi
+if [ "${1:-}" = "--test" ] && [ ! -f "$(dirname "$0")/../tests/browser/node_modules/playwright-core/package.json" ]; then
+    (cd "$(dirname "$0")/../tests/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

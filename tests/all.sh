@@ -1,7 +1,10 @@
 #!/bin/sh
-# Build wsgate and run the whole test suite: unit and integration tests on a
-# normal build (build/), then again on an ASan+UBSan build (build-asan/).
-# Installs missing Debian packages first. Run from anywhere, as root.
+# Build wsgate and run the whole test suite, as CI does:
+#   1. build/       unit, integration and browser tests (make check),
+#                   packaging checks (make check-packaging), make distcheck
+#   2. build-asan/  the same tests on an ASan+UBSan build (leak checks on)
+#   3. the libFuzzer harnesses, FUZZ_SECONDS each (default 60)
+# Installs missing Debian and npm packages first. Run from anywhere, as root.
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -9,24 +12,33 @@ sh contrib/deps.sh --test
 [ -x configure ] || ./autogen.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 
-run_suite() { # dir configure-args...
+show_logs() {
+    for f in tests/unit/*.log tests/integration/*.log tests/browser/*.log; do
+        [ -f "$f" ] && { echo "==== $f"; tail -n 300 "$f"; }
+    done
+    return 1
+}
+
+build() { # dir configure-args...
     dir=$1
     shift
     mkdir -p "$dir"
-    (
-        cd "$dir"
-        [ -f Makefile ] || "$top/configure" -q "$@"
-        make -j"$jobs"
-        if ! make -j"$jobs" check; then
-            for f in tests/unit/*.log tests/integration/*.log; do
-                [ -f "$f" ] && { echo "==== $f"; tail -n 200 "$f"; }
-            done
-            exit 1
-        fi
-    )
+    cd "$top/$dir"
+    [ -f Makefile ] || "$top/configure" -q "$@"
+    make -j"$jobs"
 }
 
-run_suite build
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_suite build-asan --enable-sanitizers CFLAGS="-O1 -g"
-echo "all tests passed (normal and ASan+UBSan builds)"
+build build
+make -j"$jobs" check || show_logs
+make check-packaging
+make distcheck DISTCHECK_CONFIGURE_FLAGS="--disable-werror" TESTS="tests/integration/run.sh"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+build build-asan --enable-sanitizers CFLAGS="-O1 -g"
+make -j"$jobs" check || show_logs
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+cd "$top/build"
+make fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+echo "all tests passed: normal and ASan+UBSan builds, packaging, distcheck, fuzzers"
