@@ -38,6 +38,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,7 @@
 #define PROG "loadgen"
 #define EVENTS_MAX 256
 #define SCRATCH_SIZE (256 * 1024)
-#define HS_MAX 2048 /* largest upgrade response accepted */
+#define HS_MAX 2048u /* largest upgrade response accepted */
 #define IOV_USED 64
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -103,9 +104,24 @@ static struct options {
 
 struct thread;
 
-/* One client connection; in churn mode one worker slot reused per cycle. */
+/* Per-thread counters the main thread samples. */
+enum counter {
+    CNT_BYTES,       /* payload bytes echoed back */
+    CNT_CYCLES,      /* churn cycles completed */
+    CNT_OPENED,      /* connections opened for the first time */
+    CNT_OPEN_FAILED, /* connections that failed before they opened */
+    N_COUNTERS
+};
+
+/* One client connection; in churn mode one worker slot reused per cycle.
+ * conn_start() zeroes the fields from state up to (not including) hs. */
 struct conn {
     struct thread *t;
+    uint8_t *frame;   /* one data frame: header + masked payload (raw: payload) */
+    uint8_t *pattern; /* the payload, as it must come back */
+    size_t frame_len;
+    uint8_t mask[4]; /* masking key of every frame this connection sends */
+    uint32_t gen;    /* bumped whenever the socket is closed */
     int fd;
     uint8_t state;
     uint8_t events;     /* EPOLL interest now registered (EPOLLIN/EPOLLOUT bits) */
@@ -123,15 +139,11 @@ struct conn {
     uint64_t started;   /* data frames started (fully or partly written) */
     uint64_t recv;      /* payload bytes echoed back */
     uint64_t t_send;    /* latency: when the outstanding message was sent */
-    uint8_t mask[4];    /* masking key of every frame this connection sends */
     char accept[32];    /* expected Sec-WebSocket-Accept */
     uint8_t hdr[14];    /* frame parser: header being collected */
     uint8_t ctrl[125];  /* frame parser: control frame payload */
     uint8_t pend[131];  /* outgoing control frame */
     char *hs;           /* handshake response being collected */
-    uint8_t *frame;     /* one data frame: header + masked payload (raw: payload) */
-    uint8_t *pattern;   /* the payload, as it must come back */
-    size_t frame_len;
 };
 
 struct thread {
@@ -151,18 +163,15 @@ struct thread {
     uint64_t errors;
     uint64_t verify_failures;
     char first_error[160];
-    _Atomic uint64_t bytes;       /* payload bytes echoed back */
-    _Atomic uint64_t cycles;      /* churn cycles completed */
-    _Atomic int opened;           /* connections opened for the first time */
-    _Atomic int open_failed;      /* connections that failed before opening */
-    _Atomic bool done;            /* the thread left its loop */
+    _Atomic uint64_t count[N_COUNTERS]; /* read by the main thread while running */
+    _Atomic bool done;                  /* the thread left its loop */
 };
 
 static _Atomic int phase = PH_WARMUP;
 static volatile sig_atomic_t got_signal;
 
 static void conn_send(struct conn *c);
-static void conn_start(struct conn *c);
+static void conn_start(struct conn *c, bool paced);
 
 /* xorshift64* generator; never returns the same sequence for two seeds. */
 static uint64_t rng_next(uint64_t *s)
@@ -253,6 +262,11 @@ static void conn_watch(struct conn *c)
     c->events = ev;
 }
 
+static void count_add(struct thread *t, enum counter which, uint64_t n)
+{
+    atomic_fetch_add_explicit(&t->count[which], n, memory_order_relaxed);
+}
+
 /* Leave the opening budget: c opened or failed before opening. */
 static void conn_paced_done(struct conn *c, bool ok)
 {
@@ -260,51 +274,65 @@ static void conn_paced_done(struct conn *c, bool ok)
         return;
     c->pacing = false;
     c->t->opening--;
-    atomic_fetch_add_explicit(ok ? &c->t->opened : &c->t->open_failed, 1, memory_order_relaxed);
+    count_add(c->t, ok ? CNT_OPENED : CNT_OPEN_FAILED, 1);
 }
 
-/* Close c's socket and reset its per-cycle state. */
+/* Close c's socket and free its handshake buffer. */
 static void conn_close(struct conn *c)
 {
-    if (c->fd >= 0)
+    if (c->fd >= 0) {
         close(c->fd);
+        c->gen++;
+    }
     c->fd = -1;
     c->events = 0;
     free(c->hs);
     c->hs = NULL;
 }
 
-/* End c after an error: count it, close, and in churn mode start the slot
- * again (the run's duration bounds a persistent failure). */
-static void conn_fail(struct conn *c, const char *what, int err)
+/* End c for good after an error: count it and close it. */
+static void conn_die(struct conn *c, const char *what, int err)
 {
-    struct thread *t = c->t;
-    note_error(t, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+    note_error(c->t, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
     conn_paced_done(c, false);
     conn_close(c);
-    if (opt.mode == M_CHURN && atomic_load(&phase) != PH_STOP) {
-        conn_start(c);
+    c->state = CS_DEAD;
+    c->t->alive--;
+}
+
+/* End c after an error on an open socket: count it, close it, and in churn
+ * mode start the slot again (the run's duration bounds a failing server). */
+static void conn_fail(struct conn *c, const char *what, int err)
+{
+    if (opt.mode != M_CHURN || atomic_load(&phase) == PH_STOP) {
+        conn_die(c, what, err);
         return;
     }
-    c->state = CS_DEAD;
-    t->alive--;
+    note_error(c->t, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
+    conn_paced_done(c, false);
+    conn_close(c);
+    conn_start(c, false);
 }
 
 /* A churn cycle is complete: count it and start the next one. */
 static void conn_cycle_done(struct conn *c)
 {
     conn_close(c);
-    atomic_fetch_add_explicit(&c->t->cycles, 1, memory_order_relaxed);
-    if (atomic_load(&phase) != PH_STOP)
-        conn_start(c);
-    else
-        c->state = CS_DEAD;
+    count_add(c->t, CNT_CYCLES, 1);
+    if (atomic_load(&phase) != PH_STOP) {
+        conn_start(c, false);
+        return;
+    }
+    c->state = CS_DEAD;
+    c->t->alive--;
 }
 
 /* Prepare c's data frame and the pattern it must get back (once per slot). */
 static int conn_alloc_frame(struct conn *c)
 {
-    if (opt.mode == M_IDLE || c->frame)
+    uint32_t m = (uint32_t)rng_next(&c->t->rng);
+    memcpy(c->mask, &m, 4);
+    if (opt.mode == M_IDLE)
         return 0;
     c->pattern = malloc(opt.size);
     c->frame = malloc(opt.size + 14);
@@ -313,8 +341,6 @@ static int conn_alloc_frame(struct conn *c)
     uint64_t x = rng_next(&c->t->rng) | 1;
     for (size_t i = 0; i < opt.size; i++)
         c->pattern[i] = (uint8_t)(rng_next(&x) >> 56);
-    uint32_t m = (uint32_t)rng_next(&c->t->rng);
-    memcpy(c->mask, &m, 4);
     if (opt.ws) {
         c->frame_len = ws_frame(c->frame, OP_BIN, c->pattern, opt.size, c->mask);
     } else {
@@ -324,30 +350,23 @@ static int conn_alloc_frame(struct conn *c)
     return 0;
 }
 
-/* Open a new connection (or the next churn cycle) for slot c. */
-static void conn_start(struct conn *c)
+/* Open a new connection (or the next churn cycle) for slot c; a paced one
+ * counts against the thread's opening budget until it opens or fails. */
+static void conn_start(struct conn *c, bool paced)
 {
     memset(&c->state, 0, offsetof(struct conn, hs) - offsetof(struct conn, state));
+    c->hs = NULL;
+    c->pacing = paced;
     c->fd = socket(opt.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        conn_fail(c, "socket", errno);
+        conn_die(c, "socket", errno);
         return;
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->state = CS_CONNECTING;
     if (connect(c->fd, (struct sockaddr *)&opt.addr, opt.addrlen) < 0 && errno != EINPROGRESS) {
-        /* A churn slot that cannot even connect would spin: stop it. */
-        int err = errno;
-        if (opt.mode == M_CHURN)
-            c->state = CS_DEAD;
-        note_error(c->t, "connect: %s", strerror(err));
-        conn_paced_done(c, false);
-        conn_close(c);
-        if (c->state != CS_DEAD || opt.mode == M_CHURN) {
-            c->state = CS_DEAD;
-            c->t->alive--;
-        }
+        conn_die(c, "connect", errno); /* e.g. no local port left: retrying would spin */
         return;
     }
     conn_watch(c);
@@ -357,10 +376,8 @@ static void conn_start(struct conn *c)
 static void open_more(struct thread *t)
 {
     while (t->opening < t->pace && t->next_open < t->nconns) {
-        struct conn *c = &t->conns[t->next_open++];
-        c->pacing = true;
         t->opening++;
-        conn_start(c);
+        conn_start(&t->conns[t->next_open++], true);
     }
 }
 
@@ -384,7 +401,6 @@ static void conn_connected(struct conn *c)
     }
     if (!opt.ws) {
         conn_opened(c);
-        conn_watch(c);
         return;
     }
     uint8_t raw[16];
@@ -427,7 +443,7 @@ static void on_payload(struct conn *c, const uint8_t *p, size_t n)
         done += k;
     }
     c->recv += n;
-    atomic_fetch_add_explicit(&c->t->bytes, n, memory_order_relaxed);
+    count_add(c->t, CNT_BYTES, n);
     if (c->recv != c->started * opt.size || c->out_off != 0)
         return;
     /* Everything sent has come back. */
@@ -502,6 +518,7 @@ static int ws_parse_header(struct conn *c)
  * (failed or finished its cycle) and the rest must be dropped. */
 static int ws_feed(struct conn *c, const uint8_t *p, size_t n)
 {
+    uint32_t gen = c->gen;
     while (n > 0) {
         if (!c->in_payload) {
             size_t need = 2;
@@ -525,10 +542,9 @@ static int ws_feed(struct conn *c, const uint8_t *p, size_t n)
                 memcpy(c->ctrl + c->ctrl_len, p, k);
                 c->ctrl_len = (uint8_t)(c->ctrl_len + k);
             } else {
-                uint8_t st = c->state;
                 on_payload(c, p, k);
-                if (c->fd < 0 || c->state != st)
-                    return c->fd < 0 ? -1 : 0;
+                if (c->gen != gen)
+                    return -1;
             }
             c->left -= k;
             p += k;
@@ -536,9 +552,8 @@ static int ws_feed(struct conn *c, const uint8_t *p, size_t n)
         }
         if (c->in_payload && c->left == 0) {
             c->in_payload = false;
-            int fd = c->fd;
             on_frame_end(c);
-            if (c->fd != fd || c->state == CS_DEAD)
+            if (c->gen != gen)
                 return -1;
         }
     }
@@ -579,7 +594,7 @@ static int handshake_feed(struct conn *c, const uint8_t *p, size_t n)
         }
     }
     if (!ok || !accepted) {
-        char what[96];
+        char what[128];
         char *eol = strstr(c->hs, "\r\n");
         if (eol)
             *eol = '\0';
@@ -588,15 +603,17 @@ static int handshake_feed(struct conn *c, const uint8_t *p, size_t n)
         conn_fail(c, what, 0);
         return -1;
     }
-    size_t head = (size_t)(end - c->hs) + 4;
-    size_t rest = head < c->hs_len ? c->hs_len - head : 0;
-    const uint8_t *extra = p + (k - rest); /* frame bytes behind the head */
+    /* Frame bytes behind the head: the tail of this read, copied or not. */
+    size_t tail = c->hs_len - ((size_t)(end - c->hs) + 4);
+    const uint8_t *extra = p + (k - tail);
+    size_t extra_len = n - (k - tail);
+    uint32_t gen = c->gen;
     free(c->hs);
     c->hs = NULL;
     conn_opened(c);
-    if (c->state == CS_DEAD || c->fd < 0)
+    if (c->gen != gen)
         return -1;
-    return rest ? ws_feed(c, extra, rest) : 0;
+    return extra_len ? ws_feed(c, extra, extra_len) : 0;
 }
 
 /* Read what c's socket has and process it. */
@@ -617,8 +634,9 @@ static void conn_read(struct conn *c)
         else if (opt.ws)
             r = ws_feed(c, t->scratch, (size_t)n);
         else {
+            uint32_t gen = c->gen;
             on_payload(c, t->scratch, (size_t)n);
-            r = c->fd < 0 || c->state != CS_OPEN ? -1 : 0;
+            r = c->gen != gen ? -1 : 0;
         }
         if (r < 0 || (size_t)n < SCRATCH_SIZE)
             return;
@@ -660,6 +678,7 @@ static bool conn_send_control(struct conn *c)
  * repeated), then any control frame, and register the interest this leaves. */
 static void conn_send(struct conn *c)
 {
+    uint32_t gen = c->gen;
     c->want_out = false;
     for (;;) {
         if (c->out_off == 0 && c->pend_len && !conn_send_control(c))
@@ -707,7 +726,7 @@ static void conn_send(struct conn *c)
             break;
         }
     }
-    if (c->fd >= 0)
+    if (c->gen == gen)
         conn_watch(c);
 }
 
@@ -718,16 +737,10 @@ static void conn_event(struct conn *c, uint32_t ev)
         conn_connected(c);
         return;
     }
-    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        uint8_t st = c->state;
-        int fd = c->fd;
+    uint32_t gen = c->gen;
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
         conn_read(c);
-        if (c->fd != fd || c->state == CS_DEAD || c->state != st)
-            ev |= EPOLLOUT; /* state changed: let conn_send decide */
-        if (c->fd < 0 || c->state == CS_DEAD || c->fd != fd)
-            return;
-    }
-    if (c->state >= CS_OPEN)
+    if (c->gen == gen && (c->state == CS_OPEN || c->state == CS_CLOSING))
         conn_send(c);
 }
 
@@ -794,14 +807,14 @@ static double self_cpu_s(void)
 
 static struct thread *threads;
 
-/* Sum of one atomic counter over all threads. */
-#define SUM(field)                                                                                 \
-    ({                                                                                             \
-        uint64_t s_ = 0;                                                                           \
-        for (int i_ = 0; i_ < opt.threads; i_++)                                                   \
-            s_ += (uint64_t)atomic_load_explicit(&threads[i_].field, memory_order_relaxed);        \
-        s_;                                                                                        \
-    })
+/* One counter summed over all threads. */
+static uint64_t sum(enum counter which)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < opt.threads; i++)
+        s += atomic_load_explicit(&threads[i].count[which], memory_order_relaxed);
+    return s;
+}
 
 static bool all_done(void)
 {
@@ -825,7 +838,7 @@ static void wait_until(uint64_t deadline)
  * since start, or -1 when a limit of 120 s was hit. */
 static double wait_opened(uint64_t start)
 {
-    while (SUM(opened) + SUM(open_failed) < (uint64_t)opt.conns) {
+    while (sum(CNT_OPENED) + sum(CNT_OPEN_FAILED) < (uint64_t)opt.conns) {
         if (got_signal || all_done() || bench_now_ns() - start > 120ull * 1000000000u)
             return -1;
         struct timespec ts = {0, 1000 * 1000};
@@ -1057,28 +1070,26 @@ int main(int argc, char **argv)
     start_threads();
 
     double open_s = opt.mode == M_CHURN ? 0 : wait_opened(start);
-    int opened = (int)SUM(opened);
+    int opened = (int)sum(CNT_OPENED);
     if (opt.mode == M_IDLE) {
         printf("{\"event\":\"open\",\"opened\":%d,\"open_s\":%.3f}\n", opened, open_s);
         fflush(stdout);
         fprintf(stderr, "%s: %d of %d connections open in %.3f s; holding\n", PROG, opened,
                 opt.conns, open_s);
         wait_until(opt.hold > 0 ? bench_now_ns() + (uint64_t)(opt.hold * 1e9) : 0);
-        if (!got_signal && !all_done() && opt.hold <= 0)
-            wait_until(0);
     } else {
         wait_until(bench_now_ns() + (uint64_t)(opt.warmup * 1e9));
     }
     long rss1 = opt.watch_pid ? proc_rss_kib(opt.watch_pid) : -1;
 
     /* The measured window (idle mode measured its opening above). */
-    uint64_t b0 = SUM(bytes), c0 = SUM(cycles), t0 = bench_now_ns();
+    uint64_t b0 = sum(CNT_BYTES), c0 = sum(CNT_CYCLES), t0 = bench_now_ns();
     double cpu0 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self0 = self_cpu_s();
     if (opt.mode != M_IDLE) {
         atomic_store(&phase, PH_MEASURE);
         wait_until(t0 + (uint64_t)(opt.duration * 1e9));
     }
-    uint64_t b1 = SUM(bytes), c1 = SUM(cycles), t1 = bench_now_ns();
+    uint64_t b1 = sum(CNT_BYTES), c1 = sum(CNT_CYCLES), t1 = bench_now_ns();
     double cpu1 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self1 = self_cpu_s();
     stop_threads();
 

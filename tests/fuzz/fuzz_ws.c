@@ -371,8 +371,11 @@ static void check_close_frame(uint16_t code, const uint8_t *reason_src, size_t n
     CHECK(got <= rlen && memcmp(frame + 4, reason, got) == 0);
     if (rlen <= WS_MAX_CONTROL - 2)
         CHECK(got == rlen);
-    if (got < rlen)
-        CHECK(((uint8_t)reason[got] & 0xC0) != 0x80); /* cut at a character start */
+    int valid_text = utf8_feed(UTF8_ACCEPT, (const uint8_t *)reason, got) == UTF8_ACCEPT;
+    /* Valid UTF-8 is cut at a character start (bytes that are not UTF-8
+     * may be cut anywhere: wsgate only sends its own ASCII reasons). */
+    if (got < rlen && utf8_feed(UTF8_ACCEPT, (const uint8_t *)reason, rlen) == UTF8_ACCEPT)
+        CHECK(((uint8_t)reason[got] & 0xC0) != 0x80 && valid_text);
 
     /* Mask it as a client frame and decode. */
     uint8_t mask[4] = {(uint8_t)seed, (uint8_t)(seed >> 8), (uint8_t)(seed >> 16),
@@ -387,7 +390,6 @@ static void check_close_frame(uint16_t code, const uint8_t *reason_src, size_t n
     ws_decoder_init(&d, 0);
     size_t used = ws_decode(&d, client, 6 + plen, &ev);
     CHECK(used == 6 + plen);
-    int valid_text = utf8_feed(UTF8_ACCEPT, (const uint8_t *)reason, got) == UTF8_ACCEPT;
     if (ws_close_code_valid(code) && valid_text) {
         CHECK(ev.type == WS_EV_CONTROL && ev.opcode == WS_OP_CLOSE);
         CHECK(ev.close_code == code && ev.len == plen);

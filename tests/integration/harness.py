@@ -270,6 +270,7 @@ class RawClient:
         self.key = None
         self.response = None
         self.controls = []  # control frames seen while reading data
+        self.close_sent = False
 
     # -- low level
     def send(self, data):
@@ -410,6 +411,8 @@ class RawClient:
 
     # -- frames
     def send_frame(self, opcode, payload=b"", **kw):
+        if opcode == OP_CLOSE:
+            self.close_sent = True
         self.send(build_frame(opcode, payload, **kw))
 
     def send_close(self, code=None, reason=b""):
@@ -480,10 +483,15 @@ class RawClient:
                 return f, before
             before.append(f)
 
-    def expect_close(self, code, timeout=DEFAULT_TIMEOUT, eof=True):
+    def expect_close(self, code, timeout=DEFAULT_TIMEOUT, eof=True, reply=True):
         """A close frame with this code arrives (data frames before it are
-        allowed), then - if eof - the server closes TCP. Returns the frame."""
+        allowed); if the client has not sent a close frame yet it answers
+        with one (reply, as RFC 6455 5.5.1 says a client does); then - if
+        eof - the server closes TCP. Returns the frame."""
         f, before = self.next_close(timeout)
+        if reply and not self.close_sent:
+            self.close_sent = True
+            self.send_quietly(build_frame(OP_CLOSE, close_payload(f.close_code)))
         assert not f.masked, "server close frame is masked: %r" % f
         assert f.close_code == code, "expected close %s, got %r (payload %r); frames before: %r" % (
             code, f.close_code, f.payload, before[:5])

@@ -54,6 +54,7 @@ def test_nothing_relayed_after_close(gw, backends):
     c = gw.ws("/")
     c.send(build_frame(OP_BINARY, b"before") + build_frame(OP_CLOSE, close_payload(1000))
            + build_frame(OP_BINARY, b"after"))
+    c.close_sent = True
     c.expect_close(1000)
     rec = sink.wait_connections(1)
     harness.wait_until(lambda: rec.eof_at, what="backend EOF")
@@ -69,6 +70,7 @@ def test_data_before_close_reaches_backend(gw, backends):
     data = harness.random_bytes(1 << 20)
     wire = b"".join(build_frame(OP_BINARY, data[i:i + 100000]) for i in range(0, len(data), 100000))
     sender = c.send_in_background(wire + build_frame(OP_CLOSE, close_payload(1000)))
+    c.close_sent = True
     c.expect_close(1000, timeout=30)
     c.join_sender(sender)
     rec = sink.wait_connections(1)
