@@ -157,6 +157,8 @@ struct session {
     char reason[160];
     char peer[64];
     char *tls_name; /* verified client certificate name (malloc'd), or NULL */
+    char accept[29];            /* Sec-WebSocket-Accept of the pending 101 */
+    const char *subprotocol;    /* chosen subprotocol (in cfg), or NULL */
     struct backend_spec *token_backend; /* picked by ?token=, owned */
     struct static_file file;            /* a file being sent from web_root */
 };
@@ -887,7 +889,32 @@ static int pick_token_backend(struct session *s, const struct http_request *req)
     return 0;
 }
 
-static void on_request(struct session *s, const struct http_request *req, size_t head_len)
+/* Keep the bytes a client pipelined after its request head (head[head_len
+ * ..have)) in the in buffer; give the buffer back when there are none. The
+ * request usually sits in a stack buffer and nothing is allocated. */
+static int keep_pipelined(struct session *s, const uint8_t *head, size_t head_len, size_t have)
+{
+    if (s->in && head == s->in->data) {
+        s->in->start = head_len;
+        if (head_len == have) {
+            buf_put(&s->w->pool, s->in);
+            s->in = NULL;
+        }
+        return 0;
+    }
+    if (head_len == have)
+        return 0;
+    if (!(s->in = buf_get(&s->w->pool, s->cfg->buffer_size))) {
+        drop(s, END_ERROR, "out of memory", 0);
+        return -1;
+    }
+    memcpy(s->in->data, head + head_len, have - head_len);
+    s->in->end = have - head_len;
+    return 0;
+}
+
+static void on_request(struct session *s, const struct http_request *req, const uint8_t *head,
+                       size_t head_len, size_t have)
 {
     if (serve_builtin(s, req) || serve_static(s, req))
         return;
@@ -919,16 +946,11 @@ static void on_request(struct session *s, const struct http_request *req, size_t
     }
     s->base64 = res.subprotocol && strcmp(res.subprotocol, "base64") == 0;
     ws_decoder_init(&s->dec, s->route->p.max_message_size);
-
-    /* Keep the 101 ready in the out buffer; it is sent once the backend is
-     * connected. Bytes pipelined after the request stay in the in buffer. */
-    s->out = buf_get(&s->w->pool, 1024);
-    if (!s->out) {
-        drop(s, END_ERROR, "out of memory", 0);
+    /* The 101 goes out once the backend is connected. */
+    memcpy(s->accept, res.accept, sizeof(s->accept));
+    s->subprotocol = res.subprotocol;
+    if (keep_pipelined(s, head, head_len, have) < 0)
         return;
-    }
-    s->out->end = upgrade_response_101(&res, (char *)s->out->data, s->out->cap);
-    s->in->start = head_len;
     s->cl_state = CL_WAIT;
     if (s->token_backend)
         backend_cursor_init(&s->cursor, s->token_backend, 1);
@@ -956,17 +978,12 @@ static void client_read_request(struct session *s)
         if (name[0])
             s->tls_name = strdup(name);
     }
-    if (!s->in) {
-        size_t cap = s->cfg->buffer_size > HTTP_MAX_HEAD + 1 ? s->cfg->buffer_size
-                                                             : HTTP_MAX_HEAD + 1;
-        s->in = buf_get(&s->w->pool, cap);
-        if (!s->in) {
-            drop(s, END_ERROR, "out of memory", 0);
-            return;
-        }
-    }
-    struct buf *in = s->in;
-    ssize_t n = io_read(&s->cl.tr, in->data + in->end, buf_room(in));
+    /* Most requests arrive in one read: read into the stack and only keep a
+     * buffer for a request that arrives in pieces. */
+    uint8_t stack[HTTP_MAX_HEAD + 1];
+    uint8_t *base = s->in ? s->in->data : stack;
+    size_t have = s->in ? s->in->end : 0;
+    ssize_t n = io_read(&s->cl.tr, base + have, HTTP_MAX_HEAD + 1 - have);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
@@ -977,13 +994,23 @@ static void client_read_request(struct session *s)
         drop(s, END_HANDSHAKE, "client closed during handshake", 0);
         return;
     }
-    in->end += (size_t)n;
+    have += (size_t)n;
     struct http_request req;
-    int r = http_parse_request((const char *)in->data, in->end, s->head_seen, &req);
-    s->head_seen = in->end;
+    int r = http_parse_request((const char *)base, have, s->head_seen, &req);
+    s->head_seen = have;
     if (r == HTTP_PARTIAL) {
-        if (buf_room(in) == 0)
+        if (have > HTTP_MAX_HEAD) {
             respond_error(s, 431, "request head too large");
+            return;
+        }
+        if (!s->in) {
+            if (!(s->in = buf_get(&s->w->pool, HTTP_MAX_HEAD + 1))) {
+                drop(s, END_ERROR, "out of memory", 0);
+                return;
+            }
+            memcpy(s->in->data, stack, have);
+        }
+        s->in->end = have;
         return;
     }
     if (r == HTTP_BAD)
@@ -991,7 +1018,31 @@ static void client_read_request(struct session *s)
     else if (r == HTTP_TOO_LARGE)
         respond_error(s, 431, "request head too large");
     else
-        on_request(s, &req, (size_t)r);
+        on_request(s, &req, base, (size_t)r, have);
+}
+
+/* Send the 101; what the socket does not take at once waits in the out
+ * buffer. */
+static void send_101(struct session *s)
+{
+    struct upgrade_result res = {.status = 101, .subprotocol = s->subprotocol};
+    memcpy(res.accept, s->accept, sizeof(s->accept));
+    char resp[512];
+    size_t len = upgrade_response_101(&res, resp, sizeof(resp));
+    ssize_t n = io_write(&s->cl.tr, resp, len);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        drop(s, END_CLIENT_DROP, "client write error", errno);
+        return;
+    }
+    size_t sent = n > 0 ? (size_t)n : 0;
+    if (sent == len)
+        return;
+    if (!(s->out = buf_get(&s->w->pool, len - sent))) {
+        drop(s, END_ERROR, "out of memory", 0);
+        return;
+    }
+    memcpy(s->out->data, resp + sent, len - sent);
+    s->out->end = len - sent;
 }
 
 /* The backend is connected: send the 101 and start relaying, beginning with
@@ -1004,7 +1055,7 @@ static void backend_connected(struct session *s, const struct sockaddr_any *addr
     s->status = 101;
     s->last_rx = s->last_payload = now_of(s);
     metrics_connect_time(s->stats, ev_time() - s->connect_started);
-    client_write(s);
+    send_101(s);
     if (s->cl_state != CL_OPEN)
         return;
     process_input(s);
