@@ -109,6 +109,8 @@ int io_handshake(struct io *io, char *why, size_t whylen)
             snprintf(why, whylen, "%s (%s)", buf, X509_verify_cert_error_string(vr));
         else
             snprintf(why, whylen, "%s", buf);
+    } else if (e == SSL_ERROR_ZERO_RETURN) {
+        snprintf(why, whylen, "connection closed");
     } else if (e == SSL_ERROR_SYSCALL) {
         snprintf(why, whylen, "%s", errno ? strerror(errno) : "connection closed");
     } else {

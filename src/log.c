@@ -77,6 +77,21 @@ static void put_json_str(struct line *l, const char *s)
     puts_(l, "\"");
 }
 
+/* Append s for a text line inside double quotes: quotes, backslashes and
+ * control characters are escaped so no value can end a field or a line. */
+static void put_text_str(struct line *l, const char *s)
+{
+    puts_(l, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f)
+            putf(l, "\\x%02x", c);
+        else
+            put(l, (const char *)&c, 1);
+    }
+    puts_(l, "\"");
+}
+
 static void put_time(struct line *l)
 {
     struct timeval tv;
@@ -166,12 +181,15 @@ void log_access(const struct access_record *r)
         put_time(&l);
         putf(&l,
              " access: client=%s route=%s backend=%s status=%d duration=%.3f up=%llu down=%llu "
-             "close=%d by=%s reason=\"%s\"",
+             "close=%d by=%s reason=",
              r->client, r->route, r->backend, r->status, r->duration,
              (unsigned long long)r->bytes_up, (unsigned long long)r->bytes_down, r->close_code,
-             r->closed_by, r->reason);
-        if (r->client_name)
-            putf(&l, " client_cert=\"%s\"", r->client_name);
+             r->closed_by);
+        put_text_str(&l, r->reason);
+        if (r->client_name) {
+            puts_(&l, " client_cert=");
+            put_text_str(&l, r->client_name);
+        }
     }
     emit(&l);
 }

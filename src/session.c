@@ -1339,10 +1339,13 @@ static int transport_events(struct session *s, struct half *h, int ev)
  * whose work is done, and end the session when both are closed. */
 static void session_rearm(struct session *s)
 {
-    /* The backend is done once it has every byte it is owed. A client that
-     * dropped took the backend with it (drop() closes both). */
-    if (s->be_state == BE_OPEN && s->up_done && s->nspans == s->span0)
+    /* The backend is done once it has every byte it is owed: an orderly end
+     * (TLS close_notify, FIN). A client that dropped took the backend with it
+     * (drop() closes both at once). */
+    if (s->be_state == BE_OPEN && s->up_done && s->nspans == s->span0) {
+        io_shutdown(&s->be.tr);
         close_backend(s);
+    }
     if (s->cl_state == CL_CLOSED && s->be_state != BE_OPEN) {
         session_end(s);
         return;

@@ -272,8 +272,10 @@ int tls_peer_allowed(SSL *ssl, char *const *names, size_t n)
     if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (X509_check_host(cert, names[i], 0, X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT |
-                                                   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+        /* The certificate's own names are literal here: a "*.corp" client
+         * certificate is not every name under corp. */
+        if (X509_check_host(cert, names[i], 0,
+                            X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS,
                             NULL) == 1)
             return 1;
     return 0;
