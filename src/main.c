@@ -224,6 +224,14 @@ static int run(struct config *cfg)
     struct ev_loop *loop = EV_DEFAULT;
     ev_async_init(&workers_done, done_cb);
     ev_async_start(loop, &workers_done);
+    /* Catch signals before any listener opens: one arriving early waits for
+     * ev_run() instead of killing a gateway that already accepts. */
+    ev_signal_init(&sig_int, stop_cb, SIGINT);
+    ev_signal_init(&sig_term, stop_cb, SIGTERM);
+    ev_signal_init(&sig_hup, hup_cb, SIGHUP);
+    ev_signal_start(loop, &sig_int);
+    ev_signal_start(loop, &sig_term);
+    ev_signal_start(loop, &sig_hup);
     int rc = 0;
     if (gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
@@ -253,12 +261,6 @@ static int run(struct config *cfg)
     if (rc == 0) {
         log_msg(WLOG_INFO, "wsgate %s started: %zu listener(s), %zu route(s), %u worker(s)",
                 PACKAGE_VERSION, cfg->nlistens, cfg->nroutes, gw.nworkers);
-        ev_signal_init(&sig_int, stop_cb, SIGINT);
-        ev_signal_init(&sig_term, stop_cb, SIGTERM);
-        ev_signal_init(&sig_hup, hup_cb, SIGHUP);
-        ev_signal_start(loop, &sig_int);
-        ev_signal_start(loop, &sig_term);
-        ev_signal_start(loop, &sig_hup);
         ev_run(loop, 0);
     } else {
         for (i = 0; i < gw.nworkers; i++)

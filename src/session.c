@@ -450,7 +450,7 @@ static int serve_static(struct session *s, const struct http_request *req)
     set_reason(s, END_HANDSHAKE, "%d static", status);
     /* The head may quote the request path: build it before the request
      * buffer goes. */
-    char head[4096];
+    char head[HTTP_MAX_HEAD + 1024]; /* a 301 Location quotes the path */
     size_t len = static_response_head(&s->file, status, head, sizeof(head));
     if (len == 0) {
         static_close(&s->file);

@@ -29,6 +29,7 @@
  * summary goes to stderr. Threads (-t) split the connections; each runs its
  * own epoll loop and the main thread only coordinates and measures. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -124,26 +125,26 @@ struct conn {
     uint32_t gen;    /* bumped whenever the socket is closed */
     int fd;
     uint8_t state;
-    uint8_t events;     /* EPOLL interest now registered (EPOLLIN/EPOLLOUT bits) */
-    bool want_out;      /* a write was blocked: wait for EPOLLOUT */
-    bool pacing;        /* counted in the thread's opening budget */
-    bool in_payload;    /* frame parser: inside a frame's payload */
-    uint8_t hdr_len;    /* frame parser: header bytes collected */
-    uint8_t opcode;     /* frame parser: opcode of the current frame */
-    uint8_t ctrl_len;   /* frame parser: control payload collected */
-    uint8_t pend_off;   /* outgoing control frame: bytes written */
-    uint8_t pend_len;   /* outgoing control frame: length, 0 = none */
-    uint16_t hs_len;    /* handshake response bytes collected */
-    uint32_t out_off;   /* bytes of the current data frame written */
-    uint64_t left;      /* frame parser: payload bytes left in this frame */
-    uint64_t started;   /* data frames started (fully or partly written) */
-    uint64_t recv;      /* payload bytes echoed back */
-    uint64_t t_send;    /* latency: when the outstanding message was sent */
-    char accept[32];    /* expected Sec-WebSocket-Accept */
-    uint8_t hdr[14];    /* frame parser: header being collected */
-    uint8_t ctrl[125];  /* frame parser: control frame payload */
-    uint8_t pend[131];  /* outgoing control frame */
-    char *hs;           /* handshake response being collected */
+    uint8_t events;    /* EPOLL interest now registered (EPOLLIN/EPOLLOUT bits) */
+    bool want_out;     /* a write was blocked: wait for EPOLLOUT */
+    bool pacing;       /* counted in the thread's opening budget */
+    bool in_payload;   /* frame parser: inside a frame's payload */
+    uint8_t hdr_len;   /* frame parser: header bytes collected */
+    uint8_t opcode;    /* frame parser: opcode of the current frame */
+    uint8_t ctrl_len;  /* frame parser: control payload collected */
+    uint8_t pend_off;  /* outgoing control frame: bytes written */
+    uint8_t pend_len;  /* outgoing control frame: length, 0 = none */
+    uint16_t hs_len;   /* handshake response bytes collected */
+    uint32_t out_off;  /* bytes of the current data frame written */
+    uint64_t left;     /* frame parser: payload bytes left in this frame */
+    uint64_t started;  /* data frames started (fully or partly written) */
+    uint64_t recv;     /* payload bytes echoed back */
+    uint64_t t_send;   /* latency: when the outstanding message was sent */
+    char accept[32];   /* expected Sec-WebSocket-Accept */
+    uint8_t hdr[14];   /* frame parser: header being collected */
+    uint8_t ctrl[125]; /* frame parser: control frame payload */
+    uint8_t pend[131]; /* outgoing control frame */
+    char *hs;          /* handshake response being collected */
 };
 
 struct thread {
@@ -158,7 +159,7 @@ struct thread {
     uint64_t rng;
     uint8_t *scratch;
     uint64_t *samples;
-    long quota;    /* latency samples this thread records */
+    long quota; /* latency samples this thread records */
     long nsamples;
     uint64_t errors;
     uint64_t verify_failures;
@@ -173,7 +174,7 @@ static volatile sig_atomic_t got_signal;
 static void conn_send(struct conn *c);
 static void conn_start(struct conn *c, bool paced);
 
-/* xorshift64* generator; never returns the same sequence for two seeds. */
+/* The next xorshift64* pseudo-random number from state *s (never 0). */
 static uint64_t rng_next(uint64_t *s)
 {
     uint64_t x = *s;
@@ -236,7 +237,8 @@ static double ns_to_s(uint64_t ns)
 }
 
 /* Record why c failed (the first failure of each thread is kept verbatim). */
-static void note_error(struct thread *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_error(struct thread *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void note_error(struct thread *t, const char *fmt, ...)
 {
     if (t->errors++ > 0)
@@ -290,27 +292,31 @@ static void conn_close(struct conn *c)
     c->hs = NULL;
 }
 
-/* End c for good after an error: count it and close it. */
-static void conn_die(struct conn *c, const char *what, int err)
+/* Count an error of c (what, and errno err when not 0) and close c. */
+static void conn_error(struct conn *c, const char *what, int err)
 {
     note_error(c->t, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
     conn_paced_done(c, false);
     conn_close(c);
+}
+
+/* End c for good after an error. */
+static void conn_die(struct conn *c, const char *what, int err)
+{
+    conn_error(c, what, err);
     c->state = CS_DEAD;
     c->t->alive--;
 }
 
-/* End c after an error on an open socket: count it, close it, and in churn
- * mode start the slot again (the run's duration bounds a failing server). */
+/* End c after an error on its socket; in churn mode start the slot again (the
+ * run's duration bounds a failing server). */
 static void conn_fail(struct conn *c, const char *what, int err)
 {
     if (opt.mode != M_CHURN || atomic_load(&phase) == PH_STOP) {
         conn_die(c, what, err);
         return;
     }
-    note_error(c->t, "%s%s%s", what, err ? ": " : "", err ? strerror(err) : "");
-    conn_paced_done(c, false);
-    conn_close(c);
+    conn_error(c, what, err);
     conn_start(c, false);
 }
 
@@ -531,8 +537,7 @@ static int ws_feed(struct conn *c, const uint8_t *p, size_t n)
             c->hdr_len = (uint8_t)(c->hdr_len + k);
             p += k;
             n -= k;
-            if (c->hdr_len < 2 || c->hdr_len < need ||
-                (need == 2 && (c->hdr[1] & 0x7f) >= 126))
+            if (c->hdr_len < 2 || c->hdr_len < need || (need == 2 && (c->hdr[1] & 0x7f) >= 126))
                 continue;
             if (ws_parse_header(c) < 0)
                 return -1;
@@ -761,11 +766,13 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-/* utime+stime+cutime+cstime of pid in seconds, or -1. */
-static double proc_cpu_s(int pid)
+/* Read /proc/PID/stat: the parent pid, and the CPU clock ticks used (utime +
+ * stime, plus cutime + cstime of reaped children when with_reaped). Returns
+ * the ticks, or -1. */
+static long long proc_stat_ticks(const char *pid, int *ppid, bool with_reaped)
 {
     char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    snprintf(path, sizeof(path), "/proc/%s/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -774,11 +781,35 @@ static double proc_cpu_s(int pid)
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
     unsigned long long v[4];
-    /* fields after ")": state(3) ... utime(14) stime(15) cutime(16) cstime(17) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
-                     &v[0], &v[1], &v[2], &v[3]) != 4)
+    /* fields after ")": state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17) */
+    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", ppid,
+                     &v[0], &v[1], &v[2], &v[3]) != 5)
         return -1;
-    return (double)(v[0] + v[1] + v[2] + v[3]) / (double)sysconf(_SC_CLK_TCK);
+    return (long long)(v[0] + v[1] + (with_reaped ? v[2] + v[3] : 0));
+}
+
+/* CPU seconds used by pid, its reaped children and its live children (a
+ * forking server such as websockify runs one child per connection), or -1. */
+static double proc_cpu_s(int pid)
+{
+    char me[16];
+    int ppid;
+    snprintf(me, sizeof(me), "%d", pid);
+    long long ticks = proc_stat_ticks(me, &ppid, true);
+    if (ticks < 0)
+        return -1;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        long long t = proc_stat_ticks(e->d_name, &ppid, false);
+        if (t > 0 && ppid == pid)
+            ticks += t;
+    }
+    if (d)
+        closedir(d);
+    return (double)ticks / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* VmRSS of pid in KiB, or -1. */
@@ -875,8 +906,8 @@ static void print_common(uint64_t errors, uint64_t verify)
         first = threads[i].first_error;
     printf("{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%d,\"size\":%zu,"
            "\"threads\":%d,\"errors\":%llu,\"verify_failures\":%llu,\"first_error\":\"%s\"",
-           opt.label, mode_names[opt.mode], opt.ws ? "ws" : "tcp", opt.conns, opt.size,
-           opt.threads, (unsigned long long)errors, (unsigned long long)verify, first);
+           opt.label, mode_names[opt.mode], opt.ws ? "ws" : "tcp", opt.conns, opt.size, opt.threads,
+           (unsigned long long)errors, (unsigned long long)verify, first);
     if (errors)
         fprintf(stderr, "%s: %llu errors, first: %s\n", PROG, (unsigned long long)errors, first);
 }
@@ -924,18 +955,20 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"mode", 1, 0, 'm'},    {"proto", 1, 0, 'p'},   {"path", 1, 0, 'u'},
-        {"conns", 1, 0, 'c'},   {"size", 1, 0, 's'},    {"window", 1, 0, 'w'},
-        {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'W'}, {"samples", 1, 0, 'n'},
-        {"pace", 1, 0, 'C'},    {"hold", 1, 0, 'H'},    {"threads", 1, 0, 't'},
-        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0},
+        {"mode", 1, 0, 'm'},      {"proto", 1, 0, 'p'},
+        {"path", 1, 0, 'u'},      {"conns", 1, 0, 'c'},
+        {"size", 1, 0, 's'},      {"window", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'W'},
+        {"samples", 1, 0, 'n'},   {"pace", 1, 0, 'C'},
+        {"hold", 1, 0, 'H'},      {"threads", 1, 0, 't'},
+        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'},
+        {"help", 0, 0, 'h'},      {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "m:p:u:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
         switch (ch) {
         case 'm':
-            opt.mode = (enum mode)-1;
+            opt.mode = (enum mode) - 1;
             for (int i = 0; i < 4; i++)
                 if (strcmp(optarg, mode_names[i]) == 0)
                     opt.mode = (enum mode)i;
@@ -1000,7 +1033,8 @@ static void parse_args(int argc, char **argv)
         bench_die(PROG, 0, "bad target '%s' (want HOST:PORT)", opt.target);
     if (opt.conns < 1 || opt.threads < 1 || opt.threads > opt.conns || opt.window < 1 ||
         opt.pace < 1 || opt.size < 1 || opt.size > (1u << 30) || opt.duration <= 0 ||
-        opt.samples < 1 || strchr(opt.label, '"') || strchr(opt.label, '\\'))
+        opt.samples < 1 || strlen(opt.path) > 256 || opt.path[0] != '/' || strchr(opt.label, '"') ||
+        strchr(opt.label, '\\'))
         bench_die(PROG, 0, "invalid option value (see -h)");
 }
 
@@ -1070,8 +1104,8 @@ int main(int argc, char **argv)
     start_threads();
 
     double open_s = opt.mode == M_CHURN ? 0 : wait_opened(start);
-    int opened = (int)sum(CNT_OPENED);
     if (opt.mode == M_IDLE) {
+        int opened = (int)sum(CNT_OPENED);
         printf("{\"event\":\"open\",\"opened\":%d,\"open_s\":%.3f}\n", opened, open_s);
         fflush(stdout);
         fprintf(stderr, "%s: %d of %d connections open in %.3f s; holding\n", PROG, opened,
@@ -1093,6 +1127,7 @@ int main(int argc, char **argv)
     double cpu1 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self1 = self_cpu_s();
     stop_threads();
 
+    int opened = (int)sum(CNT_OPENED);
     uint64_t errors = 0, verify = 0;
     for (int i = 0; i < opt.threads; i++) {
         errors += threads[i].errors;
@@ -1121,7 +1156,8 @@ int main(int argc, char **argv)
                "\"max_us\":%.1f,\"mean_us\":%.1f",
                n, pct_us(s, n, 0.5), pct_us(s, n, 0.9), pct_us(s, n, 0.99), pct_us(s, n, 0.999),
                pct_us(s, n, 1.0), n ? sum / (double)n / 1e3 : 0);
-        fprintf(stderr, "%s: latency %s %zu B, %ld samples: p50 %.1f p90 %.1f p99 %.1f p999 %.1f us\n",
+        fprintf(stderr,
+                "%s: latency %s %zu B, %ld samples: p50 %.1f p90 %.1f p99 %.1f p999 %.1f us\n",
                 opt.label, opt.ws ? "ws" : "tcp", opt.size, n, pct_us(s, n, 0.5), pct_us(s, n, 0.9),
                 pct_us(s, n, 0.99), pct_us(s, n, 0.999));
         free(s);
@@ -1136,8 +1172,8 @@ int main(int argc, char **argv)
         break;
     }
     case M_IDLE: {
-        double per = opened > 0 && rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) * 1024 / opened
-                                                          : -1;
+        double per =
+            opened > 0 && rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) * 1024 / opened : -1;
         printf(",\"peer_rss_before_kib\":%ld,\"peer_rss_after_kib\":%ld,\"rss_per_conn_b\":%.0f",
                rss0, rss1, per);
         fprintf(stderr, "%s: idle %s: %d connections open in %.3f s", opt.label,

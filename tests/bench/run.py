@@ -1,0 +1,488 @@
+#!/usr/bin/python3
+"""run.py - the runner behind `make bench`.
+
+Starts one echo backend and, in front of it, haproxy (mode tcp, nbthread 2),
+websockify (the Debian package; it forks one process per connection) and
+wsgate (workers = 0), then drives each with the load generator, side by side:
+
+  direct      raw TCP straight to the echo backend (the machine's limit)
+  haproxy     raw TCP through haproxy: a relay with no WebSocket framing
+  websockify  WebSocket through websockify
+  wsgate      WebSocket through wsgate
+
+Scenarios: single-connection 64 KiB bulk echo; 64-byte round-trip latency;
+100 connections x 4 KiB bulk echo with the relay's CPU seconds per GB; churn
+(connect, upgrade, one echo, close) with 16 concurrent workers; 9,000 idle
+connections held (wsgate over WebSocket, haproxy over raw TCP) with the time
+to open them and the relay's RSS growth per connection. Prints a table, the
+ratios wsgate/haproxy and wsgate/websockify, and how the numbers compare with
+the goals of issue 4. The numbers are information, never assertions: the exit
+status is 1 only when a tool failed (a server did not start or died, or a
+connection saw corrupted bytes).
+
+usage: run.py [--wsgate BIN] [--loadgen BIN] [--echo BIN]
+       (defaults: $WSGATE, $LOADGEN, $ECHO_SERVER, as `make bench` sets them)
+
+Environment (all optional):
+  BENCH_SECONDS        measured seconds per scenario and target (5)
+  BENCH_WARMUP         unmeasured seconds before each measurement (0.5)
+  BENCH_SAMPLES        latency round trips recorded (20000)
+  BENCH_LATENCY_MAX    latency: seconds at most per target (10)
+  BENCH_BULK_CONNS     connections in the many-connection bulk case (100)
+  BENCH_CHURN          concurrent churn workers (16)
+  BENCH_IDLE_CONNS     idle connections (9000)
+  BENCH_IDLE_HOLD      seconds the idle connections are held (1)
+  BENCH_REPEAT         rounds per scenario, targets taking turns; the table
+                       shows each target's median round (1)
+  BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle (all)
+  BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
+  BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
+                       as haproxy here logs nothing)
+  BENCH_OUT            file for all results as JSON (tests/bench/results.json)
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
+SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle"]
+# The result that orders the rounds of a scenario when BENCH_REPEAT > 1.
+MEDIAN_KEY = {"bulk1": "mb_per_s", "latency": "p50_us", "bulk100": "mb_per_s",
+              "churn": "per_s", "idle": "open_s"}
+
+
+def env_num(name, default):
+    """The number in environment variable name, or default."""
+    v = os.environ.get(name, "")
+    return type(default)(v) if v else default
+
+
+def env_list(name, allowed):
+    """The comma list in environment variable name (default: all allowed)."""
+    v = os.environ.get(name, "")
+    items = [x.strip() for x in v.split(",") if x.strip()] if v else list(allowed)
+    bad = [x for x in items if x not in allowed]
+    if bad:
+        sys.exit(f"run.py: {name}: unknown {', '.join(bad)} (known: {', '.join(allowed)})")
+    return items
+
+
+def cpu_busy_s():
+    """CPU seconds all processes of the machine have used (from /proc/stat),
+    and this runner's own plus its waited-for children's."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+    ru_self = resource.getrusage(resource.RUSAGE_SELF)
+    ru_kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = ru_self.ru_utime + ru_self.ru_stime + ru_kids.ru_utime + ru_kids.ru_stime
+    return busy / os.sysconf("SC_CLK_TCK"), ours
+
+
+def other_cores(start, wall0):
+    """Cores kept busy on average by processes outside this run since start."""
+    (busy0, ours0), (busy1, ours1) = start, cpu_busy_s()
+    return max(0.0, (busy1 - busy0) - (ours1 - ours0)) / (time.monotonic() - wall0)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, what, timeout=10.0):
+    """Wait until 127.0.0.1:port accepts connections; fail if proc exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+def tail(path, lines=15):
+    """The last lines of a log file, for error reports."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Server:
+    """One process under test (or the echo backend), with its log file."""
+
+    def __init__(self, name, argv, port, log, proto, path="/"):
+        self.name, self.argv, self.port, self.log = name, argv, port, log
+        self.proto, self.path = proto, path
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_listening(self.port, self.proc, self.name)
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}; log tail:\n{tail(self.log)}") from None
+
+    def check(self):
+        """Raise if the process died (a crash under load is a finding)."""
+        if self.proc and self.proc.poll() is not None:
+            rc = self.proc.returncode
+            how = f"signal {-rc}" if rc < 0 else f"status {rc}"
+            raise RuntimeError(f"{self.name} died ({how}); log tail:\n{tail(self.log)}")
+
+    def stop(self):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL if self.name == "websockify" else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        self.logf.close()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.seconds = env_num("BENCH_SECONDS", 5.0)
+        self.warmup = env_num("BENCH_WARMUP", 0.5)
+        self.samples = env_num("BENCH_SAMPLES", 20000)
+        self.latency_max = env_num("BENCH_LATENCY_MAX", 10.0)
+        self.bulk_conns = env_num("BENCH_BULK_CONNS", 100)
+        self.churn = env_num("BENCH_CHURN", 16)
+        self.idle_conns = env_num("BENCH_IDLE_CONNS", 9000)
+        self.idle_hold = env_num("BENCH_IDLE_HOLD", 1.0)
+        self.repeat = max(1, env_num("BENCH_REPEAT", 1))
+        self.scenarios = env_list("BENCH_SCENARIOS", SCENARIOS)
+        self.targets = env_list("BENCH_TARGETS", TARGETS)
+        self.log_level = os.environ.get("BENCH_WSGATE_LOG", "warn")
+        self.out = os.environ.get("BENCH_OUT", os.path.join("tests", "bench", "results.json"))
+        self.dir = tempfile.mkdtemp(prefix="wsgate-bench.")
+        self.rounds = {}  # (scenario, target) -> [loadgen JSON of each round]
+        self.results = {}  # (scenario, target) -> the median round
+        self.failures = []
+        self.servers = {}
+
+    # ---- servers ----------------------------------------------------------
+    def start_echo(self):
+        log = os.path.join(self.dir, "echo.log")
+        self.echo = subprocess.Popen([self.args.echo, "127.0.0.1:0"], stdout=subprocess.PIPE,
+                                     stderr=open(log, "wb"), stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        line = self.echo.stdout.readline().decode().split()
+        if len(line) != 2 or line[0] != "port":
+            raise RuntimeError(f"echo backend did not start: {tail(log)}")
+        self.echo_port = int(line[1])
+
+    def make_server(self, name):
+        port = free_port()
+        log = os.path.join(self.dir, f"{name}.log")
+        backend = f"127.0.0.1:{self.echo_port}"
+        if name == "direct":
+            return Server(name, None, self.echo_port, log, "tcp")
+        if name == "haproxy":
+            # haproxy needs two descriptors per connection and refuses to
+            # start when maxconn needs more than the hard limit allows.
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            maxconn = 10000 if hard == resource.RLIM_INFINITY else min(10000, (hard - 200) // 2)
+            cfg = os.path.join(self.dir, "haproxy.cfg")
+            with open(cfg, "w") as f:
+                f.write(f"""global
+    nbthread 2
+    maxconn {maxconn}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend relay
+    bind 127.0.0.1:{port}
+    default_backend echo
+backend echo
+    server echo {backend}
+""")
+            return Server(name, ["haproxy", "-db", "-f", cfg], port, log, "tcp")
+        if name == "websockify":
+            return Server(name, ["websockify", f"127.0.0.1:{port}", backend], port, log, "ws")
+        cfg = os.path.join(self.dir, "wsgate.ini")
+        with open(cfg, "w") as f:
+            f.write(f"""[gateway]
+listen = 127.0.0.1:{port}
+workers = 0
+max_connections = 10000
+log_level = {self.log_level}
+
+[route:echo]
+path = /echo
+backend = {backend}
+""")
+        return Server(name, [self.args.wsgate, "-c", cfg], port, log, "ws", "/echo")
+
+    def start(self, name):
+        srv = self.make_server(name)
+        if srv.argv:
+            srv.start()
+        self.servers[name] = srv
+        return srv
+
+    def restart(self, name):
+        """A fresh process, so memory measurements start from a clean one."""
+        self.servers[name].stop()
+        return self.start(name)
+
+    # ---- load -------------------------------------------------------------
+    def loadgen(self, scenario, target, extra, timeout):
+        srv = self.servers[target]
+        argv = [self.args.loadgen, "-p", srv.proto, "-u", srv.path, "-l", target] + extra
+        if srv.proc:
+            argv += ["-P", str(srv.proc.pid)]
+        argv.append(f"127.0.0.1:{srv.port}")
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.failures.append(f"{scenario}/{target}: loadgen did not finish in {timeout:.0f} s")
+            srv.check()
+            return None
+        sys.stderr.write(p.stderr)
+        srv.check()
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{") and '"mode"' in ln]
+        if not lines:
+            self.failures.append(f"{scenario}/{target}: loadgen failed: {p.stderr.strip()}")
+            return None
+        r = json.loads(lines[-1])
+        if r["verify_failures"]:
+            self.failures.append(f"{scenario}/{target}: {r['verify_failures']} connections got "
+                                 f"corrupted echo bytes ({r['first_error']})")
+        elif r["errors"]:
+            self.failures.append(f"{scenario}/{target}: {r['errors']} connection errors, first: "
+                                 f"{r['first_error']}")
+        self.rounds.setdefault((scenario, target), []).append(r)
+        return r
+
+    def run_scenario(self, scenario):
+        s, w = self.seconds, self.warmup
+        common = ["-d", str(s), "-W", str(w)]
+        budget = s + w + 60
+        plan = {
+            "bulk1": (["-m", "bulk", "-c", "1", "-s", "65536", "-w", "4"] + common, TARGETS),
+            "latency": (["-m", "latency", "-c", "1", "-s", "64", "-n", str(self.samples),
+                         "-d", str(self.latency_max), "-W", str(w)], TARGETS),
+            "bulk100": (["-m", "bulk", "-c", str(self.bulk_conns), "-s", "4096", "-w", "4"]
+                        + common, TARGETS),
+            "churn": (["-m", "churn", "-c", str(self.churn), "-s", "64"] + common, TARGETS),
+            "idle": (["-m", "idle", "-c", str(self.idle_conns), "-H", str(self.idle_hold),
+                      "-C", "256"], ["haproxy", "wsgate"]),
+        }
+        extra, targets = plan[scenario]
+        if scenario == "latency":
+            budget += self.latency_max
+        for _ in range(self.repeat):
+            for target in targets:
+                if target not in self.targets:
+                    continue
+                if scenario == "idle":
+                    self.restart(target)
+                self.loadgen(scenario, target, extra, budget)
+                if target == "websockify":
+                    time.sleep(0.5)  # let its per-connection children exit
+        for key, runs in self.rounds.items():
+            if key[0] == scenario:
+                runs = sorted(runs, key=lambda r: r.get(MEDIAN_KEY[scenario], 0))
+                self.results[key] = runs[len(runs) // 2]
+
+    def run(self):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.print_machine()
+        cpu0, wall0 = cpu_busy_s(), time.monotonic()
+        self.start_echo()
+        try:
+            for t in list(self.targets):
+                try:
+                    self.start(t)
+                except (RuntimeError, OSError) as e:
+                    self.failures.append(f"{t} did not start: {e}")
+                    self.targets.remove(t)
+            for sc in self.scenarios:
+                self.run_scenario(sc)
+        except RuntimeError as e:
+            self.failures.append(str(e))
+        finally:
+            for srv in self.servers.values():
+                try:
+                    srv.stop()
+                except OSError:
+                    pass
+            os.killpg(self.echo.pid, signal.SIGTERM)
+            self.echo.wait()
+        self.other_cores = other_cores(cpu0, wall0)
+        self.report()
+        self.save()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return 1 if self.failures and any("wsgate" in f or "died" in f or "corrupted" in f
+                                          for f in self.failures) else 0
+
+    # ---- report -----------------------------------------------------------
+    def print_machine(self):
+        def first_line(argv):
+            try:
+                out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                return (out.stdout or out.stderr).strip().splitlines()[0]
+            except (OSError, IndexError, subprocess.TimeoutExpired):
+                return "?"
+        load = open("/proc/loadavg").read().split()[:3]
+        print(f"machine: {os.cpu_count()} CPUs, {os.uname().release}; load average "
+              f"{' '.join(load)}", flush=True)
+        if float(load[0]) > 0.5:
+            print("warning: the machine is busy; other processes skew these numbers", flush=True)
+        print(f"wsgate: {first_line([self.args.wsgate, '-V'])}; haproxy: "
+              f"{first_line(['haproxy', '-v'])}", flush=True)
+        print(f"each measurement: {self.seconds} s after {self.warmup} s warm-up\n", flush=True)
+
+    def get(self, scenario, target, key):
+        r = self.results.get((scenario, target))
+        if not r or key not in r or r[key] is None or r[key] < 0:
+            return None
+        return r[key]
+
+    def rows(self):
+        """(label, scenario, key, higher_is_better, format) for the table."""
+        return [
+            ("bulk 1 x 64 KiB, MB/s", "bulk1", "mb_per_s", True, "{:.0f}"),
+            ("bulk 1 x 64 KiB, relay CPU s/GB", "bulk1", "peer_cpu_s_per_gb", False, "{:.2f}"),
+            ("latency 64 B p50, us", "latency", "p50_us", False, "{:.1f}"),
+            ("latency 64 B p90, us", "latency", "p90_us", False, "{:.1f}"),
+            ("latency 64 B p99, us", "latency", "p99_us", False, "{:.1f}"),
+            ("latency 64 B p99.9, us", "latency", "p999_us", False, "{:.1f}"),
+            (f"bulk {self.bulk_conns} x 4 KiB, MB/s", "bulk100", "mb_per_s", True, "{:.0f}"),
+            (f"bulk {self.bulk_conns} x 4 KiB, relay CPU s/GB", "bulk100", "peer_cpu_s_per_gb",
+             False, "{:.2f}"),
+            (f"churn {self.churn} concurrent, conn/s", "churn", "per_s", True, "{:.0f}"),
+            (f"idle {self.idle_conns}: time to open, s", "idle", "open_s", False, "{:.2f}"),
+            (f"idle {self.idle_conns}: RSS growth, B/conn", "idle", "rss_per_conn_b", False,
+             "{:.0f}"),
+        ]
+
+    def report(self):
+        cols = ["direct", "haproxy", "websockify", "wsgate", "wsg/hap", "wsg/wsfy"]
+        width = max(len(r[0]) for r in self.rows()) + 2
+        print("\n" + "results (direct and haproxy: raw TCP; websockify and wsgate: WebSocket)")
+        print("".ljust(width) + "".join(c.rjust(11) for c in cols))
+        for label, sc, key, _, fmt in self.rows():
+            vals = [self.get(sc, t, key) for t in TARGETS]
+            cells = [fmt.format(v) if v is not None else "-" for v in vals]
+            wsg = vals[3]
+            for other in (vals[1], vals[2]):
+                cells.append(f"{wsg / other:.2f}x" if wsg is not None and other else "-")
+            print(label.ljust(width) + "".join(c.rjust(11) for c in cells))
+        print("(ratios are wsgate / other: above 1 is better for MB/s and conn/s, below 1 is "
+              "better for latency, CPU, time and memory)")
+        rounds = f"median of {self.repeat} rounds; " if self.repeat > 1 else ""
+        print(f"{rounds}other processes kept {self.other_cores:.2f} of {os.cpu_count()} cores busy "
+              "on average during the run" + (" (noisy: compare with care)"
+                                              if self.other_cores > 0.25 else ""))
+        self.report_cpu()
+        self.report_goals()
+        if self.failures:
+            print("\nproblems:")
+            for f in self.failures:
+                print("  - " + f)
+
+    def report_cpu(self):
+        """CPU the load generator itself used, to show it was not the limit."""
+        lines = []
+        for sc in ("bulk1", "bulk100", "churn"):
+            for t in TARGETS:
+                r = self.results.get((sc, t))
+                if r and r.get("seconds"):
+                    lines.append(f"{sc}/{t} {r['self_cpu_s'] / r['seconds']:.2f}")
+        if lines:
+            print("loadgen CPU (cores busy): " + ", ".join(lines))
+
+    def report_goals(self):
+        g = self.get
+
+        def ratio(sc, key, other):
+            a, b = g(sc, "wsgate", key), g(sc, other, key)
+            return a / b if a is not None and b else None
+
+        def show(text, value, ok):
+            state = "n/a" if value is None else ("met" if ok(value) else "NOT met")
+            print(f"  {text}: {state}")
+
+        print("\ngoals of issue 4 (information, not assertions):")
+        b_h, b_w = ratio("bulk1", "mb_per_s", "haproxy"), ratio("bulk1", "mb_per_s", "websockify")
+        show(f"1. bulk 1 x 64 KiB >= 2x haproxy ({b_h or 0:.2f}x) and >= 5x websockify "
+             f"({b_w or 0:.2f}x)", None if b_h is None or b_w is None else (b_h, b_w),
+             lambda v: v[0] >= 2 and v[1] >= 5)
+        p50, p99 = ratio("latency", "p50_us", "haproxy"), ratio("latency", "p99_us", "haproxy")
+        show(f"2. latency p50 <= haproxy ({p50 or 0:.2f}x) and p99 <= haproxy ({p99 or 0:.2f}x)",
+             None if p50 is None or p99 is None else (p50, p99), lambda v: v[0] <= 1 and v[1] <= 1)
+        cpu = ratio("bulk100", "peer_cpu_s_per_gb", "haproxy")
+        show(f"3. bulk {self.bulk_conns} x 4 KiB CPU s/GB <= haproxy ({cpu or 0:.2f}x)", cpu,
+             lambda v: v <= 1)
+        c_h, c_w = ratio("churn", "per_s", "haproxy"), ratio("churn", "per_s", "websockify")
+        show(f"4. churn >= 0.5x haproxy ({c_h or 0:.2f}x) and >= 100x websockify "
+             f"({c_w or 0:.1f}x)", None if c_h is None or c_w is None else (c_h, c_w),
+             lambda v: v[0] >= 0.5 and v[1] >= 100)
+        o, m = g("idle", "wsgate", "open_s"), g("idle", "wsgate", "rss_per_conn_b")
+        opened = g("idle", "wsgate", "opened")
+        show(f"5. {self.idle_conns} idle open in < 3 s ({o or 0:.2f} s, {opened or 0} opened) "
+             f"and RSS <= 2048 B/conn ({m or 0:.0f} B)",
+             None if o is None or m is None else (o, m, opened),
+             lambda v: v[0] < 3 and v[1] <= 2048 and v[2] == self.idle_conns)
+
+    def save(self):
+        data = {"seconds": self.seconds, "warmup": self.warmup, "repeat": self.repeat,
+                "other_cores": round(self.other_cores, 3), "failures": self.failures,
+                "results": list(self.results.values()),
+                "rounds": [r for runs in self.rounds.values() for r in runs]}
+        try:
+            os.makedirs(os.path.dirname(self.out) or ".", exist_ok=True)
+            with open(self.out, "w") as f:
+                json.dump(data, f, indent=1)
+            print(f"\nall results: {self.out}")
+        except OSError as e:
+            print(f"\ncannot write {self.out}: {e}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description="wsgate side-by-side benchmark")
+    for opt, var in (("--wsgate", "WSGATE"), ("--loadgen", "LOADGEN"), ("--echo", "ECHO_SERVER")):
+        ap.add_argument(opt, default=os.environ.get(var), help=f"default: ${var}")
+    args = ap.parse_args()
+    for opt, var in (("wsgate", "WSGATE"), ("loadgen", "LOADGEN"), ("echo", "ECHO_SERVER")):
+        path = getattr(args, opt)
+        if not path or not os.access(path, os.X_OK):
+            ap.error(f"--{opt} (or ${var}) must name the built program, not {path!r}")
+    bench = Bench(args)
+    for tool in ("haproxy", "websockify"):
+        if tool in bench.targets and shutil.which(tool) is None:
+            sys.exit(f"run.py: {tool} is not installed (Debian: apt-get install {tool})")
+    return bench.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
