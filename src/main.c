@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sock.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -121,6 +122,25 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         worker_post(&gw.workers[i], cmd);
 }
 
+/* Every listen address of cfg that old (may be NULL) does not have must be
+ * free: no other process may listen there. Returns 0, or -1 after logging. */
+static int probe_listeners(const struct config *cfg, const struct config *old)
+{
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        const struct listen_spec *l = &cfg->listens[i];
+        int known = 0;
+        for (size_t j = 0; old && j < old->nlistens; j++)
+            known |= old->listens[j].addr.len == l->addr.len &&
+                     memcmp(&old->listens[j].addr.ss, &l->addr.ss, l->addr.len) == 0;
+        if (!known && sock_probe_bind(&l->addr) < 0) {
+            log_msg(WLOG_ERROR, "%s:%d: listen: cannot listen on %s: %s", cfg->file, l->line,
+                    l->text, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Log each line of a multi-line error text. */
 static void log_lines(enum log_level level, const char *prefix, const char *text)
 {
@@ -152,6 +172,11 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_msg(WLOG_ERROR, "SIGHUP: %s is invalid; keeping the running configuration",
                 config_file);
         log_lines(WLOG_ERROR, "SIGHUP: ", err);
+        return;
+    }
+    if (probe_listeners(cfg, gw.cfg) < 0) {
+        log_msg(WLOG_ERROR, "SIGHUP: keeping the running configuration");
+        config_unref(cfg);
         return;
     }
     int kept_old;
@@ -237,6 +262,8 @@ static int run(struct config *cfg)
         log_msg(WLOG_ERROR, "out of memory");
         rc = 1;
     }
+    if (rc == 0 && probe_listeners(cfg, NULL) < 0)
+        rc = 1;
     gw.nworkers = worker_count(cfg);
     gw.workers = calloc(gw.nworkers, sizeof(*gw.workers));
     if (!gw.workers) {

@@ -36,6 +36,23 @@ fail:;
     return -1;
 }
 
+/* Check that addr is free for us to listen on. */
+int sock_probe_bind(const struct sockaddr_any *addr)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)&addr->ss, addr->len);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 /* Start a non-blocking connect to addr. */
 int sock_connect(const struct sockaddr_any *addr)
 {

@@ -11,6 +11,12 @@
  * when reuseport, IPV6_V6ONLY for IPv6). Returns the fd or -1 with errno. */
 int sock_listen(const struct sockaddr_any *addr, int reuseport);
 
+/* Check that addr is free: bind a socket without SO_REUSEPORT and close it.
+ * Workers share their listening ports through SO_REUSEPORT, which would also
+ * let a second gateway silently share the port with a first one. Returns 0
+ * or -1 with errno (EADDRINUSE when another process holds the address). */
+int sock_probe_bind(const struct sockaddr_any *addr);
+
 /* Start a non-blocking connect to addr. Returns the fd (connect may still be
  * in progress) or -1 with errno (e.g. ECONNREFUSED for an immediate refusal). */
 int sock_connect(const struct sockaddr_any *addr);
