@@ -283,7 +283,7 @@ static void session_end(struct session *s)
 /* Close a session now, whatever its state. */
 void session_abort(struct session *s, const char *why)
 {
-    set_reason(s, END_ERROR, "%s", why);
+    set_reason(s, END_SHUTDOWN, "%s", why);
     close_client(s);
     close_backend(s);
     session_end(s);
@@ -653,8 +653,7 @@ static void backend_write(struct session *s)
             int e = errno;
             set_reason(s, END_BACKEND_ERROR, "backend write error: %s (%zu bytes not delivered)",
                        strerror(e), (size_t)0);
-            close_backend(s);
-            s->up_done = 1;
+            close_backend(s); /* client payload from now on is discarded */
             queue_close(s, WS_CLOSE_INTERNAL, "backend error");
             return;
         }
@@ -710,8 +709,7 @@ static void backend_read(struct session *s)
             queue_close(s, WS_CLOSE_NORMAL, "");
         } else {
             set_reason(s, END_BACKEND_ERROR, "backend read error: %s", strerror(errno));
-            close_backend(s);
-            s->up_done = 1;
+            close_backend(s); /* client payload from now on is discarded */
             queue_close(s, WS_CLOSE_INTERNAL, "backend error");
         }
         return;
@@ -1350,6 +1348,10 @@ static void session_rearm(struct session *s)
         session_end(s);
         return;
     }
+    /* Both close frames went and the backend is done: the relay is over even
+     * if the client takes its time to close TCP (a drain need not wait). */
+    if (s->cl_state == CL_LINGER && s->be_state != BE_OPEN)
+        release_slot(s);
 
     int cev = 0, bev = 0;
     switch (s->cl_state) {

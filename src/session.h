@@ -15,7 +15,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, in
  * pending data is flushed (connections still in the handshake are closed). */
 void session_go_away(struct session *s);
 
-/* Close a session now, whatever its state. */
+/* Close a session now, whatever its state (the gateway is shutting down). */
 void session_abort(struct session *s, const char *why);
 
 /* The next session of a worker's list (for iteration that may free). */

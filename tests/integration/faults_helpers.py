@@ -143,7 +143,6 @@ def never_read_handler(release):
     """Read nothing until release is set (or wsgate closes and the harness
     shuts the socket down); then drain to EOF."""
     def handler(b, rec):
-        rec.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         release.wait(120)
         b.drain_to_eof(rec)
         rec.sock.close()

@@ -354,8 +354,10 @@ class RawClient:
         return out
 
     def expect_eof(self, timeout=DEFAULT_TIMEOUT):
-        """Assert the server closes TCP and sends nothing more."""
+        """Assert the server closes TCP and sends nothing more; then close
+        our end too, as a real client does (wsgate lingers until it does)."""
         rest = self.read_until_eof(timeout)
+        self.close()
         assert rest == b"", "unexpected bytes before TCP close: %r" % rest[:200]
 
     def close(self):
@@ -483,22 +485,36 @@ class RawClient:
                 return f, before
             before.append(f)
 
-    def expect_close(self, code, timeout=DEFAULT_TIMEOUT, eof=True, reply=True):
+    def expect_close(self, code, timeout=DEFAULT_TIMEOUT, eof=True):
         """A close frame with this code arrives (data frames before it are
-        allowed); if the client has not sent a close frame yet it answers
-        with one (reply, as RFC 6455 5.5.1 says a client does); then - if
-        eof - the server closes TCP. Returns the frame."""
+        allowed); then, if eof, finish_close() (answer it, expect TCP to
+        close promptly). With eof=False nothing is sent. Returns the frame."""
         f, before = self.next_close(timeout)
-        if reply and not self.close_sent:
-            self.close_sent = True
-            self.send_quietly(build_frame(OP_CLOSE, close_payload(f.close_code)))
         assert not f.masked, "server close frame is masked: %r" % f
         assert f.close_code == code, "expected close %s, got %r (payload %r); frames before: %r" % (
             code, f.close_code, f.payload, before[:5])
         f.close_reason.decode("utf-8")  # the server's reason must be UTF-8
         if eof:
-            self.expect_eof()
+            self.finish_close(f)
         return f
+
+    # After both close frames were exchanged the server must close TCP at
+    # once (RFC 6455 7.1.1); a close timer running out is not "at once".
+    CLOSE_PROMPTLY = 3.0
+
+    def finish_close(self, f):
+        """After the server's close frame f: answer with a close frame if the
+        client has not sent one (as RFC 6455 5.5.1 says a client does), then
+        expect the server to close TCP promptly."""
+        if not self.close_sent:
+            self.close_sent = True
+            self.send_quietly(build_frame(OP_CLOSE, close_payload(f.close_code)))
+        t0 = time.monotonic()
+        self.expect_eof()
+        waited = time.monotonic() - t0
+        assert waited < self.CLOSE_PROMPTLY, (
+            "server kept TCP open %.1fs after both close frames (close code %r)"
+            % (waited, f.close_code))
 
 
 def assert_http_error(c, status, resp=None):
@@ -868,7 +884,7 @@ class Gateway:
     def terminate(self, sig=signal.SIGTERM):
         """Send sig now (the test watches the shutdown); stop() then only
         waits for the exit and checks it."""
-        self.terminated = True
+        self.terminated = sig
         self.proc.send_signal(sig)
 
     def stop(self, timeout=10.0):
@@ -886,7 +902,8 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                problems.append("wsgate did not exit within %ss of SIGTERM" % timeout)
+                problems.append("wsgate did not exit within %ss of %s"
+                                % (timeout, signal.Signals(self.terminated).name))
         elif self.proc.poll() is not None:
             problems.append("wsgate died during the test (status %d)" % self.proc.returncode)
         else:
@@ -899,7 +916,11 @@ class Gateway:
                 problems.append("wsgate did not exit within %ss of SIGTERM" % timeout)
         self.returncode = self.proc.returncode
         if self.returncode != 0 and not problems:
-            problems.append("wsgate exited with status %d after SIGTERM" % self.returncode)
+            sig = signal.Signals(self.terminated or signal.SIGTERM).name
+            how = ("killed by %s (default action: no handler installed yet?)"
+                   % signal.Signals(-self.returncode).name if self.returncode < 0
+                   else "exited with status %d" % self.returncode)
+            problems.append("wsgate %s after %s" % (how, sig))
         self._stderr.close()
         self._stdout.close()
         text = self.stderr_text()
@@ -968,7 +989,7 @@ async def ws_echo_session(url, messages, subprotocols=None, open_timeout=30, io_
 class RssSampler:
     """Samples a process's VmRSS every `interval` seconds in a thread."""
 
-    def __init__(self, gateway, interval=0.05):
+    def __init__(self, gateway, interval=0.01):
         self.gw = gateway
         self.interval = interval
         self.samples = []

@@ -67,13 +67,31 @@ def test_lowercase_header_names(echo_gw):
     assert resp.get("sec-websocket-accept") == harness.accept_key(key)
 
 
-def test_pipelined_frame_after_request(echo_gw):
+@pytest.mark.parametrize("size", [1, 3000, 200000])
+def test_pipelined_frame_after_request(echo_gw, size):
     """A masked frame sent in the same write as the request is relayed."""
     c = echo_gw.client()
-    payload = harness.random_bytes(3000)
+    payload = harness.random_bytes(size)
     resp = c.handshake("/", extra=harness.build_frame(OP_BINARY, payload))
     assert resp.status == 101, resp
-    assert c.read_data(len(payload)) == payload
+    harness.assert_same(c.read_data(len(payload)), payload)
+
+
+def test_compression_offer_not_accepted(echo_gw):
+    """wsgate implements no extension: an offered permessage-deflate is not
+    accepted, and frames stay plain."""
+    c = echo_gw.ws("/", extra_headers=[("Sec-WebSocket-Extensions",
+                                        "permessage-deflate; client_max_window_bits")])
+    assert c.response.get("sec-websocket-extensions") is None, c.response
+    c.send_frame(OP_BINARY, b"plain" * 100)
+    assert c.read_data(500) == b"plain" * 100
+
+
+def test_head_just_under_16k_ok(echo_gw):
+    filler = [("X-Filler-%d" % i, "f" * 1000) for i in range(14)]  # about 14.5 KiB
+    c = echo_gw.ws("/", extra_headers=filler)
+    c.send_frame(OP_BINARY, b"big head")
+    assert c.read_data(8) == b"big head"
 
 
 # ---------------------------------------------------------------- request errors
@@ -346,3 +364,15 @@ def test_failover_after_connect_timeout(gw, backends, echo):
     assert resp.status == 101, resp
     c.send_frame(OP_BINARY, b"second")
     assert c.read_data(6) == b"second"
+
+
+def test_ipv6_backend(gw, backends):
+    try:
+        echo6 = backends.echo(host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    assert echo6.addr.startswith("[::1]:")
+    gw.start({"route:e": route(echo6.addr, "/")})
+    c = gw.ws("/")
+    c.send_frame(OP_BINARY, b"to v6 backend")
+    assert c.read_data(13) == b"to v6 backend"

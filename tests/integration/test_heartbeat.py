@@ -105,7 +105,7 @@ def test_idle_timeout_ignores_pings(gw, echo):
     else:
         raise AssertionError("no idle close in 12s although only pings moved")
     assert f.close_code == 1001, f
-    c.expect_eof()
+    c.finish_close(f)
 
 
 def test_idle_timeout_reset_by_client_payload(gw, echo):
