@@ -316,3 +316,15 @@ const char *http_reason(int status)
         return "Unknown";
     }
 }
+
+/* The value of a hexadecimal digit, or -1. */
+int http_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -52,6 +52,9 @@ size_t http_count_headers(const struct http_request *req, const char *name);
  * (case-insensitive, surrounding whitespace ignored). */
 int http_list_has_token(const char *value, size_t len, const char *token);
 
+/* The value of a hexadecimal digit (for percent-decoding), or -1. */
+int http_hexval(int c);
+
 /* The reason phrase for an HTTP status code ("Bad Request"...). */
 const char *http_reason(int status);
 

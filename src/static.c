@@ -33,17 +33,6 @@ void static_close(struct static_file *f)
     f->fd = -1;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode the request path p[0..n) into out (cap bytes, NUL added).
  * Returns 0, or 400 for a bad escape, NUL or control byte, 403 for an
  * encoded '/' or any backslash, 404 when it does not fit. */
@@ -56,8 +45,8 @@ static int decode_path(const char *p, size_t n, char *out, size_t cap, size_t *o
         unsigned char c = (unsigned char)p[i];
         int encoded = 0;
         if (c == '%') {
-            int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)p[i + 2]) : -1;
+            int hi = i + 2 < n ? http_hexval((unsigned char)p[i + 1]) : -1;
+            int lo = i + 2 < n ? http_hexval((unsigned char)p[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return 400;
             c = (unsigned char)(hi * 16 + lo);

@@ -4,6 +4,8 @@
 #endif
 #include "token.h"
 
+#include "http.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -485,17 +487,6 @@ size_t token_count(const struct token_table *t)
 
 /* ---- query strings ------------------------------------------------------ */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int token_from_query(const char *query, size_t len, char *out, size_t cap)
 {
     static const char key[] = "token=";
@@ -513,8 +504,8 @@ int token_from_query(const char *query, size_t len, char *out, size_t cap)
                 if (c == '+') {
                     c = ' ';
                 } else if (c == '%') {
-                    int hi = k + 2 < end ? hexval(query[k + 1]) : -1;
-                    int lo = k + 2 < end ? hexval(query[k + 2]) : -1;
+                    int hi = k + 2 < end ? http_hexval(query[k + 1]) : -1;
+                    int lo = k + 2 < end ? http_hexval(query[k + 2]) : -1;
                     if (hi < 0 || lo < 0)
                         return -2;
                     c = (char)(hi * 16 + lo);
