@@ -10,8 +10,9 @@
  *   out: one frame for the client at a time: backend bytes are read after
  *        WS_MAX_SERVER_HEADER bytes of headroom and the header is written just
  *        before them, so the frame goes out in one write. The backend is not
- *        read while a frame is in flight. The 101 response and error
- *        responses travel in the same buffer.
+ *        read while a frame is in flight. Responses of the handshake
+ *        (handshake.c) use the same buffer when the socket does not take
+ *        them at once.
  *
  * Control frames (pong, ping, close) wait in small slots and are written
  * between data frames, never inside one.
@@ -21,62 +22,21 @@
  * toggled), closes a half whose work is done, and frees the session once both
  * halves are closed: session_end() is the one place a session ends. */
 #include "session.h"
+#include "session_int.h"
 
 #include <errno.h>
-#include <ev.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "buf.h"
 #include "http.h"
-#include "io.h"
 #include "log.h"
-#include "metrics.h"
 #include "sock.h"
-#include "static.h"
-#include "token.h"
 #include "tls.h"
-#include "upgrade.h"
-#include "worker.h"
-#include "ws.h"
-
-#define SPANS_MAX 32
-#define CLOSE_WAIT 5.0 /* seconds for the close handshake and final flushes */
-#define LINGER 2.0     /* seconds to drain a client after our last byte */
-
-enum client_state {
-    CL_REQUEST,    /* reading the upgrade request */
-    CL_WAIT,       /* request accepted, backend connecting */
-    CL_OPEN,       /* WebSocket open (101 queued or sent) */
-    CL_RESPONDING, /* writing an error response */
-    CL_LINGER,     /* our side shut down; discarding input until EOF */
-    CL_CLOSED,
-};
-
-enum backend_state { BE_NONE, BE_CONNECTING, BE_TLS, BE_OPEN, BE_CLOSED };
-
-enum writing { W_NONE, W_OUT, W_CTL };
-
-/* Why a session ended: who closed it and how it counts in the metrics. */
-enum end_cause {
-    END_CLIENT_CLOSE,
-    END_CLIENT_DROP,
-    END_BACKEND_EOF,
-    END_BACKEND_ERROR,
-    END_PROTOCOL,
-    END_TIMEOUT,
-    END_SHUTDOWN,
-    END_HANDSHAKE,
-    END_ERROR,
-};
 
 static const struct {
     const char *by;
@@ -93,90 +53,10 @@ static const struct {
     [END_ERROR] = {"gateway", RESULT_ERROR},
 };
 
-struct half {
-    struct io tr; /* the transport: plain socket or TLS */
-    int events;   /* what the watcher currently waits for */
-    ev_io io;
-};
-
-struct span { /* buffers are at most 16 MiB */
-    uint32_t off, len;
-};
-
-struct session {
-    struct session *prev, *next;
-    struct worker *w;
-    struct config *cfg;
-    const struct route *route;
-    struct route_stats *stats;
-    int holds_slot; /* counted in the connection limits */
-
-    struct half cl, be;
-    enum client_state cl_state;
-    enum backend_state be_state;
-
-    ev_timer timer;
-    ev_tstamp timer_at; /* when the timer fires; 0 = not running */
-    ev_tstamp started, last_rx, last_payload, ping_sent, closing_since, linger_since;
-    ev_tstamp connect_deadline, connect_started;
-
-    /* handshake */
-    size_t head_seen;
-    struct backend_cursor cursor;
-    const struct backend_spec *backend;
-    int connect_err; /* errno of the last failed attempt, ETIMEDOUT for a timeout */
-
-    /* client -> backend */
-    struct buf *in;
-    struct span spans[SPANS_MAX];
-    int nspans, span0; /* pending spans are spans[span0..nspans) */
-    struct ws_decoder dec;
-    struct ws_b64dec b64;
-    int base64;
-
-    /* backend -> client */
-    struct buf *out;
-    enum writing writing;
-    uint8_t ctl[WS_MAX_SERVER_HEADER + WS_MAX_CONTROL + 2];
-    size_t ctl_len, ctl_off;
-    int pong_pending, ping_pending, ping_outstanding; /* a pong's payload waits in dec.ctl */
-
-    /* closing */
-    int up_done;   /* no more client payload will be relayed */
-    int down_done; /* no more backend bytes will be read */
-    int close_queued, close_in_flight, close_sent, close_rcvd, failing;
-    uint16_t close_code;
-    const char *close_reason;
-
-    /* for the access log */
-    int status;
-    uint64_t bytes_up, bytes_down;
-    uint64_t file_left; /* bytes of s->file still to send */
-    int has_cause;
-    enum end_cause cause;
-    char reason[160];
-    char peer[64];
-    char *tls_name; /* verified client certificate name (malloc'd), or NULL */
-    char accept[29];            /* Sec-WebSocket-Accept of the pending 101 */
-    const char *subprotocol;    /* chosen subprotocol (in cfg), or NULL */
-    struct backend_spec *token_backend; /* picked by ?token=, owned */
-    struct static_file file;            /* a file being sent from web_root */
-};
-
 static void session_rearm(struct session *s);
-static void client_write(struct session *s);
-static void backend_write(struct session *s);
-static void start_connect(struct session *s);
-
-static ev_tstamp now_of(struct session *s)
-{
-    return ev_now(s->w->loop);
-}
 
 /* Record why the session ends; the first reason wins. */
-static void set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
+void session_set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
 {
     if (s->has_cause)
         return;
@@ -200,7 +80,7 @@ static void half_set_events(struct session *s, struct half *h, int events)
     h->events = events;
 }
 
-static void half_close(struct session *s, struct half *h)
+void session_half_close(struct session *s, struct half *h)
 {
     if (h->tr.fd < 0)
         return;
@@ -209,9 +89,9 @@ static void half_close(struct session *s, struct half *h)
     h->events = 0;
 }
 
-static void close_backend(struct session *s)
+void session_close_backend(struct session *s)
 {
-    half_close(s, &s->be);
+    session_half_close(s, &s->be);
     if (s->be_state != BE_NONE)
         s->be_state = BE_CLOSED;
     s->nspans = s->span0 = 0;
@@ -219,11 +99,11 @@ static void close_backend(struct session *s)
 
 static void close_client(struct session *s)
 {
-    half_close(s, &s->cl);
+    session_half_close(s, &s->cl);
     s->cl_state = CL_CLOSED;
 }
 
-static void release_slot(struct session *s)
+void session_release_slot(struct session *s)
 {
     if (!s->holds_slot)
         return;
@@ -238,9 +118,9 @@ static void session_end(struct session *s)
 {
     struct worker *w = s->w;
     close_client(s);
-    close_backend(s);
+    session_close_backend(s);
     ev_timer_stop(w->loop, &s->timer);
-    release_slot(s);
+    session_release_slot(s);
     if (s->status == 101)
         metrics_add(&s->stats->results[s->has_cause ? end_causes[s->cause].result : RESULT_ERROR],
                     1);
@@ -250,7 +130,7 @@ static void session_end(struct session *s)
         .route = s->route ? s->route->name : "-",
         .backend = s->backend ? s->backend->text : "-",
         .status = s->status,
-        .duration = now_of(s) - s->started,
+        .duration = session_now(s) - s->started,
         .bytes_up = s->bytes_up,
         .bytes_down = s->bytes_down,
         .close_code = s->close_sent ? s->close_code : 0,
@@ -283,9 +163,9 @@ static void session_end(struct session *s)
 /* Close a session now, whatever its state. */
 void session_abort(struct session *s, const char *why)
 {
-    set_reason(s, END_SHUTDOWN, "%s", why);
+    session_set_reason(s, END_SHUTDOWN, "%s", why);
     close_client(s);
-    close_backend(s);
+    session_close_backend(s);
     session_end(s);
 }
 
@@ -295,14 +175,14 @@ struct session *session_next(struct session *s)
 }
 
 /* Mark both halves closed at once; session_rearm() ends the session. */
-static void drop(struct session *s, enum end_cause cause, const char *why, int err)
+void session_drop(struct session *s, enum end_cause cause, const char *why, int err)
 {
     if (err)
-        set_reason(s, cause, "%s: %s", why, strerror(err));
+        session_set_reason(s, cause, "%s: %s", why, strerror(err));
     else
-        set_reason(s, cause, "%s", why);
+        session_set_reason(s, cause, "%s", why);
     close_client(s);
-    close_backend(s);
+    session_close_backend(s);
 }
 
 /* Our side of the client connection is done: shut it down and discard what
@@ -314,7 +194,7 @@ static void client_finish(struct session *s)
         return;
     io_shutdown(&s->cl.tr);
     s->cl_state = CL_LINGER;
-    s->linger_since = now_of(s);
+    s->linger_since = session_now(s);
     if (s->in && s->nspans == s->span0) {
         buf_put(&s->w->pool, s->in);
         s->in = NULL;
@@ -331,177 +211,17 @@ static void queue_close(struct session *s, uint16_t code, const char *reason)
     s->close_queued = 1;
     s->close_code = code;
     s->close_reason = reason;
-    s->closing_since = now_of(s);
+    s->closing_since = session_now(s);
 }
 
 /* A protocol violation: send the close code, relay nothing more from the
  * client, close without waiting for the client's reply. */
 static void fail(struct session *s, uint16_t code, const char *why)
 {
-    set_reason(s, END_PROTOCOL, "protocol error: %s", why);
+    session_set_reason(s, END_PROTOCOL, "protocol error: %s", why);
     s->failing = 1;
     s->up_done = 1;
     queue_close(s, code, why);
-}
-
-/* Make room for a response of up to len bytes in the out buffer (dropping
- * the request and any backend). NULL when out of memory (then dropped). */
-static struct buf *response_buf(struct session *s, size_t len)
-{
-    release_slot(s);
-    close_backend(s);
-    buf_put(&s->w->pool, s->in);
-    s->in = NULL;
-    if (s->out && s->out->cap < len) {
-        buf_put(&s->w->pool, s->out);
-        s->out = NULL;
-    }
-    if (!s->out)
-        s->out = buf_get(&s->w->pool, len);
-    if (!s->out) {
-        drop(s, END_ERROR, "out of memory", 0);
-        return NULL;
-    }
-    s->out->start = s->out->end = 0;
-    return s->out;
-}
-
-/* Send the response prepared in the out buffer, then close. */
-static void respond(struct session *s, int status)
-{
-    s->status = status;
-    s->writing = W_NONE;
-    s->cl_state = CL_RESPONDING;
-    s->linger_since = now_of(s);
-    client_write(s);
-}
-
-/* Answer the handshake with an error status, then close. */
-static void respond_error(struct session *s, int status, const char *why)
-{
-    set_reason(s, END_HANDSHAKE, "%d %s", status, why ? why : http_reason(status));
-    metrics_failure(&s->w->gw->metrics, s->stats, status);
-    struct buf *out = response_buf(s, 1024);
-    if (!out)
-        return;
-    out->end = upgrade_response_error(status, why, (char *)out->data, out->cap);
-    respond(s, status);
-}
-
-/* Answer a plain GET/HEAD with a body, then close. */
-static void respond_body(struct session *s, int status, const char *ctype, const char *body,
-                         size_t len, int head_only)
-{
-    set_reason(s, END_HANDSHAKE, "%d", status);
-    struct buf *out = response_buf(s, len + 256);
-    if (!out)
-        return;
-    int k = snprintf((char *)out->data, out->cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                     status, http_reason(status), ctype, len);
-    out->end = (size_t)k;
-    if (!head_only) {
-        memcpy(out->data + out->end, body, len);
-        out->end += len;
-    }
-    respond(s, status);
-}
-
-/* Serve health_path and metrics_path. Returns 1 when the request was one of
- * them. */
-static int serve_builtin(struct session *s, const struct http_request *req)
-{
-    int head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    int get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
-    if (!get && !head)
-        return 0;
-    const struct config *c = s->cfg;
-#define IS_PATH(p) ((p) && strlen(p) == req->path_len && memcmp(p, req->path, req->path_len) == 0)
-    if (IS_PATH(c->health_path)) {
-        if (__atomic_load_n(&s->w->gw->draining, __ATOMIC_RELAXED))
-            respond_body(s, 503, "text/plain; charset=utf-8", "draining\n", 9, head);
-        else
-            respond_body(s, 200, "text/plain; charset=utf-8", "ok\n", 3, head);
-        return 1;
-    }
-    if (IS_PATH(c->metrics_path)) {
-        size_t len = 0;
-        char *text = metrics_render(&s->w->gw->metrics, &len);
-        if (!text) {
-            respond_error(s, 500, "out of memory");
-            return 1;
-        }
-        respond_body(s, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, head);
-        free(text);
-        return 1;
-    }
-#undef IS_PATH
-    return 0;
-}
-
-/* Serve a file under web_root for a plain GET/HEAD (no Upgrade header).
- * Returns 1 when the request was answered. */
-static int serve_static(struct session *s, const struct http_request *req)
-{
-    if (!s->cfg->web_root_real || http_find_header(req, "Upgrade"))
-        return 0;
-    int status = static_request(s->cfg->web_root_real, req, &s->file);
-    set_reason(s, END_HANDSHAKE, "%d static", status);
-    /* The head may quote the request path: build it before the request
-     * buffer goes. */
-    char head[HTTP_MAX_HEAD + 1024]; /* a 301 Location quotes the path */
-    size_t len = static_response_head(&s->file, status, head, sizeof(head));
-    if (len == 0) {
-        static_close(&s->file);
-        s->file.fd = -1;
-        respond_error(s, 414, "path too long");
-        return 1;
-    }
-    struct buf *out = response_buf(s, len);
-    if (!out)
-        return 1;
-    memcpy(out->data, head, len);
-    out->end = len;
-    s->file_left = (status == 200 && !s->file.head_only) ? s->file.size : 0;
-    if (status >= 400)
-        metrics_failure(&s->w->gw->metrics, NULL, status);
-    respond(s, status);
-    return 1;
-}
-
-/* Send the next piece of the file: sendfile on plain sockets, through the
- * out buffer under TLS. Returns bytes sent, 0 when the socket is full, -1
- * after a failure (the session is dropped). */
-static ssize_t client_write_file(struct session *s)
-{
-    ssize_t n;
-    if (!s->cl.tr.ssl) {
-        size_t chunk = s->file_left > (1u << 20) ? (1u << 20) : (size_t)s->file_left;
-        n = sendfile(s->cl.tr.fd, s->file.fd, NULL, chunk);
-    } else {
-        if (!s->out && !(s->out = buf_get(&s->w->pool, s->cfg->buffer_size))) {
-            drop(s, END_ERROR, "out of memory", 0);
-            return -1;
-        }
-        size_t chunk = s->out->cap < s->file_left ? s->out->cap : (size_t)s->file_left;
-        n = read(s->file.fd, s->out->data, chunk);
-        if (n > 0) {
-            s->out->start = 0;
-            s->out->end = (size_t)n;
-            s->writing = W_OUT;
-            s->file_left -= (uint64_t)n;
-            return n; /* client_write() sends it as an ordinary buffer */
-        }
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return 0;
-    if (n <= 0) {
-        drop(s, END_ERROR, "static file read error", n < 0 ? errno : EIO);
-        return -1;
-    }
-    s->file_left -= (uint64_t)n;
-    return n;
 }
 
 /* ---- client -> backend ------------------------------------------------ */
@@ -546,7 +266,7 @@ static void on_data(struct session *s, const struct ws_event *ev, size_t base)
     add_span(s, off, len);
     s->bytes_up += len;
     metrics_add(&s->stats->bytes_up, len);
-    s->last_payload = now_of(s);
+    s->last_payload = session_now(s);
 }
 
 static void on_control(struct session *s, const struct ws_event *ev)
@@ -561,9 +281,8 @@ static void on_control(struct session *s, const struct ws_event *ev)
         s->close_rcvd = 1;
         s->up_done = 1;
         if (!s->close_queued)
-            set_reason(s, END_CLIENT_CLOSE, "client closed (%u)", ev->close_code);
-        queue_close(s, ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code,
-                    "");
+            session_set_reason(s, END_CLIENT_CLOSE, "client closed (%u)", ev->close_code);
+        queue_close(s, ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code, "");
         if (s->close_sent)
             client_finish(s);
         break;
@@ -573,7 +292,7 @@ static void on_control(struct session *s, const struct ws_event *ev)
 }
 
 /* Decode what the client sent, collecting payload spans for the backend. */
-static void process_input(struct session *s)
+void session_process_input(struct session *s)
 {
     struct buf *in;
     /* A ping pauses decoding until its pong is out, so every ping gets its
@@ -610,7 +329,7 @@ static void client_read_frames(struct session *s)
     if (!s->in) {
         s->in = buf_get(&s->w->pool, s->cfg->buffer_size);
         if (!s->in) {
-            drop(s, END_ERROR, "out of memory", 0);
+            session_drop(s, END_ERROR, "out of memory", 0);
             return;
         }
     }
@@ -619,25 +338,25 @@ static void client_read_frames(struct session *s)
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
-        drop(s, END_CLIENT_DROP, "client read error", errno);
+        session_drop(s, END_CLIENT_DROP, "client read error", errno);
         return;
     }
     if (n == 0) {
-        drop(s, END_CLIENT_DROP, "client closed the connection without a close frame", 0);
+        session_drop(s, END_CLIENT_DROP, "client closed the connection without a close frame", 0);
         return;
     }
     in->end += (size_t)n;
-    s->last_rx = now_of(s);
+    s->last_rx = session_now(s);
     s->ping_outstanding = 0;
-    process_input(s);
+    session_process_input(s);
     if (s->nspans > s->span0)
-        backend_write(s);
+        session_backend_write(s);
     if (s->pong_pending)
-        client_write(s);
+        session_client_write(s);
 }
 
 /* Write pending payload spans to the backend. */
-static void backend_write(struct session *s)
+void session_backend_write(struct session *s)
 {
     while (s->nspans > s->span0) {
         struct iovec iov[SPANS_MAX];
@@ -651,9 +370,10 @@ static void backend_write(struct session *s)
             if (errno == EAGAIN || errno == EINTR)
                 return;
             int e = errno;
-            set_reason(s, END_BACKEND_ERROR, "backend write error: %s (%zu bytes not delivered)",
-                       strerror(e), (size_t)0);
-            close_backend(s); /* client payload from now on is discarded */
+            session_set_reason(s, END_BACKEND_ERROR,
+                               "backend write error: %s (%zu bytes not delivered)", strerror(e),
+                               (size_t)0);
+            session_close_backend(s); /* client payload from now on is discarded */
             queue_close(s, WS_CLOSE_INTERNAL, "backend error");
             return;
         }
@@ -673,9 +393,9 @@ static void backend_write(struct session *s)
     s->nspans = s->span0 = 0;
     /* Everything decoded so far is delivered: decode the rest, or give the
      * buffer back when it is empty. */
-    process_input(s);
+    session_process_input(s);
     if (s->nspans > s->span0)
-        backend_write(s);
+        session_backend_write(s);
 }
 
 /* ---- backend -> client ------------------------------------------------ */
@@ -684,7 +404,7 @@ static void backend_read(struct session *s)
 {
     struct buf *out = buf_get(&s->w->pool, s->cfg->buffer_size);
     if (!out) {
-        drop(s, END_ERROR, "out of memory", 0);
+        session_drop(s, END_ERROR, "out of memory", 0);
         return;
     }
     size_t head = WS_MAX_SERVER_HEADER;
@@ -705,11 +425,11 @@ static void backend_read(struct session *s)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n == 0) {
-            set_reason(s, END_BACKEND_EOF, "backend closed the connection");
+            session_set_reason(s, END_BACKEND_EOF, "backend closed the connection");
             queue_close(s, WS_CLOSE_NORMAL, "");
         } else {
-            set_reason(s, END_BACKEND_ERROR, "backend read error: %s", strerror(errno));
-            close_backend(s); /* client payload from now on is discarded */
+            session_set_reason(s, END_BACKEND_ERROR, "backend read error: %s", strerror(errno));
+            session_close_backend(s); /* client payload from now on is discarded */
             queue_close(s, WS_CLOSE_INTERNAL, "backend error");
         }
         return;
@@ -727,8 +447,8 @@ static void backend_read(struct session *s)
     s->out = out;
     s->bytes_down += (size_t)n;
     metrics_add(&s->stats->bytes_down, (uint64_t)n);
-    s->last_payload = now_of(s);
-    client_write(s);
+    s->last_payload = session_now(s);
+    session_client_write(s);
 }
 
 /* Pick the next thing to write to the client: control frames go between data
@@ -748,8 +468,7 @@ static int pick_write(struct session *s)
     } else if (s->out && buf_len(s->out) > 0) {
         s->writing = W_OUT;
         return 1;
-    } else if (s->close_queued && !s->close_in_flight && !s->close_sent &&
-               s->cl_state == CL_OPEN) {
+    } else if (s->close_queued && !s->close_in_flight && !s->close_sent && s->cl_state == CL_OPEN) {
         s->ctl_len = ws_close_frame(s->ctl, s->close_code, s->close_reason);
         s->close_in_flight = 1;
     } else {
@@ -784,21 +503,20 @@ static void client_wrote(struct session *s)
     } else if (s->in && s->in->start < s->in->end) {
         /* A pong went out: decoding may go on. */
         s->writing = W_NONE;
-        process_input(s);
+        session_process_input(s);
         if (s->nspans > s->span0)
-            backend_write(s);
+            session_backend_write(s);
         return;
     }
     s->writing = W_NONE;
 }
 
 /* Write to the client until done or the socket is full. */
-static void client_write(struct session *s)
+void session_client_write(struct session *s)
 {
     while (s->cl_state == CL_OPEN || s->cl_state == CL_RESPONDING) {
-        if (s->writing == W_NONE && s->cl_state == CL_RESPONDING && s->file_left > 0 &&
-            !s->out) {
-            ssize_t k = client_write_file(s);
+        if (s->writing == W_NONE && s->cl_state == CL_RESPONDING && s->file_left > 0 && !s->out) {
+            ssize_t k = handshake_write_file(s);
             if (k <= 0)
                 return;
             if (s->writing == W_NONE) { /* sendfile moved the bytes itself */
@@ -822,7 +540,7 @@ static void client_write(struct session *s)
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
-            drop(s, END_CLIENT_DROP, "client write error", errno);
+            session_drop(s, END_CLIENT_DROP, "client write error", errno);
             return;
         }
         if (s->writing == W_OUT)
@@ -833,316 +551,6 @@ static void client_write(struct session *s)
             return;
         client_wrote(s);
     }
-}
-
-/* ---- the handshake ------------------------------------------------------ */
-
-static int take_slot(struct session *s)
-{
-    struct gateway *gw = s->w->gw;
-    uint32_t max = s->cfg->max_connections;
-    if (__atomic_add_fetch(&gw->active, 1, __ATOMIC_RELAXED) > max && max > 0) {
-        __atomic_sub_fetch(&gw->active, 1, __ATOMIC_RELAXED);
-        return -1;
-    }
-    uint32_t rmax = s->route->max_connections;
-    if (__atomic_add_fetch(&s->stats->active, 1, __ATOMIC_RELAXED) > rmax && rmax > 0) {
-        __atomic_sub_fetch(&s->stats->active, 1, __ATOMIC_RELAXED);
-        __atomic_sub_fetch(&gw->active, 1, __ATOMIC_RELAXED);
-        return -2;
-    }
-    s->holds_slot = 1;
-    s->w->nrelays++;
-    return 0;
-}
-
-/* A token route: ?token=X names the backend (websockify's TokenFile). The
- * token itself never reaches a log line. Returns -1 when answered with 403. */
-static int pick_token_backend(struct session *s, const struct http_request *req)
-{
-    char token[256], target[300], err[300];
-    int n = req->query ? token_from_query(req->query, req->query_len, token, sizeof(token)) : -1;
-    if (n <= 0) {
-        respond_error(s, 403, "missing token");
-        return -1;
-    }
-    int found = token_cache_lookup(s->route->tokens, token, (size_t)n, target, sizeof(target), err,
-                                   sizeof(err));
-    if (err[0])
-        log_msg(WLOG_WARN, "route %s: %s", s->route->name, err);
-    OPENSSL_cleanse(token, sizeof(token));
-    if (found != 1) {
-        respond_error(s, 403, "unknown token");
-        return -1;
-    }
-    struct backend_spec *b = calloc(1, sizeof(*b));
-    if (!b || config_parse_backend(target, b, err, sizeof(err)) < 0) {
-        if (b)
-            log_msg(WLOG_WARN, "route %s: token target: %s", s->route->name, err);
-        free(b);
-        respond_error(s, 502, "invalid token target");
-        return -1;
-    }
-    s->token_backend = b;
-    return 0;
-}
-
-/* Keep the bytes a client pipelined after its request head (head[head_len
- * ..have)) in the in buffer; give the buffer back when there are none. The
- * request usually sits in a stack buffer and nothing is allocated. */
-static int keep_pipelined(struct session *s, const uint8_t *head, size_t head_len, size_t have)
-{
-    if (s->in && head == s->in->data) {
-        s->in->start = head_len;
-        if (head_len == have) {
-            buf_put(&s->w->pool, s->in);
-            s->in = NULL;
-        }
-        return 0;
-    }
-    if (head_len == have)
-        return 0;
-    if (!(s->in = buf_get(&s->w->pool, s->cfg->buffer_size))) {
-        drop(s, END_ERROR, "out of memory", 0);
-        return -1;
-    }
-    memcpy(s->in->data, head + head_len, have - head_len);
-    s->in->end = have - head_len;
-    return 0;
-}
-
-static void on_request(struct session *s, const struct http_request *req, const uint8_t *head,
-                       size_t head_len, size_t have)
-{
-    if (serve_builtin(s, req) || serve_static(s, req))
-        return;
-    struct upgrade_result res;
-    upgrade_validate(s->cfg, req, &res);
-    if (res.route) {
-        s->route = res.route;
-        s->stats = res.route->stats;
-    }
-    if (res.status != 101) {
-        respond_error(s, res.status, res.why);
-        return;
-    }
-    if (s->route->tokens && pick_token_backend(s, req) < 0)
-        return;
-    if (s->route->nclient_names &&
-        !tls_peer_allowed(s->cl.tr.ssl, s->route->client_names, s->route->nclient_names)) {
-        respond_error(s, 403, "client certificate not allowed for this route");
-        return;
-    }
-    if (__atomic_load_n(&s->w->gw->draining, __ATOMIC_RELAXED)) {
-        respond_error(s, 503, "draining");
-        return;
-    }
-    int lim = take_slot(s);
-    if (lim < 0) {
-        respond_error(s, 503, lim == -1 ? "too many connections" : "too many connections for route");
-        return;
-    }
-    s->base64 = res.subprotocol && strcmp(res.subprotocol, "base64") == 0;
-    ws_decoder_init(&s->dec, s->route->p.max_message_size);
-    /* The 101 goes out once the backend is connected. */
-    memcpy(s->accept, res.accept, sizeof(s->accept));
-    s->subprotocol = res.subprotocol;
-    if (keep_pipelined(s, head, head_len, have) < 0)
-        return;
-    s->cl_state = CL_WAIT;
-    if (s->token_backend)
-        backend_cursor_init(&s->cursor, s->token_backend, 1);
-    else
-        backend_cursor_init(&s->cursor, s->route->backends, s->route->nbackends);
-    s->connect_err = ECONNREFUSED;
-    s->connect_started = ev_time();
-    start_connect(s);
-}
-
-static void client_read_request(struct session *s)
-{
-    char why[300];
-    int hs = io_handshake(&s->cl.tr, why, sizeof(why));
-    if (hs < 0) {
-        set_reason(s, END_HANDSHAKE, "TLS handshake failed: %.*s", 120, why);
-        drop(s, END_HANDSHAKE, "TLS handshake failed", 0);
-        return;
-    }
-    if (hs == 0)
-        return;
-    if (s->cl.tr.ssl && !s->tls_name) {
-        char name[256];
-        tls_peer_name(s->cl.tr.ssl, name, sizeof(name));
-        if (name[0])
-            s->tls_name = strdup(name);
-    }
-    /* Most requests arrive in one read: read into the stack and only keep a
-     * buffer for a request that arrives in pieces. */
-    uint8_t stack[HTTP_MAX_HEAD + 1];
-    uint8_t *base = s->in ? s->in->data : stack;
-    size_t have = s->in ? s->in->end : 0;
-    ssize_t n = io_read(&s->cl.tr, base + have, HTTP_MAX_HEAD + 1 - have);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        drop(s, END_HANDSHAKE, "client read error during handshake", errno);
-        return;
-    }
-    if (n == 0) {
-        drop(s, END_HANDSHAKE, "client closed during handshake", 0);
-        return;
-    }
-    have += (size_t)n;
-    struct http_request req;
-    int r = http_parse_request((const char *)base, have, s->head_seen, &req);
-    s->head_seen = have;
-    if (r == HTTP_PARTIAL) {
-        if (have > HTTP_MAX_HEAD) {
-            respond_error(s, 431, "request head too large");
-            return;
-        }
-        if (!s->in) {
-            if (!(s->in = buf_get(&s->w->pool, HTTP_MAX_HEAD + 1))) {
-                drop(s, END_ERROR, "out of memory", 0);
-                return;
-            }
-            memcpy(s->in->data, stack, have);
-        }
-        s->in->end = have;
-        return;
-    }
-    if (r == HTTP_BAD)
-        respond_error(s, 400, "malformed request");
-    else if (r == HTTP_TOO_LARGE)
-        respond_error(s, 431, "request head too large");
-    else
-        on_request(s, &req, base, (size_t)r, have);
-}
-
-/* Send the 101; what the socket does not take at once waits in the out
- * buffer. */
-static void send_101(struct session *s)
-{
-    struct upgrade_result res = {.status = 101, .subprotocol = s->subprotocol};
-    memcpy(res.accept, s->accept, sizeof(s->accept));
-    char resp[512];
-    size_t len = upgrade_response_101(&res, resp, sizeof(resp));
-    ssize_t n = io_write(&s->cl.tr, resp, len);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        drop(s, END_CLIENT_DROP, "client write error", errno);
-        return;
-    }
-    size_t sent = n > 0 ? (size_t)n : 0;
-    if (sent == len)
-        return;
-    if (!(s->out = buf_get(&s->w->pool, len - sent))) {
-        drop(s, END_ERROR, "out of memory", 0);
-        return;
-    }
-    memcpy(s->out->data, resp + sent, len - sent);
-    s->out->end = len - sent;
-}
-
-/* The backend is connected: send the 101 and start relaying, beginning with
- * whatever the client pipelined after its request. */
-static void backend_connected(struct session *s, const struct sockaddr_any *addr)
-{
-    sock_tune(s->be.tr.fd, addr);
-    s->be_state = BE_OPEN;
-    s->cl_state = CL_OPEN;
-    s->status = 101;
-    s->last_rx = s->last_payload = now_of(s);
-    metrics_connect_time(s->stats, ev_time() - s->connect_started);
-    send_101(s);
-    if (s->cl_state != CL_OPEN)
-        return;
-    process_input(s);
-    if (s->nspans > s->span0)
-        backend_write(s);
-}
-
-/* Try the next backend address; when none is left answer 502 or 504. */
-static void start_connect(struct session *s)
-{
-    for (;;) {
-        const struct backend_spec *spec;
-        const struct sockaddr_any *addr;
-        int fd = backend_connect_next(&s->cursor, &spec, &addr, &s->connect_err);
-        if (fd < 0) {
-            s->be_state = BE_NONE;
-            if (s->connect_err == ETIMEDOUT)
-                respond_error(s, 504, "backend connect timeout");
-            else
-                respond_error(s, 502, "backend unavailable");
-            return;
-        }
-        s->backend = spec;
-        s->be.tr.fd = fd;
-        s->be.events = 0;
-        s->be_state = BE_CONNECTING;
-        s->connect_deadline = now_of(s) + s->route->p.connect_timeout_ms / 1000.0;
-        /* A Unix socket (or a fast loopback) may connect at once. */
-        int err = sock_error(fd);
-        if (err == 0 && addr->ss.ss_family == AF_UNIX) {
-            backend_connected(s, addr);
-            return;
-        }
-        if (err != 0 && err != EINPROGRESS) {
-            log_msg(WLOG_DEBUG, "%s: backend %s: %s", s->peer, spec->text, strerror(err));
-            s->connect_err = err;
-            half_close(s, &s->be);
-            continue;
-        }
-        return;
-    }
-}
-
-/* Drive the TLS handshake with a backend; a failure moves on to the next
- * backend (and finally to 502). */
-static void backend_tls_step(struct session *s)
-{
-    char why[300];
-    int hs = io_handshake(&s->be.tr, why, sizeof(why));
-    if (hs == 0)
-        return;
-    if (hs < 0) {
-        log_msg(WLOG_WARN, "%s: route %s: backend %s: TLS handshake failed: %s", s->peer,
-                s->route->name, s->backend->text, why);
-        half_close(s, &s->be);
-        s->connect_err = ECONNREFUSED;
-        start_connect(s);
-        return;
-    }
-    backend_connected(s, &s->backend->addrs[s->cursor.addr - 1]);
-}
-
-static void connect_done(struct session *s)
-{
-    int err = sock_error(s->be.tr.fd);
-    if (err) {
-        log_msg(WLOG_INFO, "%s: route %s: backend %s: %s", s->peer, s->route->name,
-                s->backend->text, strerror(err));
-        s->connect_err = err;
-        half_close(s, &s->be);
-        start_connect(s);
-        return;
-    }
-    const struct sockaddr_any *addr = &s->backend->addrs[s->cursor.addr - 1];
-    if (s->route->backend_tls) {
-        sock_tune(s->be.tr.fd, addr);
-        s->be.tr.ssl = tls_backend_ssl(s->route, s->backend->host, s->be.tr.fd);
-        if (!s->be.tr.ssl) {
-            log_msg(WLOG_ERROR, "%s: route %s: cannot set up TLS to %s", s->peer,
-                    s->route->name, s->backend->text);
-            half_close(s, &s->be);
-            start_connect(s);
-            return;
-        }
-        s->be_state = BE_TLS;
-        backend_tls_step(s);
-        return;
-    }
-    backend_connected(s, addr);
 }
 
 /* ---- events -------------------------------------------------------------- */
@@ -1166,7 +574,7 @@ static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (revents & EV_READ) {
         switch (s->cl_state) {
         case CL_REQUEST:
-            client_read_request(s);
+            handshake_read_request(s);
             break;
         case CL_OPEN:
             client_read_frames(s);
@@ -1180,7 +588,7 @@ static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
     }
     if ((revents & EV_WRITE) && s->cl.tr.fd >= 0)
-        client_write(s);
+        session_client_write(s);
     session_rearm(s);
 }
 
@@ -1188,9 +596,9 @@ static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct session *s = io->data;
     if (s->be_state == BE_CONNECTING) {
-        connect_done(s);
+        handshake_connect_done(s);
     } else if (s->be_state == BE_TLS) {
-        backend_tls_step(s);
+        handshake_backend_tls(s);
     } else {
         int rd = revents & EV_READ, wr = revents & EV_WRITE;
         unsigned want = s->be.tr.want;
@@ -1199,7 +607,7 @@ static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
         if ((want & IO_READ_WANTS_WRITE) && wr)
             rd = 1;
         if (wr && s->be.tr.fd >= 0)
-            backend_write(s);
+            session_backend_write(s);
         if (rd && s->be.tr.fd >= 0 && !s->out && !s->down_done)
             backend_read(s);
     }
@@ -1216,16 +624,15 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     switch (s->cl_state) {
     case CL_REQUEST:
         if (now >= s->started + s->cfg->handshake_timeout_ms / 1000.0)
-            drop(s, END_HANDSHAKE, "handshake timeout", 0);
+            session_drop(s, END_HANDSHAKE, "handshake timeout", 0);
         break;
     case CL_WAIT:
-        if ((s->be_state == BE_CONNECTING || s->be_state == BE_TLS) &&
-            now >= s->connect_deadline) {
-            log_msg(WLOG_INFO, "%s: route %s: backend %s: connect timeout", s->peer,
-                    s->route->name, s->backend->text);
-            half_close(s, &s->be);
+        if ((s->be_state == BE_CONNECTING || s->be_state == BE_TLS) && now >= s->connect_deadline) {
+            log_msg(WLOG_INFO, "%s: route %s: backend %s: connect timeout", s->peer, s->route->name,
+                    s->backend->text);
+            session_half_close(s, &s->be);
             s->connect_err = ETIMEDOUT;
-            start_connect(s);
+            handshake_connect(s);
         }
         break;
     case CL_RESPONDING:
@@ -1235,34 +642,35 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         break;
     case CL_OPEN:
         if (s->close_queued && now >= s->closing_since + CLOSE_WAIT) {
-            drop(s, END_TIMEOUT, s->close_sent ? "close timeout: no close frame from the client"
-                                             : "close timeout: client not reading",
-                 0);
+            session_drop(s, END_TIMEOUT,
+                         s->close_sent ? "close timeout: no close frame from the client"
+                                       : "close timeout: client not reading",
+                         0);
             break;
         }
         if (s->close_queued)
             break;
         if (p->ping_interval_ms) {
             if (s->ping_outstanding && now >= s->ping_sent + p->pong_timeout_ms / 1000.0) {
-                drop(s, END_TIMEOUT, "pong timeout: client sent nothing after a ping", 0);
+                session_drop(s, END_TIMEOUT, "pong timeout: client sent nothing after a ping", 0);
                 break;
             }
             if (!s->ping_outstanding && now >= s->last_rx + p->ping_interval_ms / 1000.0) {
                 s->ping_pending = 1;
                 s->ping_outstanding = 1;
                 s->ping_sent = now;
-                client_write(s);
+                session_client_write(s);
             }
         }
         if (p->idle_timeout_ms && now >= s->last_payload + p->idle_timeout_ms / 1000.0) {
-            set_reason(s, END_TIMEOUT, "idle timeout");
+            session_set_reason(s, END_TIMEOUT, "idle timeout");
             queue_close(s, WS_CLOSE_GOING_AWAY, "idle timeout");
-            client_write(s);
+            session_client_write(s);
         }
         break;
     case CL_CLOSED:
         if (now >= s->closing_since + CLOSE_WAIT)
-            drop(s, END_TIMEOUT, "close timeout: backend did not take its bytes", 0);
+            session_drop(s, END_TIMEOUT, "close timeout: backend did not take its bytes", 0);
         break;
     }
     session_rearm(s);
@@ -1339,10 +747,10 @@ static void session_rearm(struct session *s)
 {
     /* The backend is done once it has every byte it is owed: an orderly end
      * (TLS close_notify, FIN). A client that dropped took the backend with it
-     * (drop() closes both at once). */
+     * (session_drop() closes both at once). */
     if (s->be_state == BE_OPEN && s->up_done && s->nspans == s->span0) {
         io_shutdown(&s->be.tr);
-        close_backend(s);
+        session_close_backend(s);
     }
     if (s->cl_state == CL_CLOSED && s->be_state != BE_OPEN) {
         session_end(s);
@@ -1351,7 +759,7 @@ static void session_rearm(struct session *s)
     /* Both close frames went and the backend is done: the relay is over even
      * if the client takes its time to close TCP (a drain need not wait). */
     if (s->cl_state == CL_LINGER && s->be_state != BE_OPEN)
-        release_slot(s);
+        session_release_slot(s);
 
     int cev = 0, bev = 0;
     switch (s->cl_state) {
@@ -1390,7 +798,7 @@ static void session_rearm(struct session *s)
         s->timer_at = 0;
     } else if (s->timer_at == 0 || d < s->timer_at) {
         /* Timers only move earlier here; a late timer re-checks and re-arms. */
-        ev_tstamp after = d - now_of(s);
+        ev_tstamp after = d - session_now(s);
         ev_timer_stop(s->w->loop, &s->timer);
         ev_timer_set(&s->timer, after > 0 ? after : 0, 0);
         ev_timer_start(s->w->loop, &s->timer);
@@ -1442,11 +850,11 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, in
 void session_go_away(struct session *s)
 {
     if (s->cl_state == CL_OPEN) {
-        set_reason(s, END_SHUTDOWN, "shutting down");
+        session_set_reason(s, END_SHUTDOWN, "shutting down");
         queue_close(s, WS_CLOSE_GOING_AWAY, "going away");
-        client_write(s);
+        session_client_write(s);
     } else if (s->cl_state == CL_REQUEST || s->cl_state == CL_WAIT) {
-        drop(s, END_SHUTDOWN, "shutting down", 0);
+        session_drop(s, END_SHUTDOWN, "shutting down", 0);
     }
     session_rearm(s);
 }
