@@ -614,6 +614,13 @@ static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
     session_rearm(s);
 }
 
+/* Reading the client is paused by backpressure: the backend has not taken
+ * what the client sent. */
+static int client_paused(const struct session *s)
+{
+    return !s->up_done && s->in && (buf_room(s->in) == 0 || s->nspans >= SPANS_MAX);
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct session *s = t->data;
@@ -641,6 +648,15 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             close_client(s);
         break;
     case CL_OPEN:
+        /* Not reading the client (backpressure), we would not see it leave:
+         * ask the kernel. A FIN queued behind the data we do not read stays
+         * invisible; the heartbeat ends such a session (no pong can be read
+         * either). */
+        if (client_paused(s) && sock_peer_gone(s->cl.tr.fd)) {
+            session_drop(s, END_CLIENT_DROP,
+                         "client reset TCP while its data waited for the backend", 0);
+            break;
+        }
         if (s->close_queued && now >= s->closing_since + CLOSE_WAIT) {
             session_drop(s, END_TIMEOUT,
                          s->close_sent ? "close timeout: no close frame from the client"
@@ -652,7 +668,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
             break;
         if (p->ping_interval_ms) {
             if (s->ping_outstanding && now >= s->ping_sent + p->pong_timeout_ms / 1000.0) {
-                session_drop(s, END_TIMEOUT, "pong timeout: client sent nothing after a ping", 0);
+                session_drop(
+                    s, END_TIMEOUT,
+                    client_paused(s)
+                        ? "pong timeout: the backend took nothing, the client was not heard"
+                        : "pong timeout: client sent nothing after a ping",
+                    0);
                 break;
             }
             if (!s->ping_outstanding && now >= s->last_rx + p->ping_interval_ms / 1000.0) {
@@ -700,6 +721,8 @@ static ev_tstamp next_deadline(struct session *s)
         EARLIEST(s->linger_since + LINGER);
         break;
     case CL_OPEN:
+        if (client_paused(s))
+            EARLIEST(session_now(s) + PAUSED_PROBE);
         if (s->close_queued) {
             EARLIEST(s->closing_since + CLOSE_WAIT);
             break;

@@ -18,8 +18,9 @@
 #include "ws.h"
 
 #define SPANS_MAX 32
-#define CLOSE_WAIT 5.0 /* seconds for the close handshake and final flushes */
-#define LINGER 2.0     /* seconds to drain a client after our last byte */
+#define CLOSE_WAIT 5.0   /* seconds for the close handshake and final flushes */
+#define LINGER 2.0       /* seconds to drain a client after our last byte */
+#define PAUSED_PROBE 1.0 /* seconds between checks of a client we do not read */
 
 enum client_state {
     CL_REQUEST,    /* reading the upgrade request */

@@ -24,6 +24,11 @@ int sock_connect(const struct sockaddr_any *addr);
 /* The pending error of a socket whose connect finished (0 = connected). */
 int sock_error(int fd);
 
+/* True when the peer of a TCP socket has closed or reset it, seen without
+ * reading (its data may still be queued): state CLOSE_WAIT or CLOSE, or a
+ * pending error. */
+int sock_peer_gone(int fd);
+
 /* TCP_NODELAY and keepalive (60 s idle, 10 s interval, 6 probes) on TCP
  * sockets; nothing for Unix sockets. */
 void sock_tune(int fd, const struct sockaddr_any *addr);
