@@ -4,26 +4,39 @@
  * The input is INI text (up to its first NUL byte). Checked for every input:
  *  - config_load_string returns 0 with a configuration or -1 with a
  *    non-empty, NUL-terminated message of "NAME:LINE: ..." / "NAME: ..."
- *    lines, for any errlen (also tiny ones);
+ *    lines (no empty line, no trailing newline), for any errlen (also tiny
+ *    ones);
  *  - a loaded configuration is consistent: refcount 1, every route has a
- *    path starting with '/', at least one backend with at least one address,
+ *    path starting with '/', at least one backend with at least one address
+ *    or else a token file,
  *    prefix set exactly for paths ending in '/', and config_match_route
  *    finds each route by its own path (or a longer route that also matches);
  *  - the effective configuration config_dump() prints loads again, and
  *    dumping that gives the same text (a fixed point);
  *  - config_ref/config_unref count, and nothing leaks (LeakSanitizer).
- * config_load_string resolves host names: getaddrinfo is wrapped (link with
- * -Wl,--wrap=getaddrinfo) so only numeric hosts and "localhost" resolve and
- * no input ever waits on DNS. */
+ * The harness stays hermetic: config_load_string resolves host names, so
+ * getaddrinfo is wrapped (link with -Wl,--wrap=getaddrinfo) and only numeric
+ * hosts and "localhost" resolve (no input ever waits on DNS); token_file is
+ * read from disk, so token_load is wrapped too (-Wl,--wrap=token_load):
+ * "/fuzz/tokens" and "/fuzz/tokens.d" are a token file and a token
+ * directory made at start-up, and every other path is looked up under a
+ * directory that does not exist (no fuzzed path ever reads /dev/zero). */
+#include <limits.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "token.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int __wrap_token_load(const char *path, struct token_table **out, char *err, size_t errlen);
+int __real_token_load(const char *path, struct token_table **out, char *err, size_t errlen);
 int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res);
 int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -54,6 +67,73 @@ int __wrap_getaddrinfo(const char *node, const char *service, const struct addri
     h.ai_flags |= AI_NUMERICHOST;
     return __real_getaddrinfo(node, service, &h, res);
 }
+
+/* ---- token sources ----------------------------------------------------- */
+
+static char fixture_dir[64];
+static char fixture_file[PATH_MAX], fixture_subdir[PATH_MAX];
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    CHECK(f != NULL);
+    fputs(text, f);
+    CHECK(fclose(f) == 0);
+}
+
+static void remove_fixtures(void)
+{
+    char p[PATH_MAX + 8];
+
+    snprintf(p, sizeof p, "%s/a", fixture_subdir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/b", fixture_subdir);
+    unlink(p);
+    rmdir(fixture_subdir);
+    unlink(fixture_file);
+    rmdir(fixture_dir);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    char p[PATH_MAX + 8];
+    const char *tmp = getenv("TMPDIR");
+
+    snprintf(fixture_dir, sizeof fixture_dir, "%s/wsgate-fuzz-config.XXXXXX",
+             tmp != NULL && strlen(tmp) < 24 ? tmp : "/tmp");
+    CHECK(mkdtemp(fixture_dir) != NULL);
+    snprintf(fixture_file, sizeof fixture_file, "%s/tokens", fixture_dir);
+    snprintf(fixture_subdir, sizeof fixture_subdir, "%s/tokens.d", fixture_dir);
+    write_file(fixture_file, "# websockify TokenFile\n"
+                             "vnc1: 127.0.0.1:5900\n"
+                             "vnc2 : [::1]:5901\n"
+                             "sock: unix_socket:/run/vnc.sock\n"
+                             "broken line\n"
+                             "vnc1: 127.0.0.1:5902\n");
+    CHECK(mkdir(fixture_subdir, 0700) == 0);
+    snprintf(p, sizeof p, "%s/a", fixture_subdir);
+    write_file(p, "a: 127.0.0.1:1\n");
+    snprintf(p, sizeof p, "%s/b", fixture_subdir);
+    write_file(p, "b: localhost:2\nno separator\n");
+    atexit(remove_fixtures);
+    return 0;
+}
+
+/* The two fixtures by their fixed names; anything else does not exist. */
+int __wrap_token_load(const char *path, struct token_table **out, char *err, size_t errlen)
+{
+    char p[PATH_MAX + 64];
+
+    if (strcmp(path, "/fuzz/tokens") == 0)
+        return __real_token_load(fixture_file, out, err, errlen);
+    if (strcmp(path, "/fuzz/tokens.d") == 0)
+        return __real_token_load(fixture_subdir, out, err, errlen);
+    snprintf(p, sizeof p, "/nonexistent-wsgate-fuzz/%s", path);
+    return __real_token_load(p, out, err, errlen);
+}
+
+/* ---- checks ------------------------------------------------------------- */
 
 /* config_dump() output as a malloc'd string. */
 static char *dump(const struct config *c)
@@ -94,7 +174,9 @@ static void check_config(const struct config *c)
         CHECK(r->path != NULL && r->path[0] == '/');
         size_t plen = strlen(r->path);
         CHECK(r->prefix == (r->path[plen - 1] == '/'));
-        CHECK(r->nbackends >= 1);
+        /* Backends, or a token file that names them (not both). */
+        CHECK((r->nbackends >= 1) != (r->token_file != NULL));
+        CHECK((r->token_file != NULL) == (r->tokens != NULL));
         for (size_t b = 0; b < r->nbackends; b++) {
             CHECK(r->backends[b].text != NULL);
             CHECK(r->backends[b].naddrs >= 1 && r->backends[b].addrs != NULL);

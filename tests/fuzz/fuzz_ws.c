@@ -119,11 +119,11 @@ static size_t chunk_size(enum mode m, uint32_t *rs, size_t left)
 /* ---- one decoding run ------------------------------------------------- */
 
 struct run {
-    struct bytes trace;   /* events, comparable between runs */
-    struct bytes msg;     /* data of the message in progress */
-    struct bytes msgs;    /* complete messages: [u64 opcode][u64 len][bytes] ... */
-    int msg_op;           /* opcode of the message in progress, 0 = none */
-    int failed;           /* an error was reported */
+    struct bytes trace; /* events, comparable between runs */
+    struct bytes msg;   /* data of the message in progress */
+    struct bytes msgs;  /* complete messages: [u64 opcode][u64 len][bytes] ... */
+    int msg_op;         /* opcode of the message in progress, 0 = none */
+    int failed;         /* an error was reported */
     uint16_t err_code;
     const char *err_reason;
 };
