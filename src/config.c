@@ -1320,6 +1320,7 @@ static void file_checks(struct parser *ps)
         char msg[256] = "";
         struct token_table *t = NULL;
         if (token_load(rt->token_file, &t, msg, sizeof(msg)) < 0) {
+            msg[strcspn(msg, "\n")] = '\0'; /* one line per error */
             add_error(ps, ps->rs[r].seen[tk - keys], "token_file: %s", msg);
             continue;
         }
@@ -1629,7 +1630,10 @@ static void dump_key(const struct key *k, const void *base, FILE *out)
     case T_STRING:
         memcpy(&s, field, sizeof s);
         if (s != NULL)
-            fprintf(out, "%s = %s\n", k->name, s);
+            /* inih reads " ;x" as a comment, but not ";x" right after '=' */
+            fprintf(out, "%s =%s%s\n", k->name, s[0] == ';' ? "" : " ", s);
+        else if (k->def != NULL && k->def[0] != '\0')
+            fprintf(out, "%s =\n", k->name); /* turned off, unlike the default */
         break;
     case T_LISTEN: {
         const struct listen_spec *v;
