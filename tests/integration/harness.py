@@ -42,12 +42,24 @@ DEFAULT_TIMEOUT = 10.0
 # ---------------------------------------------------------------- utilities
 
 
+# Ports for wsgate's listeners come from below the kernel's ephemeral range,
+# so a backend bound to port 0 or an outgoing connection can never take a
+# port between the moment it is picked and the moment wsgate binds it.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+
+
 def free_port(host="127.0.0.1"):
-    """A port that was free on host a moment ago (bind to 0, release)."""
+    """A port outside the ephemeral range that was free on host a moment ago."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = random.randint(_PORT_LOW, _PORT_HIGH)
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in %d-%d" % (_PORT_LOW, _PORT_HIGH))
 
 
 def refused_addr():
