@@ -16,6 +16,7 @@
 
 #include "config.h"
 
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "token.h"
@@ -1307,7 +1308,15 @@ static void file_checks(struct parser *ps)
     struct config *cfg = ps->cfg;
     if (cfg->web_root) {
         struct stat st;
-        cfg->web_root_real = realpath(cfg->web_root, NULL);
+        /* A relative web_root is relative to the file's directory. */
+        const char *slash = strrchr(ps->name, '/');
+        char joined[PATH_MAX];
+        const char *root = cfg->web_root;
+        if (root[0] != '/' && slash && ps->name[0] != '<' &&
+            snprintf(joined, sizeof(joined), "%.*s/%s", (int)(slash - ps->name), ps->name,
+                     root) < (int)sizeof(joined))
+            root = joined;
+        cfg->web_root_real = realpath(root, NULL);
         if (!cfg->web_root_real || stat(cfg->web_root_real, &st) < 0 || !S_ISDIR(st.st_mode))
             add_error(ps, ps->seen[find_key(S_GATEWAY, "web_root") - keys],
                       "web_root: '%s' is not a readable directory", cfg->web_root);

@@ -718,6 +718,15 @@ static void test_key_dependencies(void **state)
     expect_errors(text, "t.ini:2: web_root: '/nonexistent/www' is not a readable directory");
     build(text, sizeof text, "gateway", "web_root", TEST_DATA_DIR);
     config_unref(load_ok(text));
+    /* A relative web_root is relative to the configuration file. */
+    if (config_load(TEST_DATA_DIR "/config/webroot_relative.ini", &c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    char *want = realpath(TEST_DATA_DIR "/config", NULL);
+    assert_non_null(want);
+    assert_string_equal(c->web_root_real, want);
+    free(want);
+    config_unref(c);
+    c = NULL;
     assert_int_equal(config_load_string("t.ini", "[route:t]\npath = /\ntoken_file = /nonexistent\n",
                                         &c, err, sizeof err),
                      -1);
