@@ -19,7 +19,11 @@
  * duplicated, reordered or crossed bytes are reported as verify failures.
  * WebSocket mode performs the RFC 6455 client handshake (the accept key is
  * checked), sends masked binary frames, and parses server frames of any size
- * and fragmentation; pings get pongs. --watch-pid PID reads the CPU time
+ * and fragmentation; pings get pongs. --tls puts TLS under either protocol
+ * (wss://; no certificate verification, SNI only with --sni), non-blocking:
+ * SSL_ERROR_WANT_READ/WANT_WRITE become epoll interest, a blocked SSL_write is
+ * retried with the same bytes, and reads drain what OpenSSL already holds
+ * (SSL_pending) before waiting for epoll again. --watch-pid PID reads the CPU time
  * (including reaped children) of PID over the measured window and its VmRSS
  * before and after opening connections, so the runner can attribute cost to
  * the relay under test.
@@ -32,9 +36,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -65,7 +72,10 @@ static const char *const mode_names[] = {"bulk", "latency", "churn", "idle"};
 
 enum phase { PH_WARMUP, PH_MEASURE, PH_STOP };
 
-enum cstate { CS_IDLE, CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_CLOSING, CS_DEAD };
+enum cstate { CS_IDLE, CS_CONNECTING, CS_TLS, CS_HANDSHAKE, CS_OPEN, CS_CLOSING, CS_DEAD };
+
+/* A TLS write that must be retried with the same buffer (OpenSSL's rule). */
+enum { WR_NONE, WR_DATA, WR_CONTROL };
 
 enum { OP_CONT = 0, OP_TEXT = 1, OP_BIN = 2, OP_CLOSE = 8, OP_PING = 9, OP_PONG = 10 };
 
@@ -77,6 +87,8 @@ static struct options {
     const char *label;
     enum mode mode;
     bool ws;
+    bool tls; /* TLS to the target (wss://), no certificate verification */
+    const char *sni;
     int conns;
     int threads;
     int window;
@@ -129,6 +141,8 @@ struct conn {
     bool want_out;     /* a write was blocked: wait for EPOLLOUT */
     bool pacing;       /* counted in the thread's opening budget */
     bool in_payload;   /* frame parser: inside a frame's payload */
+    bool rd_want_out;  /* TLS: SSL_read wants the socket writable */
+    uint8_t wretry;    /* TLS: WR_* write to retry with the same buffer */
     uint8_t hdr_len;   /* frame parser: header bytes collected */
     uint8_t opcode;    /* frame parser: opcode of the current frame */
     uint8_t ctrl_len;  /* frame parser: control payload collected */
@@ -145,6 +159,7 @@ struct conn {
     uint8_t ctrl[125]; /* frame parser: control frame payload */
     uint8_t pend[131]; /* outgoing control frame */
     char *hs;          /* handshake response being collected */
+    SSL *ssl;          /* --tls: the session on fd */
 };
 
 struct thread {
@@ -164,10 +179,12 @@ struct thread {
     uint64_t errors;
     uint64_t verify_failures;
     char first_error[160];
+    char tls_desc[64];                  /* --tls: protocol and cipher of the first session */
     _Atomic uint64_t count[N_COUNTERS]; /* read by the main thread while running */
     _Atomic bool done;                  /* the thread left its loop */
 };
 
+static SSL_CTX *ssl_ctx; /* --tls */
 static _Atomic int phase = PH_WARMUP;
 static volatile sig_atomic_t got_signal;
 
@@ -253,10 +270,12 @@ static void note_error(struct thread *t, const char *fmt, ...)
 }
 
 /* Register the epoll interest c needs now: EPOLLOUT while connecting or while
- * a write is blocked, EPOLLIN once connected. */
+ * a write (or a TLS read or handshake) waits for it, EPOLLIN once connected. */
 static void conn_watch(struct conn *c)
 {
-    uint8_t ev = c->state == CS_CONNECTING ? EPOLLOUT : (EPOLLIN | (c->want_out ? EPOLLOUT : 0));
+    uint8_t ev = c->state == CS_CONNECTING
+                     ? EPOLLOUT
+                     : (EPOLLIN | (c->want_out || c->rd_want_out ? EPOLLOUT : 0));
     if (ev == c->events)
         return;
     struct epoll_event e = {.events = ev, .data.ptr = c};
@@ -282,6 +301,10 @@ static void conn_paced_done(struct conn *c, bool ok)
 /* Close c's socket and free its handshake buffer. */
 static void conn_close(struct conn *c)
 {
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         close(c->fd);
         c->gen++;
@@ -331,6 +354,91 @@ static void conn_cycle_done(struct conn *c)
     }
     c->state = CS_DEAD;
     c->t->alive--;
+}
+
+/* Fail c after the TLS call what returned SSL_get_error() code e, with
+ * OpenSSL's reason when it queued one. */
+static void tls_fail(struct conn *c, const char *what, int e)
+{
+    unsigned long code = ERR_get_error();
+    int err = errno;
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && code == 0 && err == 0)) {
+        conn_fail(c, "connection closed by server", 0);
+        return;
+    }
+    if (code == 0) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "%s: SSL error %d", what, e);
+        conn_fail(c, msg, e == SSL_ERROR_SYSCALL ? err : 0);
+        return;
+    }
+    char reason[120], msg[160];
+    ERR_error_string_n(code, reason, sizeof(reason));
+    snprintf(msg, sizeof(msg), "%s: %s", what, reason);
+    conn_fail(c, msg, 0);
+}
+
+/* Read up to len bytes of c's stream (TLS or not) into buf. Returns the
+ * bytes read (> 0); 0 when nothing is there now (wait for the next event);
+ * -1 when c failed (end of stream or error). */
+static ssize_t conn_recv(struct conn *c, uint8_t *buf, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n = read(c->fd, buf, len);
+        if (n > 0)
+            return n;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        conn_fail(c, n == 0 ? "connection closed by server" : "read", n == 0 ? 0 : errno);
+        return -1;
+    }
+    ERR_clear_error();
+    c->rd_want_out = false;
+    int n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->rd_want_out = true; /* conn_event reads again once writable */
+        return 0;
+    }
+    tls_fail(c, "TLS read", e);
+    return -1;
+}
+
+/* Write len bytes at p to c's stream. Returns the bytes taken (> 0); 0 when
+ * the write is blocked (want_out is set when it waits for EPOLLOUT; EPOLLIN is
+ * always watched); -1 when c failed. A blocked TLS write must be retried with
+ * the same bytes: the callers track that in c->wretry. */
+static ssize_t conn_write(struct conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t w = write(c->fd, p, len);
+        if (w >= 0)
+            return w;
+        if (errno == EAGAIN || errno == EINTR) {
+            c->want_out = true;
+            return 0;
+        }
+        conn_fail(c, "write", errno);
+        return -1;
+    }
+    ERR_clear_error();
+    int w = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+    if (w > 0)
+        return w;
+    int e = SSL_get_error(c->ssl, w);
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->want_out = true;
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    tls_fail(c, "TLS write", e);
+    return -1;
 }
 
 /* Prepare c's data frame and the pattern it must get back (once per slot). */
@@ -395,16 +503,10 @@ static void conn_opened(struct conn *c)
     conn_send(c);
 }
 
-/* Connect finished: check its result, then send the upgrade request. */
-static void conn_connected(struct conn *c)
+/* The stream is up (connected; with --tls, the TLS handshake done): send the
+ * upgrade request, or start the payload in raw mode. */
+static void conn_stream_ready(struct conn *c)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err) {
-        conn_fail(c, "connect", err);
-        return;
-    }
     if (!opt.ws) {
         conn_opened(c);
         return;
@@ -422,12 +524,66 @@ static void conn_connected(struct conn *c)
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
                      opt.path, opt.target, key);
-    if (write(c->fd, req, (size_t)n) != n) {
-        conn_fail(c, "write upgrade request", errno);
+    c->want_out = false;
+    ssize_t w = conn_write(c, (const uint8_t *)req, (size_t)n);
+    if (w < 0)
+        return;
+    if (w != n) { /* a fresh socket takes ~200 bytes at once: no retry logic */
+        conn_fail(c, "write upgrade request: short write", 0);
         return;
     }
     c->state = CS_HANDSHAKE;
     conn_watch(c);
+}
+
+/* Drive c's TLS handshake as far as the socket allows; when it is done, go on
+ * with the upgrade request. */
+static void conn_tls_step(struct conn *c)
+{
+    ERR_clear_error();
+    c->want_out = false;
+    int r = SSL_connect(c->ssl);
+    if (r == 1) {
+        struct thread *t = c->t;
+        if (!t->tls_desc[0])
+            snprintf(t->tls_desc, sizeof(t->tls_desc), "%s %s", SSL_get_version(c->ssl),
+                     SSL_get_cipher_name(c->ssl));
+        conn_stream_ready(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE) {
+        c->want_out = true;
+    } else if (e != SSL_ERROR_WANT_READ) {
+        tls_fail(c, "TLS handshake", e);
+        return;
+    }
+    conn_watch(c);
+}
+
+/* Connect finished: check its result, then start TLS or the upgrade. */
+static void conn_connected(struct conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+        conn_fail(c, "connect", err);
+        return;
+    }
+    if (!opt.tls) {
+        conn_stream_ready(c);
+        return;
+    }
+    c->ssl = SSL_new(ssl_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) ||
+        (opt.sni && !SSL_set_tlsext_host_name(c->ssl, opt.sni))) {
+        tls_fail(c, "TLS setup", SSL_ERROR_SSL);
+        return;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->state = CS_TLS;
+    conn_tls_step(c);
 }
 
 /* Count n echoed payload bytes at p and check them against the pattern. */
@@ -621,18 +777,17 @@ static int handshake_feed(struct conn *c, const uint8_t *p, size_t n)
     return extra_len ? ws_feed(c, extra, extra_len) : 0;
 }
 
-/* Read what c's socket has and process it. */
+/* Read what c's stream has and process it. */
 static void conn_read(struct conn *c)
 {
     struct thread *t = c->t;
-    for (int round = 0; round < 4; round++) {
-        ssize_t n = read(c->fd, t->scratch, SCRATCH_SIZE);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    /* TLS reads until OpenSSL wants the socket: bytes it holds already
+     * (SSL_pending) would get no epoll event. Each connection's echo is
+     * bounded by its window, so this ends. */
+    for (int round = 0; c->ssl || round < 4; round++) {
+        ssize_t n = conn_recv(c, t->scratch, SCRATCH_SIZE);
+        if (n <= 0)
             return;
-        if (n <= 0) {
-            conn_fail(c, n == 0 ? "connection closed by server" : "read", n == 0 ? 0 : errno);
-            return;
-        }
         int r;
         if (c->state == CS_HANDSHAKE)
             r = handshake_feed(c, t->scratch, (size_t)n);
@@ -643,7 +798,7 @@ static void conn_read(struct conn *c)
             on_payload(c, t->scratch, (size_t)n);
             r = c->gen != gen ? -1 : 0;
         }
-        if (r < 0 || (size_t)n < SCRATCH_SIZE)
+        if (r < 0 || (!c->ssl && (size_t)n < SCRATCH_SIZE))
             return;
     }
 }
@@ -656,7 +811,7 @@ static uint64_t frames_allowed(const struct conn *c)
     if (opt.mode == M_CHURN)
         return c->started ? 0 : 1;
     uint64_t inflight = c->started * opt.size - c->recv;
-    uint64_t win = (uint64_t)opt.window * opt.size;
+    uint64_t win = (opt.mode == M_LATENCY ? 1 : (uint64_t)opt.window) * opt.size;
     return inflight >= win ? 0 : (win - inflight) / opt.size;
 }
 
@@ -665,24 +820,59 @@ static uint64_t frames_allowed(const struct conn *c)
 static bool conn_send_control(struct conn *c)
 {
     while (c->pend_off < c->pend_len) {
-        ssize_t w = write(c->fd, c->pend + c->pend_off, c->pend_len - c->pend_off);
-        if (w < 0) {
-            if (errno == EAGAIN)
-                c->want_out = true;
-            else
-                conn_fail(c, "write", errno);
+        ssize_t w = conn_write(c, c->pend + c->pend_off, c->pend_len - c->pend_off);
+        if (w <= 0) {
+            if (w == 0)
+                c->wretry = WR_CONTROL;
             return false;
         }
+        c->wretry = WR_NONE;
         c->pend_off = (uint8_t)(c->pend_off + w);
     }
     c->pend_len = c->pend_off = 0;
     return true;
 }
 
+/* conn_send over TLS: one SSL_write per frame (or per record, as partial
+ * writes are on). A data frame counts as started at its first SSL_write,
+ * since part of it may reach the server even when the call reports WANT_*;
+ * a blocked write is retried with the same bytes before anything else. */
+static void conn_send_tls(struct conn *c)
+{
+    uint32_t gen = c->gen;
+    c->want_out = false;
+    for (;;) {
+        if (c->out_off == 0 && c->wretry != WR_DATA && c->pend_len && !conn_send_control(c))
+            break;
+        if (c->out_off == 0 && c->wretry == WR_NONE) {
+            if (frames_allowed(c) == 0)
+                break;
+            c->started++;
+            c->t_send = bench_now_ns();
+        }
+        ssize_t w = conn_write(c, c->frame + c->out_off, c->frame_len - c->out_off);
+        if (w <= 0) {
+            if (w == 0)
+                c->wretry = WR_DATA;
+            break;
+        }
+        c->wretry = WR_NONE;
+        c->out_off += (uint32_t)w;
+        if (c->out_off == c->frame_len)
+            c->out_off = 0;
+    }
+    if (c->gen == gen)
+        conn_watch(c);
+}
+
 /* Write as many data frames as the window allows (one writev, the same frame
  * repeated), then any control frame, and register the interest this leaves. */
 static void conn_send(struct conn *c)
 {
+    if (c->ssl) {
+        conn_send_tls(c);
+        return;
+    }
     uint32_t gen = c->gen;
     c->want_out = false;
     for (;;) {
@@ -742,11 +932,17 @@ static void conn_event(struct conn *c, uint32_t ev)
         conn_connected(c);
         return;
     }
+    if (c->state == CS_TLS) {
+        conn_tls_step(c);
+        return;
+    }
     uint32_t gen = c->gen;
-    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->rd_want_out && (ev & EPOLLOUT)))
         conn_read(c);
     if (c->gen == gen && (c->state == CS_OPEN || c->state == CS_CLOSING))
         conn_send(c);
+    else if (c->gen == gen)
+        conn_watch(c); /* e.g. a TLS read in the upgrade that wants EPOLLOUT */
 }
 
 static void *thread_main(void *arg)
@@ -898,6 +1094,12 @@ static double pct_us(const uint64_t *s, long n, double q)
     return (double)s[i < n ? i : n - 1] / 1e3;
 }
 
+/* The protocol name in the result: ws, wss, tcp or tls. */
+static const char *proto_name(void)
+{
+    return opt.ws ? (opt.tls ? "wss" : "ws") : (opt.tls ? "tls" : "tcp");
+}
+
 /* Result fields common to every mode; the caller finishes the JSON object. */
 static void print_common(uint64_t errors, uint64_t verify)
 {
@@ -906,8 +1108,14 @@ static void print_common(uint64_t errors, uint64_t verify)
         first = threads[i].first_error;
     printf("{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%d,\"size\":%zu,"
            "\"threads\":%d,\"errors\":%llu,\"verify_failures\":%llu,\"first_error\":\"%s\"",
-           opt.label, mode_names[opt.mode], opt.ws ? "ws" : "tcp", opt.conns, opt.size, opt.threads,
+           opt.label, mode_names[opt.mode], proto_name(), opt.conns, opt.size, opt.threads,
            (unsigned long long)errors, (unsigned long long)verify, first);
+    if (opt.tls) {
+        const char *desc = "";
+        for (int i = 0; i < opt.threads && !*desc; i++)
+            desc = threads[i].tls_desc;
+        printf(",\"tls\":\"%s\"", desc);
+    }
     if (errors)
         fprintf(stderr, "%s: %llu errors, first: %s\n", PROG, (unsigned long long)errors, first);
 }
@@ -937,6 +1145,8 @@ static void usage(FILE *f)
             "usage: %s -m MODE [options] HOST:PORT\n"
             "  -m, --mode MODE        bulk | latency | churn | idle (default bulk)\n"
             "  -p, --proto PROTO      ws | tcp (default ws)\n"
+            "  -T, --tls              TLS to the target (wss://; certificate not verified)\n"
+            "      --sni NAME         TLS: server name to send (default none)\n"
             "  -u, --path PATH        WebSocket request path (default /)\n"
             "  -c, --conns N          connections (churn: concurrent workers) (1)\n"
             "  -s, --size BYTES       message size (65536)\n"
@@ -955,17 +1165,15 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"mode", 1, 0, 'm'},      {"proto", 1, 0, 'p'},
-        {"path", 1, 0, 'u'},      {"conns", 1, 0, 'c'},
-        {"size", 1, 0, 's'},      {"window", 1, 0, 'w'},
-        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'W'},
-        {"samples", 1, 0, 'n'},   {"pace", 1, 0, 'C'},
-        {"hold", 1, 0, 'H'},      {"threads", 1, 0, 't'},
-        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'},
-        {"help", 0, 0, 'h'},      {0, 0, 0, 0},
+        {"mode", 1, 0, 'm'},      {"proto", 1, 0, 'p'},  {"path", 1, 0, 'u'},
+        {"conns", 1, 0, 'c'},     {"size", 1, 0, 's'},   {"window", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'W'}, {"samples", 1, 0, 'n'},
+        {"pace", 1, 0, 'C'},      {"hold", 1, 0, 'H'},   {"threads", 1, 0, 't'},
+        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'},  {"tls", 0, 0, 'T'},
+        {"sni", 1, 0, 'S'},       {"help", 0, 0, 'h'},   {0, 0, 0, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "m:p:u:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:p:Tu:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
         switch (ch) {
         case 'm':
             opt.mode = (enum mode) - 1;
@@ -979,6 +1187,12 @@ static void parse_args(int argc, char **argv)
             if (strcmp(optarg, "ws") != 0 && strcmp(optarg, "tcp") != 0)
                 bench_die(PROG, 0, "unknown protocol '%s'", optarg);
             opt.ws = optarg[0] == 'w';
+            break;
+        case 'T':
+            opt.tls = true;
+            break;
+        case 'S':
+            opt.sni = optarg;
             break;
         case 'u':
             opt.path = optarg;
@@ -1099,6 +1313,16 @@ int main(int argc, char **argv)
         bench_die(PROG, 0, "%d connections need more than the %ld open files allowed", opt.conns,
                   nofile);
 
+    if (opt.tls) {
+        ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (!ssl_ctx)
+            bench_die(PROG, 0, "SSL_CTX_new failed");
+        SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL); /* a benchmark, not a client */
+        SSL_CTX_set_mode(ssl_ctx,
+                         SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_options(ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    }
+
     long rss0 = opt.watch_pid ? proc_rss_kib(opt.watch_pid) : -1;
     uint64_t start = bench_now_ns();
     start_threads();
@@ -1143,7 +1367,7 @@ int main(int argc, char **argv)
         printf(",\"window\":%d,\"seconds\":%.3f,\"bytes\":%llu,\"mb_per_s\":%.1f", opt.window, secs,
                (unsigned long long)(b1 - b0), mbps);
         fprintf(stderr, "%s: bulk %s %d x %zu B: %.1f MB/s echoed over %.2f s\n", opt.label,
-                opt.ws ? "ws" : "tcp", opt.conns, opt.size, mbps, secs);
+                proto_name(), opt.conns, opt.size, mbps, secs);
         break;
     }
     case M_LATENCY: {
@@ -1158,7 +1382,7 @@ int main(int argc, char **argv)
                pct_us(s, n, 1.0), n ? sum / (double)n / 1e3 : 0);
         fprintf(stderr,
                 "%s: latency %s %zu B, %ld samples: p50 %.1f p90 %.1f p99 %.1f p999 %.1f us\n",
-                opt.label, opt.ws ? "ws" : "tcp", opt.size, n, pct_us(s, n, 0.5), pct_us(s, n, 0.9),
+                opt.label, proto_name(), opt.size, n, pct_us(s, n, 0.5), pct_us(s, n, 0.9),
                 pct_us(s, n, 0.99), pct_us(s, n, 0.999));
         free(s);
         break;
@@ -1168,7 +1392,7 @@ int main(int argc, char **argv)
         printf(",\"seconds\":%.3f,\"cycles\":%llu,\"per_s\":%.1f", secs,
                (unsigned long long)(c1 - c0), rate);
         fprintf(stderr, "%s: churn %s, %d concurrent: %.1f connections/s over %.2f s\n", opt.label,
-                opt.ws ? "ws" : "tcp", opt.conns, rate, secs);
+                proto_name(), opt.conns, rate, secs);
         break;
     }
     case M_IDLE: {
@@ -1176,8 +1400,8 @@ int main(int argc, char **argv)
             opened > 0 && rss0 >= 0 && rss1 >= 0 ? (double)(rss1 - rss0) * 1024 / opened : -1;
         printf(",\"peer_rss_before_kib\":%ld,\"peer_rss_after_kib\":%ld,\"rss_per_conn_b\":%.0f",
                rss0, rss1, per);
-        fprintf(stderr, "%s: idle %s: %d connections open in %.3f s", opt.label,
-                opt.ws ? "ws" : "tcp", opened, open_s);
+        fprintf(stderr, "%s: idle %s: %d connections open in %.3f s", opt.label, proto_name(),
+                opened, open_s);
         if (per >= 0)
             fprintf(stderr, ", watched RSS %ld -> %ld KiB (%.0f B/connection)", rss0, rss1, per);
         fputc('\n', stderr);

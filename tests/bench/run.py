@@ -14,7 +14,11 @@ Scenarios: single-connection 64 KiB bulk echo; 64-byte round-trip latency;
 100 connections x 4 KiB bulk echo with the relay's CPU seconds per GB; churn
 (connect, upgrade, one echo, close) with 16 concurrent workers; 9,000 idle
 connections held (wsgate over WebSocket, haproxy over raw TCP) with the time
-to open them and the relay's RSS growth per connection. Prints a table, the
+to open them and the relay's RSS growth per connection; wss bulk echo (one
+connection x 64 KiB and 100 x 4 KiB) through wsgate's TLS listener, each
+next to the same over plain WebSocket in the same run, with wsgate's CPU
+seconds per GB (issue 3; the self-signed EC P-256 certificate is made with
+the openssl command for each run). Prints a table, the
 ratios wsgate/haproxy and wsgate/websockify, and how the numbers compare with
 the goals of issue 4. The numbers are information, never assertions: the exit
 status is 1 only when a tool failed (a server did not start or died, or a
@@ -34,7 +38,8 @@ Environment (all optional):
   BENCH_IDLE_HOLD      seconds the idle connections are held (1)
   BENCH_REPEAT         rounds per scenario, targets taking turns; the table
                        shows each target's median round (1)
-  BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle (all)
+  BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
+                       wss100 (all; wss* measure wsgate only)
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
                        as haproxy here logs nothing)
@@ -54,10 +59,11 @@ import tempfile
 import time
 
 TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
-SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle"]
+SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100"]
+WSS_SCENARIOS = ("wss1", "wss100")
 # The result that orders the rounds of a scenario when BENCH_REPEAT > 1.
 MEDIAN_KEY = {"bulk1": "mb_per_s", "latency": "p50_us", "bulk100": "mb_per_s",
-              "churn": "per_s", "idle": "open_s"}
+              "churn": "per_s", "idle": "open_s", "wss1": "mb_per_s", "wss100": "mb_per_s"}
 
 
 def env_num(name, default):
@@ -127,9 +133,9 @@ def tail(path, lines=15):
 class Server:
     """One process under test (or the echo backend), with its log file."""
 
-    def __init__(self, name, argv, port, log, proto, path="/"):
+    def __init__(self, name, argv, port, log, proto, path="/", tls_port=None):
         self.name, self.argv, self.port, self.log = name, argv, port, log
-        self.proto, self.path = proto, path
+        self.proto, self.path, self.tls_port = proto, path, tls_port
         self.proc = None
 
     def start(self):
@@ -138,6 +144,8 @@ class Server:
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_listening(self.port, self.proc, self.name)
+            if self.tls_port:
+                wait_listening(self.tls_port, self.proc, f"{self.name} (tls listener)")
         except RuntimeError as e:
             self.stop()
             raise RuntimeError(f"{e}; log tail:\n{tail(self.log)}") from None
@@ -184,6 +192,7 @@ class Bench:
         self.results = {}  # (scenario, target) -> the median round
         self.failures = []
         self.servers = {}
+        self.cert = None  # (cert, key) PEM files for wsgate's tls listener
 
     # ---- servers ----------------------------------------------------------
     def start_echo(self):
@@ -227,18 +236,40 @@ backend echo
         if name == "websockify":
             return Server(name, ["websockify", f"127.0.0.1:{port}", backend], port, log, "ws")
         cfg = os.path.join(self.dir, "wsgate.ini")
+        tls_port = free_port() if self.cert else None
+        while tls_port == port:
+            tls_port = free_port()
+        tls_listen = f"listen = 127.0.0.1:{tls_port} tls\n" if tls_port else ""
+        tls_section = f"[tls]\ncert = {self.cert[0]}\nkey = {self.cert[1]}\n\n" if tls_port else ""
         with open(cfg, "w") as f:
             f.write(f"""[gateway]
 listen = 127.0.0.1:{port}
-workers = 0
+{tls_listen}workers = 0
 max_connections = 10000
 log_level = {self.log_level}
 
-[route:echo]
+{tls_section}[route:echo]
 path = /echo
 backend = {backend}
 """)
-        return Server(name, [self.args.wsgate, "-c", cfg], port, log, "ws", "/echo")
+        return Server(name, [self.args.wsgate, "-c", cfg], port, log, "ws", "/echo", tls_port)
+
+    def make_cert(self):
+        """A self-signed EC P-256 certificate and key for wsgate's tls listener
+        (self.cert stays None, and the wss scenarios are skipped, on failure)."""
+        cert, key = os.path.join(self.dir, "cert.pem"), os.path.join(self.dir, "key.pem")
+        argv = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                "-keyout", key, "-out", cert]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.failures.append(f"wss: cannot make a certificate: {e}")
+            return
+        if p.returncode != 0:
+            self.failures.append(f"wss: openssl req failed: {p.stderr.strip()[-300:]}")
+            return
+        self.cert = (cert, key)
 
     def start(self, name):
         srv = self.make_server(name)
@@ -253,12 +284,17 @@ backend = {backend}
         return self.start(name)
 
     # ---- load -------------------------------------------------------------
-    def loadgen(self, scenario, target, extra, timeout):
+    def loadgen(self, scenario, target, extra, timeout, tls=False, key=None):
+        """Run the load generator against target (with tls: its tls listener);
+        the result is kept under (scenario, key or target)."""
         srv = self.servers[target]
-        argv = [self.args.loadgen, "-p", srv.proto, "-u", srv.path, "-l", target] + extra
+        key = key or target
+        argv = [self.args.loadgen, "-p", srv.proto, "-u", srv.path, "-l", key] + extra
+        if tls:
+            argv += ["--tls", "--sni", "localhost"]
         if srv.proc:
             argv += ["-P", str(srv.proc.pid)]
-        argv.append(f"127.0.0.1:{srv.port}")
+        argv.append(f"127.0.0.1:{srv.tls_port if tls else srv.port}")
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -273,24 +309,36 @@ backend = {backend}
             return None
         r = json.loads(lines[-1])
         if r["verify_failures"]:
-            self.failures.append(f"{scenario}/{target}: {r['verify_failures']} connections got "
+            self.failures.append(f"{scenario}/{key}: {r['verify_failures']} connections got "
                                  f"corrupted echo bytes ({r['first_error']})")
         elif r["errors"]:
-            self.failures.append(f"{scenario}/{target}: {r['errors']} connection errors, first: "
+            self.failures.append(f"{scenario}/{key}: {r['errors']} connection errors, first: "
                                  f"{r['first_error']}")
-        self.rounds.setdefault((scenario, target), []).append(r)
+        self.rounds.setdefault((scenario, key), []).append(r)
         return r
 
     def run_scenario(self, scenario):
         s, w = self.seconds, self.warmup
         common = ["-d", str(s), "-W", str(w)]
         budget = s + w + 60
+        bulk1 = ["-m", "bulk", "-c", "1", "-s", "65536", "-w", "4"] + common
+        bulk100 = ["-m", "bulk", "-c", str(self.bulk_conns), "-s", "4096", "-w", "4"] + common
+        if scenario in WSS_SCENARIOS:
+            # wsgate only: over its tls listener, then the same over plain
+            # WebSocket in the same run for comparison.
+            if "wsgate" not in self.targets or not self.servers["wsgate"].tls_port:
+                return
+            extra = bulk1 if scenario == "wss1" else bulk100
+            for _ in range(self.repeat):
+                self.loadgen(scenario, "wsgate", extra, budget, tls=True, key="wsgate-wss")
+                self.loadgen(scenario, "wsgate", extra, budget, key="wsgate-ws")
+            self.pick_medians(scenario)
+            return
         plan = {
-            "bulk1": (["-m", "bulk", "-c", "1", "-s", "65536", "-w", "4"] + common, TARGETS),
+            "bulk1": (bulk1, TARGETS),
             "latency": (["-m", "latency", "-c", "1", "-s", "64", "-n", str(self.samples),
                          "-d", str(self.latency_max), "-W", str(w)], TARGETS),
-            "bulk100": (["-m", "bulk", "-c", str(self.bulk_conns), "-s", "4096", "-w", "4"]
-                        + common, TARGETS),
+            "bulk100": (bulk100, TARGETS),
             "churn": (["-m", "churn", "-c", str(self.churn), "-s", "64"] + common, TARGETS),
             "idle": (["-m", "idle", "-c", str(self.idle_conns), "-H", str(self.idle_hold),
                       "-C", "256"], ["haproxy", "wsgate"]),
@@ -307,6 +355,10 @@ backend = {backend}
                 self.loadgen(scenario, target, extra, budget)
                 if target == "websockify":
                     time.sleep(0.5)  # let its per-connection children exit
+        self.pick_medians(scenario)
+
+    def pick_medians(self, scenario):
+        """Keep each target's median round of scenario in self.results."""
         for key, runs in self.rounds.items():
             if key[0] == scenario:
                 runs = sorted(runs, key=lambda r: r.get(MEDIAN_KEY[scenario], 0))
@@ -318,6 +370,8 @@ backend = {backend}
         self.print_machine()
         cpu0, wall0 = cpu_busy_s(), time.monotonic()
         self.start_echo()
+        if "wsgate" in self.targets and any(sc in WSS_SCENARIOS for sc in self.scenarios):
+            self.make_cert()
         try:
             for t in list(self.targets):
                 try:
@@ -403,6 +457,7 @@ backend = {backend}
         print(f"{rounds}other processes kept {self.other_cores:.2f} of {os.cpu_count()} cores busy "
               "on average during the run" + (" (noisy: compare with care)"
                                               if self.other_cores > 0.25 else ""))
+        self.report_wss()
         self.report_cpu()
         self.report_goals()
         if self.failures:
@@ -410,11 +465,34 @@ backend = {backend}
             for f in self.failures:
                 print("  - " + f)
 
+    def report_wss(self):
+        """wss through wsgate next to plain ws through wsgate (same run)."""
+        n = self.bulk_conns
+        rows = [("wss bulk 1 x 64 KiB, MB/s", "wss1", "mb_per_s", "{:.0f}"),
+                ("wss bulk 1 x 64 KiB, wsgate CPU s/GB", "wss1", "peer_cpu_s_per_gb", "{:.2f}"),
+                (f"wss bulk {n} x 4 KiB, MB/s", "wss100", "mb_per_s", "{:.0f}"),
+                (f"wss bulk {n} x 4 KiB, wsgate CPU s/GB", "wss100", "peer_cpu_s_per_gb",
+                 "{:.2f}")]
+        if not any((sc, "wsgate-wss") in self.results for _, sc, _, _ in rows):
+            return
+        width = max(len(r[0]) for r in self.rows() + rows) + 2
+        print("\nwss through wsgate (its tls listener), next to plain ws through wsgate")
+        print("".ljust(width) + "".join(c.rjust(11) for c in ("wss", "ws", "wss/ws")))
+        for label, sc, key, fmt in rows:
+            wss, ws = self.get(sc, "wsgate-wss", key), self.get(sc, "wsgate-ws", key)
+            cells = [fmt.format(v) if v is not None else "-" for v in (wss, ws)]
+            cells.append(f"{wss / ws:.2f}x" if wss is not None and ws else "-")
+            print(label.ljust(width) + "".join(c.rjust(11) for c in cells))
+        tls = next((r.get("tls") for (sc, t), r in self.results.items()
+                    if t == "wsgate-wss" and r.get("tls")), None)
+        print(f"(TLS: {tls or '?'}, self-signed EC P-256 certificate; the load generator "
+              "does its side of the TLS work on the same machine)")
+
     def report_cpu(self):
         """CPU the load generator itself used, to show it was not the limit."""
         lines = []
-        for sc in ("bulk1", "bulk100", "churn"):
-            for t in TARGETS:
+        for sc in ("bulk1", "bulk100", "churn", "wss1", "wss100"):
+            for t in TARGETS + ["wsgate-wss", "wsgate-ws"]:
                 r = self.results.get((sc, t))
                 if r and r.get("seconds"):
                     lines.append(f"{sc}/{t} {r['self_cpu_s'] / r['seconds']:.2f}")
