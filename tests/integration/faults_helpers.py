@@ -128,15 +128,8 @@ def echo_then_reset_handler(after_bytes):
     return handler
 
 
-def half_close_handler(data):
-    """Send data, shut down the write side (EOF to wsgate) and keep reading
-    (kept in rec.data when the backend has keep_data) until wsgate closes."""
-    def handler(b, rec):
-        rec.sock.sendall(data)
-        rec.sock.shutdown(socket.SHUT_WR)
-        b.drain_to_eof(rec)
-        rec.sock.close()
-    return handler
+# Send data, EOF (shut down the write side), keep reading until wsgate closes.
+half_close_handler = harness.sender_handler
 
 
 def never_read_handler(release):

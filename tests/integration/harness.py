@@ -762,9 +762,11 @@ def ini_text(config):
     return "\n".join(out)
 
 
-def is_listening(port):
-    """True if some socket is in LISTEN state on this TCP port."""
+def listening_inodes(port):
+    """Inodes of the sockets in LISTEN state on this TCP port (one per
+    SO_REUSEPORT worker socket)."""
     suffix = ":%04X" % port
+    out = set()
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name) as f:
@@ -772,10 +774,15 @@ def is_listening(port):
                 for line in f:
                     fields = line.split()
                     if fields[1].endswith(suffix) and fields[3] == "0A":
-                        return True
+                        out.add(int(fields[9]))
         except FileNotFoundError:
             continue
-    return False
+    return out
+
+
+def is_listening(port):
+    """True if some socket is in LISTEN state on this TCP port."""
+    return bool(listening_inodes(port))
 
 
 def binary_has_asan(path):

@@ -125,22 +125,7 @@ def send_hup(gw, ok=True, timeout=harness.DEFAULT_TIMEOUT):
 # ---------------------------------------------------------------- sockets
 
 
-def listening_inodes(port):
-    """Inodes of the sockets in LISTEN state on this TCP port (one per
-    SO_REUSEPORT worker socket)."""
-    suffix = ":%04X" % port
-    out = set()
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    if fields[1].endswith(suffix) and fields[3] == "0A":
-                        out.add(int(fields[9]))
-        except FileNotFoundError:
-            continue
-    return out
+listening_inodes = harness.listening_inodes
 
 
 # ---------------------------------------------------------------- Prometheus text
