@@ -22,7 +22,7 @@ show_logs() {
 build() { # dir configure-args...
     dir=$1
     shift
-    mkdir -p "$dir"
+    mkdir -p "$top/$dir"
     cd "$top/$dir"
     [ -f Makefile ] || "$top/configure" -q "$@"
     make -j"$jobs"

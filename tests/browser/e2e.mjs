@@ -5,8 +5,10 @@
 //   WS_BASE     "" when the page's own origin is wsgate (web_root), else the
 //               ws:// origin of wsgate (the page is served elsewhere)
 //   ROUTES      echo=/echo,deny=/deny,hb=/hb route paths
-//   SCENARIOS   comma list: echo,echo-b64,origin,heartbeat,static,novnc
+//   SCENARIOS   comma list: echo,echo-b64,origin,heartbeat,static,demo,novnc
 //   HOLD        heartbeat idle seconds (5)
+//   DEMO_URL    URL of a wsgate serving contrib/web (the demo terminal page)
+//   DEMO_PATH   that wsgate's echo route, the page's default (/echo)
 //   NOVNC_URL   vnc.html URL for the novnc scenario
 //   NOVNC_COLORS  "r,g,b;r,g,b" colours the remote desktop must show
 //   ARTIFACTS   directory for screenshots and page logs
@@ -146,6 +148,75 @@ async function novncScenario(ctx) {
   return { ok, detail };
 }
 
+// The demo terminal page of contrib/web, served by a wsgate whose /echo route
+// reaches the echo backend: connect, type an ASCII line and a UTF-8 line
+// (each sent as binary with "\r\n" on Enter) and check #screen shows exactly
+// the connect notice followed by both lines echoed back.
+async function demoScenario(ctx) {
+  const page = await ctx.newPage();
+  const lines = [];
+  page.on('console', (m) => lines.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => lines.push(`pageerror: ${e.message}`));
+  const typed = ['hello from the demo 123', 'héllo wörld ✓ €😀'];
+  const path = env.DEMO_PATH || '/echo';
+  let ok = false;
+  let detail = '';
+  let text = null;
+  try {
+    if (!env.DEMO_URL) throw new Error('no DEMO_URL (the demo page needs wsgate\'s web_root)');
+    const resp = await page.goto(env.DEMO_URL, { waitUntil: 'load', timeout: 15000 });
+    if (!resp || resp.status() !== 200) throw new Error(`demo page: HTTP ${resp && resp.status()}`);
+    const ctype = resp.headers()['content-type'] || '';
+    if (!/^text\/html\b/i.test(ctype)) throw new Error(`demo page: Content-Type ${ctype}`);
+    const field = await page.inputValue('#path');
+    if (field !== path) throw new Error(`#path is ${JSON.stringify(field)}, expected ${JSON.stringify(path)}`);
+    await page.click('#connect');
+    await page.waitForFunction(
+      () => document.getElementById('screen').textContent.includes('[connected'),
+      null,
+      { timeout: 15000 },
+    );
+    const url = new URL(env.DEMO_URL);
+    const notice = `[connected to ws://${url.host}${path}]\n`;
+    const want = notice + typed.map((l) => l + '\r\n').join('');
+    const proto = await page.evaluate(() => (typeof ws !== 'undefined' && ws ? ws.protocol : null));
+    if (proto !== 'binary') throw new Error(`negotiated subprotocol ${JSON.stringify(proto)}, expected "binary"`);
+    for (const l of typed) {
+      await page.click('#line');
+      await page.keyboard.type(l);
+      await page.keyboard.press('Enter');
+      if ((await page.inputValue('#line')) !== '') throw new Error('#line not cleared after Enter');
+    }
+    try {
+      await page.waitForFunction(
+        (w) => document.getElementById('screen').textContent.length >= w.length,
+        want,
+        { timeout: 15000 },
+      );
+    } catch {
+      // fall through: the exact comparison below reports what arrived
+    }
+    await page.waitForTimeout(300); // let anything unexpected arrive too
+    text = await page.evaluate(() => document.getElementById('screen').textContent);
+    ok = text === want;
+    detail = ok
+      ? `${typed.length} lines echoed (${new TextEncoder().encode(want.slice(notice.length)).length} bytes)`
+      : `#screen is ${JSON.stringify(text)}, expected ${JSON.stringify(want)}`;
+  } catch (e) {
+    detail = String(e.message || e);
+    if (text === null)
+      text = await page
+        .evaluate(() => document.getElementById('screen')?.textContent)
+        .catch(() => null);
+    if (text) detail += `; #screen: ${JSON.stringify(text)}`;
+  }
+  await page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true }).catch(() => {});
+  writeFileSync(join(ARTIFACTS, 'demo.log'), lines.join('\n') + '\n');
+  await page.close();
+  if (!ok && lines.length) detail += `\n# page log:\n# ${lines.slice(-10).join('\n# ')}`;
+  return { ok, detail };
+}
+
 async function main() {
   for (const hp of (env.WAIT_FOR || '').split(',').filter(Boolean)) await waitPort(hp, 10000);
 
@@ -194,6 +265,9 @@ async function main() {
         break;
       case 'heartbeat':
         r = await pageScenario(ctx, s, 'heartbeat', wsRoute('hb'), `&hold=${HOLD}`, (HOLD + 60) * 1000);
+        break;
+      case 'demo':
+        r = await demoScenario(ctx);
         break;
       case 'novnc':
         r = await novncScenario(ctx);

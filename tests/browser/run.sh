@@ -5,16 +5,18 @@
 # e2e.mjs (playwright-core driving /usr/bin/chromium): binary and text echo
 # checked byte for byte, the base64 subprotocol, an Origin the route refuses,
 # an idle page kept alive by heartbeats, web_root as a browser sees it
-# (Content-Type for modules and wasm, HEAD, 304, 301, 404, 405), and noVNC
-# (Debian's novnc package, served from web_root) showing a TigerVNC desktop
-# reached through a token route.
+# (Content-Type for modules and wasm, HEAD, 304, 301, 404, 405), the demo
+# terminal page of contrib/web (served by a second wsgate whose web_root is
+# contrib/web, its /echo route relaying typed lines to the echo backend), and
+# noVNC (Debian's novnc package, served from web_root) showing a TigerVNC
+# desktop reached through a token route.
 #
 # Environment:
 #   WSGATE      the wsgate binary (required; exit 77 = skip when missing)
 #   CHROMIUM    browser (default /usr/bin/chromium; missing -> exit 77)
 #   NODE        node (default: node on PATH; missing -> exit 77)
 #   PYTHON3     for serving the page while wsgate has no web_root (default /usr/bin/python3)
-#   WSGATE_BROWSER_SCENARIOS  override the list (echo,echo-b64,origin,heartbeat,static,novnc)
+#   WSGATE_BROWSER_SCENARIOS  override the list (echo,echo-b64,origin,heartbeat,static,demo,novnc)
 #   WSGATE_BROWSER_NOVNC=0    leave noVNC out
 #   WSGATE_BROWSER_ARTIFACTS  keep screenshots and logs in this directory
 # node_modules must be installed first: (cd tests/browser && npm ci); without
@@ -24,7 +26,8 @@
 # When wsgate does not accept web_root yet, the page is served by
 # python3 -m http.server on another port and the page connects to wsgate's
 # port ("split" mode); noVNC uses a plain backend route while token_file is
-# not accepted. The mode is printed.
+# not accepted. The mode is printed. The demo page connects to its own origin,
+# so the demo scenario needs web_root and is left out in split mode.
 
 here=$(cd "$(dirname "$0")" && pwd) || exit 99
 : "${CHROMIUM:=/usr/bin/chromium}"
@@ -169,8 +172,41 @@ wait_for="127.0.0.1:$ws_port,127.0.0.1:$page_port"
 
 scenarios=${WSGATE_BROWSER_SCENARIOS:-echo,echo-b64,origin,heartbeat}
 if [ -z "$WSGATE_BROWSER_SCENARIOS" ] && [ "$web_root" = 1 ]; then
-	scenarios="$scenarios,static"
+	scenarios="$scenarios,static,demo"
+elif [ -z "$WSGATE_BROWSER_SCENARIOS" ]; then
+	echo "run.sh: demo scenario left out (the demo page needs wsgate's web_root)"
 fi
+
+# ---- the demo page of contrib/web, served by its own wsgate -------------------
+demo_url=""
+case ",$scenarios," in
+*,demo,*)
+	demo_root=$(cd "$here/../../contrib/web" && pwd) || die "contrib/web not found"
+	[ -f "$demo_root/index.html" ] || die "$demo_root/index.html not found"
+	demo_port=$(free_port) || die "no free port"
+	cat >"$tmp/wsgate-demo.ini" <<EOF
+[gateway]
+listen = 127.0.0.1:$demo_port
+workers = 1
+log_level = info
+web_root = $demo_root
+
+[route:echo]
+path = /echo
+backend = 127.0.0.1:$echo_port
+allowed_origins = http://127.0.0.1:$demo_port
+subprotocols = binary, base64
+EOF
+	"$WSGATE" -t -c "$tmp/wsgate-demo.ini" >"$tmp/check.out" 2>&1 || {
+		cat "$tmp/check.out" >&2
+		die "wsgate rejects the demo configuration"
+	}
+	"$WSGATE" -c "$tmp/wsgate-demo.ini" >"$tmp/wsgate-demo.log" 2>&1 &
+	pids="$pids $!"
+	demo_url="http://127.0.0.1:$demo_port/"
+	wait_for="$wait_for,127.0.0.1:$demo_port"
+	;;
+esac
 
 # ---- noVNC behind a token route -------------------------------------------
 novnc_url=""
@@ -252,6 +288,8 @@ PAGE_BASE="http://127.0.0.1:$page_port/" \
 	ROUTES="echo=/echo,deny=/deny,hb=/hb" \
 	SCENARIOS="$scenarios" \
 	HOLD=5 \
+	DEMO_URL="$demo_url" \
+	DEMO_PATH=/echo \
 	NOVNC_URL="$novnc_url" \
 	NOVNC_COLORS="255,0,0;0,0,255" \
 	ARTIFACTS="$art" \
