@@ -70,9 +70,9 @@ enum base {
     B_ROUTE,  /* struct route */
 };
 
-#define F_REPEAT 0x01u    /* may be given several times; the values accumulate */
-#define F_ROUTE 0x02u     /* a [gateway] key that [route:NAME] may override */
-#define F_REQUIRED 0x04u  /* a [route:NAME] must set it */
+#define F_REPEAT 0x01u   /* may be given several times; the values accumulate */
+#define F_ROUTE 0x02u    /* a [gateway] key that [route:NAME] may override */
+#define F_REQUIRED 0x04u /* a [route:NAME] must set it */
 
 struct key {
     enum section sect;
@@ -1313,8 +1313,8 @@ static void file_checks(struct parser *ps)
         char joined[PATH_MAX];
         const char *root = cfg->web_root;
         if (root[0] != '/' && slash && ps->name[0] != '<' &&
-            snprintf(joined, sizeof(joined), "%.*s/%s", (int)(slash - ps->name), ps->name,
-                     root) < (int)sizeof(joined))
+            snprintf(joined, sizeof(joined), "%.*s/%s", (int)(slash - ps->name), ps->name, root) <
+                (int)sizeof(joined))
             root = joined;
         cfg->web_root_real = realpath(root, NULL);
         if (!cfg->web_root_real || stat(cfg->web_root_real, &st) < 0 || !S_ISDIR(st.st_mode))

@@ -57,23 +57,24 @@ struct route {
     bool prefix; /* path ends in '/': matches everything under it */
     struct backend_spec *backends;
     size_t nbackends;
-    char **origins; /* exact origins or wildcard patterns like https://STAR.example.com (STAR = "*") */
+    char **
+        origins; /* exact origins or wildcard patterns like https://STAR.example.com (STAR = "*") */
     size_t norigins;
     char **subprotocols; /* server preference order */
     size_t nsubprotocols;
     uint32_t max_connections; /* 0 = no route limit */
-    char **client_names; /* allowed_client_names: verified client CN/SAN DNS names */
+    char **client_names;      /* allowed_client_names: verified client CN/SAN DNS names */
     size_t nclient_names;
-    char *token_file;            /* websockify TokenFile source, or NULL */
-    struct token_cache *tokens;  /* its cache (token.h), when token_file is set */
-    bool backend_tls;        /* TLS to the backend */
-    char *backend_ca;        /* CA file for backend_tls; NULL = system store */
-    bool backend_tls_verify; /* verify the backend certificate and host name */
-    void *backend_ssl_ctx;   /* SSL_CTX for backend_tls, made by tls.c (not owned) */
+    char *token_file;           /* websockify TokenFile source, or NULL */
+    struct token_cache *tokens; /* its cache (token.h), when token_file is set */
+    bool backend_tls;           /* TLS to the backend */
+    char *backend_ca;           /* CA file for backend_tls; NULL = system store */
+    bool backend_tls_verify;    /* verify the backend certificate and host name */
+    void *backend_ssl_ctx;      /* SSL_CTX for backend_tls, made by tls.c (not owned) */
     struct route_params p;
-    size_t index; /* position in config->routes */
+    size_t index;              /* position in config->routes */
     struct route_stats *stats; /* live counters, attached by the gateway (never freed by config) */
-    int line;     /* line of the [route:NAME] header */
+    int line;                  /* line of the [route:NAME] header */
 };
 
 /* The [tls] section. */
@@ -102,8 +103,8 @@ struct config {
     enum log_format log_format;
     char *web_root;      /* static files for plain GET/HEAD, or NULL */
     char *web_root_real; /* its realpath */
-    char *health_path;  /* NULL = not served */
-    char *metrics_path; /* NULL = not served */
+    char *health_path;   /* NULL = not served */
+    char *metrics_path;  /* NULL = not served */
     uint32_t drain_timeout_ms;
     struct tls_settings tls;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
@@ -148,8 +149,7 @@ const struct route *config_match_route(const struct config *c, const char *path,
 int config_check_file(const char *file, FILE *out);
 
 /* Print the effective configuration (defaults and inherited per-route values
- * filled in) as INI text that config_load_string() accepts; for `-t -v`. Keys
- * of features not supported yet are left out. */
+ * filled in) as INI text that config_load_string() accepts; for `-t -v`. */
 void config_dump(const struct config *c, FILE *out);
 
 #endif

@@ -22,11 +22,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_any peer;
         peer.len = sizeof(peer.ss);
-        int fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-                errno == ECONNABORTED)
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 log_msg(WLOG_WARN, "%s: accept: %s; pausing accepts for %.0f ms", l->name,

@@ -18,16 +18,16 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 
 /* What one session did, for its access-log line. */
 struct access_record {
-    const char *client;  /* "ip:port" */
-    const char *route;   /* route name or "-" */
-    const char *backend; /* backend spec or "-" */
-    int status;          /* HTTP status of the handshake (101 when upgraded) */
-    double duration;     /* seconds */
-    uint64_t bytes_up;   /* client -> backend payload bytes */
-    uint64_t bytes_down; /* backend -> client payload bytes */
-    int close_code;      /* WebSocket close code sent or echoed, 0 if none */
-    const char *closed_by; /* "client", "backend", "gateway" */
-    const char *reason;  /* why the session ended */
+    const char *client;      /* "ip:port" */
+    const char *route;       /* route name or "-" */
+    const char *backend;     /* backend spec or "-" */
+    int status;              /* HTTP status of the handshake (101 when upgraded) */
+    double duration;         /* seconds */
+    uint64_t bytes_up;       /* client -> backend payload bytes */
+    uint64_t bytes_down;     /* backend -> client payload bytes */
+    int close_code;          /* WebSocket close code sent or echoed, 0 if none */
+    const char *closed_by;   /* "client", "backend", "gateway" */
+    const char *reason;      /* why the session ended */
     const char *client_name; /* verified TLS client certificate name, or NULL */
 };
 

@@ -102,9 +102,10 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
 static struct gateway gw;
 static ev_signal sig_int, sig_term, sig_hup;
 static ev_async workers_done;
-static unsigned nfinished; /* atomic: workers whose loop ended */
+static unsigned nfinished;      /* atomic: workers whose loop ended */
 static const char *config_file; /* NULL for the command-line form */
 static int stop_signals;
+static int verbose; /* -v: debug level whatever the file says */
 
 /* SIGINT/SIGTERM: the first drains, a second closes everything at once. */
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -112,8 +113,9 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     const char *name = w->signum == SIGINT ? "SIGINT" : "SIGTERM";
     unsigned cmd = stop_signals++ == 0 ? WCMD_DRAIN : WCMD_STOP;
     if (cmd == WCMD_DRAIN)
-        log_msg(WLOG_INFO, "received %s: draining (new upgrades get 503, sessions may finish "
-                           "for %.0f s, then close 1001)",
+        log_msg(WLOG_INFO,
+                "received %s: draining (new upgrades get 503, sessions may finish "
+                "for %.0f s, then close 1001)",
                 name, gw.cfg->drain_timeout_ms / 1000.0);
     else
         log_msg(WLOG_INFO, "received %s again: closing every session now", name);
@@ -199,7 +201,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     gw.cfg = cfg;
     pthread_mutex_unlock(&gw.lock);
     config_unref(old);
-    log_setup(cfg->log_level, cfg->log_format);
+    log_setup(verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
     for (unsigned i = 0; i < gw.nworkers; i++)
         worker_post(&gw.workers[i], WCMD_RELOAD);
     log_msg(WLOG_INFO, "SIGHUP: reloaded %s: %zu listener(s), %zu route(s)", config_file,
@@ -452,6 +454,7 @@ int main(int argc, char **argv)
         config_unref(cfg);
         return 0;
     }
+    verbose = o.verbose;
     log_setup(o.verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
     return run(cfg);
 }

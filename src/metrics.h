@@ -21,7 +21,10 @@ enum session_result {
 };
 
 /* Handshake statuses counted in wsgate_handshake_failures_total{status}. */
-#define METRICS_STATUSES {400, 403, 404, 405, 426, 431, 500, 502, 503, 504, 505}
+#define METRICS_STATUSES                                                                           \
+    {                                                                                              \
+        400, 403, 404, 405, 426, 431, 500, 502, 503, 504, 505                                      \
+    }
 #define METRICS_NSTATUS 11
 #define METRICS_NBUCKETS 10 /* connect-time histogram buckets, +Inf excluded */
 

@@ -9,7 +9,7 @@
 #include "config.h"
 
 struct tls_state {
-    SSL_CTX *server; /* NULL when no listener is marked tls */
+    SSL_CTX *server;   /* NULL when no listener is marked tls */
     SSL_CTX **backend; /* per route (NULL where backend_tls is off) */
     size_t nbackend;
 };

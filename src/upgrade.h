@@ -9,11 +9,11 @@
 #include "http.h"
 
 struct upgrade_result {
-    int status;          /* 101 when the upgrade may proceed, else the HTTP status */
-    const char *why;     /* short text for the body and the log ("no route for path") */
+    int status;      /* 101 when the upgrade may proceed, else the HTTP status */
+    const char *why; /* short text for the body and the log ("no route for path") */
     const struct route *route;
     const char *subprotocol; /* chosen (points into the route config) or NULL */
-    char accept[32];     /* Sec-WebSocket-Accept value, NUL-terminated */
+    char accept[32];         /* Sec-WebSocket-Accept value, NUL-terminated */
 };
 
 /* Validate req against cfg. Order: method (405), version (505), Host (400),

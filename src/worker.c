@@ -12,7 +12,7 @@
 #include "session.h"
 
 #define POOL_MAX_FREE 32 /* buffers kept for reuse per worker */
-#define STOP_GRACE 6.0 /* seconds for close handshakes after the last close 1001 */
+#define STOP_GRACE 6.0   /* seconds for close handshakes after the last close 1001 */
 
 /* Attach live counters to every route of cfg, creating them by name. */
 int gateway_attach_stats(struct gateway *gw, struct config *cfg)

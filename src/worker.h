@@ -39,10 +39,10 @@ struct worker {
     unsigned id;
     struct ev_loop *loop;
     pthread_t thread;
-    int started;       /* the thread runs */
-    ev_async wake;     /* the main thread posted commands */
-    unsigned cmd;      /* atomic WCMD_* bits */
-    ev_timer drain;    /* while draining: checks progress */
+    int started;    /* the thread runs */
+    ev_async wake;  /* the main thread posted commands */
+    unsigned cmd;   /* atomic WCMD_* bits */
+    ev_timer drain; /* while draining: checks progress */
     int draining, went_away;
     ev_tstamp drain_deadline, stop_deadline;
     struct config *cfg; /* configuration new sessions get (one reference) */
