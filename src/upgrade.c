@@ -304,7 +304,10 @@ size_t upgrade_response_error(int status, const char *why, char *out, size_t cap
                      "%s"
                      "\r\n"
                      "%d %s%s%s\n",
-                     status, reason, body, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "",
+                     status, reason, body,
+                     status == 426   ? "Sec-WebSocket-Version: 13\r\n"
+                     : status == 405 ? "Allow: GET\r\n"
+                                     : "",
                      status, reason, sep, text);
     if (n < 0 || (size_t)n >= cap)
         return 0;

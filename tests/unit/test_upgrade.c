@@ -675,9 +675,24 @@ static void test_validate_then_respond(void **state)
     assert_null(strstr(out, "s3cr3t"));
 }
 
+/* A 405 says which method is allowed (RFC 9110 15.5.6). */
+static void test_405_allow(void **state)
+{
+    char out[512];
+    (void)state;
+    size_t n = upgrade_response_error(405, "method not allowed", out, sizeof(out));
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(strstr(out, "\r\nAllow: GET\r\n"));
+    n = upgrade_response_error(400, "x", out, sizeof(out));
+    out[n] = '\0';
+    assert_null(strstr(out, "Allow:"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_405_allow),
         cmocka_unit_test(test_accept_key),
         cmocka_unit_test(test_success),
         cmocka_unit_test(test_order),
