@@ -30,43 +30,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "config.h"
 #include "token.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int __wrap_token_load(const char *path, struct token_table **out, char *err, size_t errlen);
 int __real_token_load(const char *path, struct token_table **out, char *err, size_t errlen);
-int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res);
-int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 #define NAME "fuzz.ini"
-
-/* Offline: names other than "localhost" never reach DNS. */
-int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res)
-{
-    struct addrinfo h;
-
-    if (node == NULL || strcmp(node, "localhost") == 0)
-        return __real_getaddrinfo(node, service, hints, res);
-    if (hints != NULL)
-        h = *hints;
-    else
-        memset(&h, 0, sizeof h);
-    h.ai_flags |= AI_NUMERICHOST;
-    return __real_getaddrinfo(node, service, &h, res);
-}
 
 /* ---- token sources ----------------------------------------------------- */
 
