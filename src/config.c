@@ -1542,11 +1542,24 @@ static int load_file(const char *file, struct config **out, char **errs)
     return rc;
 }
 
-/* Copy errs (or "out of memory" when NULL) into err[errlen]. */
+/* Copy errs (or "out of memory" when NULL) into err[errlen]. When they do
+ * not all fit, whole lines are kept (never a partial line after a newline);
+ * only a first line longer than the buffer is cut. */
 static void copy_errors(const char *errs, char *err, size_t errlen)
 {
-    if (err != NULL && errlen > 0)
-        snprintf(err, errlen, "%s", errs != NULL ? errs : "out of memory");
+    if (err == NULL || errlen == 0)
+        return;
+    if (errs == NULL)
+        errs = "out of memory";
+    size_t len = strlen(errs);
+    if (len >= errlen) {
+        len = errlen - 1;
+        const char *nl = memrchr(errs, '\n', len + 1);
+        if (nl != NULL)
+            len = (size_t)(nl - errs);
+    }
+    memcpy(err, errs, len);
+    err[len] = '\0';
 }
 
 /* Contract in config.h. */

@@ -116,7 +116,8 @@ struct config {
 
 /* Load and validate FILE. On success returns 0 and stores a configuration with
  * refcount 1 in *out. On failure returns -1 and writes one or more lines of
- * "FILE:LINE: key: message" into err (NUL-terminated, truncated to errlen). */
+ * "FILE:LINE: key: message" into err (NUL-terminated; when they do not all fit
+ * in errlen, whole lines are kept and the rest dropped). */
 int config_load(const char *file, struct config **out, char *err, size_t errlen);
 
 /* Same as config_load, for INI text in memory; NAME is used in messages. */

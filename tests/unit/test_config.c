@@ -811,6 +811,21 @@ static void test_err_truncation(void **state)
     assert_string_equal(small, "t.ini:1: [f");
     assert_int_equal(config_load_string("t.ini", "[foo]\n", &c, NULL, 0), -1);
     assert_int_equal(config_load_string("t.ini", "[foo]\n", &c, small, 0), -1);
+
+    /* Several errors that do not all fit: whole lines only, never the
+     * start of a cut line after the last newline. */
+    static const char two[] = "[gateway]\nworkers = x\nbuffer_size = y\n";
+    char full[256], cut[80];
+    assert_int_equal(config_load_string("t.ini", two, &c, full, sizeof full), -1);
+    const char *nl = strchr(full, '\n');
+    assert_non_null(nl);
+    size_t first = (size_t)(nl - full);
+    assert_true(first + 5 < sizeof cut && strlen(full) >= sizeof cut);
+    assert_int_equal(config_load_string("t.ini", two, &c, cut, first + 5), -1);
+    assert_int_equal(strlen(cut), first);
+    assert_memory_equal(cut, full, first);
+    assert_int_equal(config_load_string("t.ini", two, &c, cut, first + 1), -1);
+    assert_int_equal(strlen(cut), first);
 }
 
 static void test_refcount(void **state)
