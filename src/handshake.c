@@ -407,6 +407,18 @@ static void backend_connected(struct session *s, const struct sockaddr_any *addr
         session_backend_write(s);
 }
 
+static void backend_ready(struct session *s, const struct sockaddr_any *addr);
+
+/* The connect to s->backend failed with err: note it and close the socket
+ * (the caller tries the next address). */
+static void connect_failed(struct session *s, int err)
+{
+    log_msg(WLOG_INFO, "%s: route %s: backend %s: %s", s->peer, s->route->name, s->backend->text,
+            strerror(err));
+    s->connect_err = err;
+    session_half_close(s, &s->be);
+}
+
 /* Try the next backend address; when none is left answer 502 or 504. */
 void handshake_connect(struct session *s)
 {
@@ -427,16 +439,15 @@ void handshake_connect(struct session *s)
         s->be.events = 0;
         s->be_state = BE_CONNECTING;
         s->connect_deadline = session_now(s) + s->route->p.connect_timeout_ms / 1000.0;
-        /* A Unix socket (or a fast loopback) may connect at once. */
-        int err = sock_error(fd);
-        if (err == 0 && addr->ss.ss_family == AF_UNIX) {
-            backend_connected(s, addr);
+        /* A Unix socket or a loopback backend has usually connected
+         * already: go on now rather than after a round of the loop. */
+        int rc = sock_connect_check(fd, addr);
+        if (rc > 0) {
+            backend_ready(s, addr);
             return;
         }
-        if (err != 0 && err != EINPROGRESS) {
-            log_msg(WLOG_DEBUG, "%s: backend %s: %s", s->peer, spec->text, strerror(err));
-            s->connect_err = err;
-            session_half_close(s, &s->be);
+        if (rc < 0) {
+            connect_failed(s, errno);
             continue;
         }
         return;
@@ -466,14 +477,17 @@ void handshake_connect_done(struct session *s)
 {
     int err = sock_error(s->be.tr.fd);
     if (err) {
-        log_msg(WLOG_INFO, "%s: route %s: backend %s: %s", s->peer, s->route->name,
-                s->backend->text, strerror(err));
-        s->connect_err = err;
-        session_half_close(s, &s->be);
+        connect_failed(s, err);
         handshake_connect(s);
         return;
     }
-    const struct sockaddr_any *addr = &s->backend->addrs[s->cursor.addr - 1];
+    backend_ready(s, &s->backend->addrs[s->cursor.addr - 1]);
+}
+
+/* The backend's TCP (or Unix) connection is up: start TLS over it when the
+ * route wants it, else relay. */
+static void backend_ready(struct session *s, const struct sockaddr_any *addr)
+{
     if (s->route->backend_tls) {
         sock_tune(s->be.tr.fd, addr);
         s->be.tr.ssl = tls_backend_ssl(s->route, s->backend->host, s->be.tr.fd);

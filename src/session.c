@@ -54,6 +54,7 @@ static const struct {
 };
 
 static void session_rearm(struct session *s);
+static int client_has_output(struct session *s);
 
 /* Record why the session ends; the first reason wins. */
 void session_set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
@@ -351,7 +352,7 @@ static void client_read_frames(struct session *s)
     session_process_input(s);
     if (s->nspans > s->span0)
         session_backend_write(s);
-    if (s->pong_pending)
+    if (client_has_output(s)) /* a pong, or the close reply: now, not a loop later */
         session_client_write(s);
 }
 

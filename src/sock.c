@@ -69,6 +69,17 @@ int sock_connect(const struct sockaddr_any *addr)
     return fd;
 }
 
+/* Where a started connect stands: connect() again answers 0 (or EISCONN)
+ * once connected, EALREADY while in progress, and the error after a failure. */
+int sock_connect_check(int fd, const struct sockaddr_any *addr)
+{
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0 || errno == EISCONN)
+        return 1;
+    if (errno == EALREADY || errno == EINPROGRESS || errno == EAGAIN || errno == EINTR)
+        return 0;
+    return -1;
+}
+
 /* The pending error of a socket (0 = none). */
 int sock_error(int fd)
 {

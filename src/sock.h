@@ -21,6 +21,11 @@ int sock_probe_bind(const struct sockaddr_any *addr);
  * in progress) or -1 with errno (e.g. ECONNREFUSED for an immediate refusal). */
 int sock_connect(const struct sockaddr_any *addr);
 
+/* Where a connect sock_connect() started stands, asked without waiting (on
+ * loopback it has usually finished already): 1 connected, 0 in progress, -1
+ * failed with errno. */
+int sock_connect_check(int fd, const struct sockaddr_any *addr);
+
 /* The pending error of a socket whose connect finished (0 = connected). */
 int sock_error(int fd);
 
