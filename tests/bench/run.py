@@ -36,8 +36,9 @@ Environment (all optional):
   BENCH_CHURN          concurrent churn workers (16)
   BENCH_IDLE_CONNS     idle connections (9000)
   BENCH_IDLE_HOLD      seconds the idle connections are held (1)
-  BENCH_REPEAT         rounds per scenario, targets taking turns; the table
-                       shows each target's median round (1)
+  BENCH_REPEAT         rounds per scenario, targets taking turns in an order
+                       that rotates each round; the table shows each target's
+                       median round (3)
   BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
                        wss100 (all; wss* measure wsgate only)
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
@@ -98,6 +99,23 @@ def other_cores(start, wall0):
     """Cores kept busy on average by processes outside this run since start."""
     (busy0, ours0), (busy1, ours1) = start, cpu_busy_s()
     return max(0.0, (busy1 - busy0) - (ours1 - ours0)) / (time.monotonic() - wall0)
+
+
+def child_pids(pid):
+    """Process ids whose parent is pid (from /proc)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                # the command may contain spaces: the parent follows ") S "
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            kids.append(int(entry))
+    return kids
 
 
 def free_port():
@@ -182,7 +200,7 @@ class Bench:
         self.churn = env_num("BENCH_CHURN", 16)
         self.idle_conns = env_num("BENCH_IDLE_CONNS", 9000)
         self.idle_hold = env_num("BENCH_IDLE_HOLD", 1.0)
-        self.repeat = max(1, env_num("BENCH_REPEAT", 1))
+        self.repeat = max(1, env_num("BENCH_REPEAT", 3))
         self.scenarios = env_list("BENCH_SCENARIOS", SCENARIOS)
         self.targets = env_list("BENCH_TARGETS", TARGETS)
         self.log_level = os.environ.get("BENCH_WSGATE_LOG", "warn")
@@ -346,16 +364,32 @@ backend = {backend}
         extra, targets = plan[scenario]
         if scenario == "latency":
             budget += self.latency_max
-        for _ in range(self.repeat):
-            for target in targets:
-                if target not in self.targets:
-                    continue
+        targets = [t for t in targets if t in self.targets]
+        for round_no in range(self.repeat):
+            # Targets take turns in a rotating order, so that none always
+            # runs right after the same other one.
+            k = round_no % len(targets) if targets else 0
+            for target in targets[k:] + targets[:k]:
                 if scenario == "idle":
                     self.restart(target)
                 self.loadgen(scenario, target, extra, budget)
                 if target == "websockify":
-                    time.sleep(0.5)  # let its per-connection children exit
+                    self.wait_children("websockify")
         self.pick_medians(scenario)
+
+    def wait_children(self, name, timeout=20.0):
+        """Wait until the per-connection processes name forked have exited:
+        they would otherwise take CPU from the next measurement."""
+        srv = self.servers.get(name)
+        if not srv or not srv.proc:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not child_pids(srv.proc.pid):
+                return
+            time.sleep(0.1)
+        print(f"warning: {name} still has {len(child_pids(srv.proc.pid))} children after "
+              f"{timeout:.0f} s", flush=True)
 
     def pick_medians(self, scenario):
         """Keep each target's median round of scenario in self.results."""

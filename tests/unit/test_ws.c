@@ -693,10 +693,11 @@ static void test_utf8_fast_path(void **state)
 static void test_unmask(void **state)
 {
     uint8_t mask[4] = {0x12, 0x34, 0xAB, 0xCD};
-    _Alignas(16) uint8_t buf[128], want[128], orig[128];
+    /* every offset from a 32-byte boundary; lengths past the vector loops */
+    _Alignas(32) uint8_t buf[224], want[224], orig[224];
 
-    for (size_t off = 0; off < 8; off++)
-        for (size_t n = 0; n + off <= 100; n++)
+    for (size_t off = 0; off < 32; off++)
+        for (size_t n = 0; n + off <= 200; n++)
             for (size_t phase = 0; phase < 8; phase++) {
                 rnd_fill(orig, sizeof orig);
                 memcpy(buf, orig, sizeof buf);
@@ -706,7 +707,7 @@ static void test_unmask(void **state)
                 ws_unmask(buf + off, n, mask, phase);
                 assert_memory_equal(buf, want, sizeof buf); /* nothing outside touched */
                 /* split in two with the phase carried */
-                for (size_t k = 0; k <= n; k += 3) {
+                for (size_t k = 0; k <= n; k += 7) {
                     memcpy(buf, orig, sizeof buf);
                     ws_unmask(buf + off, k, mask, phase);
                     ws_unmask(buf + off + k, n - k, mask, phase + k);
