@@ -56,7 +56,7 @@ static void respond(struct session *s, int status)
 static void respond_error(struct session *s, int status, const char *why)
 {
     session_set_reason(s, END_HANDSHAKE, "%d %s", status, why ? why : http_reason(status));
-    metrics_failure(&s->w->gw->metrics, s->stats, status);
+    metrics_failure(&s->w->gw->metrics, s->stats, s->w->id, status);
     struct buf *out = response_buf(s, 1024);
     if (!out)
         return;
@@ -141,7 +141,7 @@ static int serve_static(struct session *s, const struct http_request *req)
     out->end = len;
     s->file_left = (status == 200 && !s->file.head_only) ? s->file.size : 0;
     if (status >= 400)
-        metrics_failure(&s->w->gw->metrics, NULL, status);
+        metrics_failure(&s->w->gw->metrics, NULL, s->w->id, status);
     respond(s, status);
     return 1;
 }
@@ -398,7 +398,7 @@ static void backend_connected(struct session *s, const struct sockaddr_any *addr
     s->cl_state = CL_OPEN;
     s->status = 101;
     s->last_rx = s->last_payload = session_now(s);
-    metrics_connect_time(s->stats, ev_time() - s->connect_started);
+    metrics_connect_time(session_counters(s), ev_time() - s->connect_started);
     send_101(s);
     if (s->cl_state != CL_OPEN)
         return;

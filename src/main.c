@@ -247,7 +247,6 @@ static int run(struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&gw.lock, NULL);
     gw.cfg = cfg;
-    gw.metrics.none.name = (char *)"";
     struct ev_loop *loop = EV_DEFAULT;
     ev_async_init(&workers_done, done_cb);
     ev_async_start(loop, &workers_done);
@@ -260,13 +259,13 @@ static int run(struct config *cfg)
     ev_signal_start(loop, &sig_term);
     ev_signal_start(loop, &sig_hup);
     int rc = 0;
-    if (gateway_attach_stats(&gw, cfg) < 0) {
+    gw.nworkers = worker_count(cfg);
+    if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
         rc = 1;
     }
     if (rc == 0 && probe_listeners(cfg, NULL) < 0)
         rc = 1;
-    gw.nworkers = worker_count(cfg);
     gw.workers = calloc(gw.nworkers, sizeof(*gw.workers));
     if (!gw.workers) {
         log_msg(WLOG_ERROR, "out of memory");

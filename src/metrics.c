@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +13,49 @@ static const double bucket_bounds[METRICS_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.
 static const char *const result_names[RESULT_COUNT] = {
     "normal", "client_dropped", "protocol_error", "backend_error", "timeout", "shutdown", "error"};
 
+/* A route_stats named name with zeroed slots, or NULL. */
+static struct route_stats *stats_new(const char *name, unsigned nslots)
+{
+    struct route_stats *r = calloc(1, sizeof(*r));
+    size_t size = (nslots ? nslots : 1) * sizeof(struct route_counters);
+    if (!r || !(r->name = strdup(name)) ||
+        !(r->slot = aligned_alloc(_Alignof(struct route_counters), size))) {
+        if (r)
+            free(r->name);
+        free(r);
+        return NULL;
+    }
+    memset(r->slot, 0, size);
+    return r;
+}
+
+static void stats_free(struct route_stats *r)
+{
+    if (!r)
+        return;
+    free(r->slot);
+    free(r->name);
+    free(r);
+}
+
+/* Set up m for nslots workers. */
+int metrics_init(struct metrics *m, unsigned nslots)
+{
+    memset(m, 0, sizeof(*m));
+    m->nslots = nslots;
+    m->none = stats_new("", nslots);
+    return m->none ? 0 : -1;
+}
+
 /* The counters for route name, created on first use. */
 struct route_stats *metrics_route(struct metrics *m, const char *name)
 {
     for (struct route_stats *r = m->routes; r; r = r->next)
         if (strcmp(r->name, name) == 0)
             return r;
-    struct route_stats *r = calloc(1, sizeof(*r));
-    if (!r || !(r->name = strdup(name))) {
-        free(r);
+    struct route_stats *r = stats_new(name, m->nslots);
+    if (!r)
         return NULL;
-    }
     r->next = m->routes;
     __atomic_store_n(&m->routes, r, __ATOMIC_RELEASE);
     return r;
@@ -34,31 +67,32 @@ void metrics_free(struct metrics *m)
     while (m->routes) {
         struct route_stats *r = m->routes;
         m->routes = r->next;
-        free(r->name);
-        free(r);
+        stats_free(r);
     }
+    stats_free(m->none);
+    m->none = NULL;
 }
 
 /* Count a handshake answered with status. */
-void metrics_failure(struct metrics *m, struct route_stats *rs, int status)
+void metrics_failure(struct metrics *m, struct route_stats *rs, unsigned worker, int status)
 {
     for (int i = 0; i < METRICS_NSTATUS; i++) {
         if (statuses[i] == status) {
-            metrics_add(&(rs ? rs : &m->none)->failures[i], 1);
+            metrics_add(&(rs ? rs : m->none)->slot[worker].failures[i], 1);
             return;
         }
     }
 }
 
 /* Observe one successful backend connect. */
-void metrics_connect_time(struct route_stats *rs, double seconds)
+void metrics_connect_time(struct route_counters *c, double seconds)
 {
     int i = 0;
     while (i < METRICS_NBUCKETS && seconds > bucket_bounds[i])
         i++;
-    metrics_add(&rs->connect_buckets[i], 1);
-    metrics_add(&rs->connect_count, 1);
-    metrics_add(&rs->connect_usec_sum, (uint64_t)(seconds * 1e6));
+    metrics_add(&c->connect_buckets[i], 1);
+    metrics_add(&c->connect_count, 1);
+    metrics_add(&c->connect_usec_sum, (uint64_t)(seconds * 1e6));
 }
 
 struct out {
@@ -92,17 +126,25 @@ static void outf(struct out *o, const char *fmt, ...)
     }
 }
 
-static uint64_t get(const uint64_t *c)
+/* The sum over every worker's slot of the counter at offset off of struct
+ * route_counters. */
+static uint64_t sum(const struct metrics *m, const struct route_stats *r, size_t off)
 {
-    return __atomic_load_n(c, __ATOMIC_RELAXED);
+    uint64_t total = 0;
+    for (unsigned i = 0; i < (m->nslots ? m->nslots : 1); i++)
+        total +=
+            __atomic_load_n((const uint64_t *)((const char *)&r->slot[i] + off), __ATOMIC_RELAXED);
+    return total;
 }
 
+#define SUM(field) sum(m, r, offsetof(struct route_counters, field))
+
 /* Route names are [A-Za-z0-9_.-]+ (config.c checks), so they need no escaping. */
-static void render_failures(struct out *o, const struct route_stats *r)
+static void render_failures(struct out *o, const struct metrics *m, const struct route_stats *r)
 {
     for (int i = 0; i < METRICS_NSTATUS; i++)
         outf(o, "wsgate_handshake_failures_total{route=\"%s\",status=\"%d\"} %llu\n", r->name,
-             statuses[i], (unsigned long long)get(&r->failures[i]));
+             statuses[i], (unsigned long long)SUM(failures[i]));
 }
 
 /* Render every metric in the Prometheus text format. */
@@ -125,26 +167,26 @@ char *metrics_render(struct metrics *m, size_t *len)
     for (struct route_stats *r = head; r; r = r->next)
         for (int i = 0; i < RESULT_COUNT; i++)
             outf(&o, "wsgate_sessions_total{route=\"%s\",result=\"%s\"} %llu\n", r->name,
-                 result_names[i], (unsigned long long)get(&r->results[i]));
+                 result_names[i], (unsigned long long)SUM(results[i]));
     outf(&o, "# HELP wsgate_handshake_failures_total Upgrade requests refused, by HTTP status.\n"
              "# TYPE wsgate_handshake_failures_total counter\n");
-    render_failures(&o, &m->none);
+    render_failures(&o, m, m->none);
     for (struct route_stats *r = head; r; r = r->next)
-        render_failures(&o, r);
+        render_failures(&o, m, r);
     outf(&o, "# HELP wsgate_bytes_total Payload bytes relayed (up = client to backend).\n"
              "# TYPE wsgate_bytes_total counter\n");
     for (struct route_stats *r = head; r; r = r->next) {
         outf(&o, "wsgate_bytes_total{route=\"%s\",direction=\"up\"} %llu\n", r->name,
-             (unsigned long long)get(&r->bytes_up));
+             (unsigned long long)SUM(bytes_up));
         outf(&o, "wsgate_bytes_total{route=\"%s\",direction=\"down\"} %llu\n", r->name,
-             (unsigned long long)get(&r->bytes_down));
+             (unsigned long long)SUM(bytes_down));
     }
     outf(&o, "# HELP wsgate_backend_connect_seconds Time to connect to a backend.\n"
              "# TYPE wsgate_backend_connect_seconds histogram\n");
     for (struct route_stats *r = head; r; r = r->next) {
         uint64_t cum = 0;
         for (int i = 0; i <= METRICS_NBUCKETS; i++) {
-            cum += get(&r->connect_buckets[i]);
+            cum += SUM(connect_buckets[i]);
             if (i < METRICS_NBUCKETS)
                 outf(&o, "wsgate_backend_connect_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
                      r->name, bucket_bounds[i], (unsigned long long)cum);
@@ -153,9 +195,9 @@ char *metrics_render(struct metrics *m, size_t *len)
                      r->name, (unsigned long long)cum);
         }
         outf(&o, "wsgate_backend_connect_seconds_sum{route=\"%s\"} %.6f\n", r->name,
-             get(&r->connect_usec_sum) / 1e6);
+             SUM(connect_usec_sum) / 1e6);
         outf(&o, "wsgate_backend_connect_seconds_count{route=\"%s\"} %llu\n", r->name,
-             (unsigned long long)get(&r->connect_count));
+             (unsigned long long)SUM(connect_count));
     }
     if (o.oom) {
         free(o.b);

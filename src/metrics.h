@@ -1,7 +1,10 @@
 /* metrics.h - live counters per route and their Prometheus text rendering.
  *
- * Counters are shared by all workers and updated with relaxed atomic adds;
- * they are kept by route name so they survive reloads. */
+ * Every route's counters come in one slot per worker: a worker adds only to
+ * its own slot (a plain load and store, no locked instruction, no cache line
+ * shared with another worker) and a scrape sums the slots. Only the active
+ * gauge, which the per-route connection limit reads, is one shared atomic.
+ * Counters are kept by route name so they survive reloads. */
 #ifndef WSGATE_METRICS_H
 #define WSGATE_METRICS_H
 
@@ -28,38 +31,50 @@ enum session_result {
 #define METRICS_NSTATUS 11
 #define METRICS_NBUCKETS 10 /* connect-time histogram buckets, +Inf excluded */
 
-struct route_stats {
-    struct route_stats *next;
-    char *name; /* "" for failures before a route was known */
-    uint32_t active;
+/* One worker's counters of one route (a cache line of its own at least). */
+struct route_counters {
     uint64_t results[RESULT_COUNT];
     uint64_t failures[METRICS_NSTATUS];
     uint64_t bytes_up, bytes_down;
     uint64_t connect_buckets[METRICS_NBUCKETS + 1]; /* last = +Inf */
     uint64_t connect_count;
     uint64_t connect_usec_sum;
+} __attribute__((aligned(64)));
+
+struct route_stats {
+    struct route_stats *next;
+    char *name;                  /* "" for failures before a route was known */
+    uint32_t active;             /* shared by all workers (atomic) */
+    struct route_counters *slot; /* [metrics.nslots], one per worker */
 };
 
 struct metrics {
     struct route_stats *routes; /* prepend-only list, published atomically */
-    struct route_stats none;    /* failures with no route */
+    struct route_stats *none;   /* failures with no route */
+    unsigned nslots;            /* workers */
 };
 
+/* Set up m for nslots workers. Returns 0, or -1 when out of memory. */
+int metrics_init(struct metrics *m, unsigned nslots);
 /* The counters for route name, created on first use (main thread only, at
  * configuration load). NULL when out of memory. */
 struct route_stats *metrics_route(struct metrics *m, const char *name);
 /* Free every counter (at exit). */
 void metrics_free(struct metrics *m);
 
+/* Add n to a counter of the calling worker's own slot. Only that worker
+ * writes it, so no locked add is needed; the relaxed atomic load and store
+ * keep a concurrent scrape well defined. */
 static inline void metrics_add(uint64_t *counter, uint64_t n)
 {
-    __atomic_add_fetch(counter, n, __ATOMIC_RELAXED);
+    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
-/* Count a handshake answered with status (no-op for statuses not listed). */
-void metrics_failure(struct metrics *m, struct route_stats *rs, int status);
+/* Count a handshake worker answered with status, for route rs (NULL: none
+ * known yet); no-op for statuses not listed. */
+void metrics_failure(struct metrics *m, struct route_stats *rs, unsigned worker, int status);
 /* Observe one successful backend connect that took seconds. */
-void metrics_connect_time(struct route_stats *rs, double seconds);
+void metrics_connect_time(struct route_counters *c, double seconds);
 
 /* Render every metric in the Prometheus text format into a malloc'd string;
  * *len gets its length. NULL when out of memory. */

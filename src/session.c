@@ -123,7 +123,8 @@ static void session_end(struct session *s)
     ev_timer_stop(w->loop, &s->timer);
     session_release_slot(s);
     if (s->status == 101)
-        metrics_add(&s->stats->results[s->has_cause ? end_causes[s->cause].result : RESULT_ERROR],
+        metrics_add(&session_counters(s)
+                         ->results[s->has_cause ? end_causes[s->cause].result : RESULT_ERROR],
                     1);
 
     struct access_record r = {
@@ -266,7 +267,7 @@ static void on_data(struct session *s, const struct ws_event *ev, size_t base)
         return;
     add_span(s, off, len);
     s->bytes_up += len;
-    metrics_add(&s->stats->bytes_up, len);
+    metrics_add(&session_counters(s)->bytes_up, len);
     s->last_payload = session_now(s);
 }
 
@@ -447,7 +448,7 @@ static void backend_read(struct session *s)
     out->end = head + len;
     s->out = out;
     s->bytes_down += (size_t)n;
-    metrics_add(&s->stats->bytes_down, (uint64_t)n);
+    metrics_add(&session_counters(s)->bytes_down, (uint64_t)n);
     s->last_payload = session_now(s);
     session_client_write(s);
 }

@@ -123,6 +123,12 @@ static inline ev_tstamp session_now(struct session *s)
     return ev_now(s->w->loop);
 }
 
+/* This worker's counters of the session's route (s->stats must be set). */
+static inline struct route_counters *session_counters(struct session *s)
+{
+    return &s->stats->slot[s->w->id];
+}
+
 /* session.c */
 /* Record why the session ends; the first reason wins. */
 void session_set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)

@@ -16,7 +16,8 @@ struct listener;
 struct session;
 
 /* Process-wide state. Workers share only the configuration pointer (handed
- * over under lock on reload) and the counters (atomic). */
+ * over under lock on reload), the counters (one slot per worker, see metrics.h)
+ * and the connection-limit gauges (atomic). */
 struct gateway {
     pthread_mutex_t lock;
     struct config *cfg; /* the newest configuration */

@@ -114,13 +114,17 @@ def wait_results(gw, exp, rt):
 
 
 @pytest.mark.deadline(180)
-def test_metrics_match_traffic(gw, backends, wsgate_binary):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_match_traffic(gw, backends, wsgate_binary, workers):
+    """Every counter against the traffic that made it; with two workers the
+    sessions spread over both and each scrape sums their slots."""
     echo = backends.echo()
     echo2 = backends.echo()
     beta_be = backends.custom(greet_sink_handler)
     reset_be = backends.reset(after_bytes=1)
     names = ["alpha", "beta", "orig", "lim", "sub", "dead", "rst"]
     cfg = {
+        "gateway": {"workers": workers},
         "route:alpha": route(echo.addr, "/alpha"),
         "route:beta": route(beta_be.addr, "/beta"),
         "route:orig": route(echo.addr, "/orig", allowed_origins="https://good.example"),
