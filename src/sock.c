@@ -59,8 +59,9 @@ int sock_connect(const struct sockaddr_any *addr)
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 && errno != EINPROGRESS &&
-        errno != EAGAIN) {
+    /* EAGAIN is a failure too: a Unix listener's backlog is full, or no
+     * local port is left; nothing is in progress then. */
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         errno = e;
@@ -75,7 +76,7 @@ int sock_connect_check(int fd, const struct sockaddr_any *addr)
 {
     if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0 || errno == EISCONN)
         return 1;
-    if (errno == EALREADY || errno == EINPROGRESS || errno == EAGAIN || errno == EINTR)
+    if (errno == EALREADY || errno == EINPROGRESS || errno == EINTR)
         return 0;
     return -1;
 }

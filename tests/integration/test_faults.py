@@ -510,3 +510,100 @@ def test_client_dribble_beyond_ping_interval(gw, echo):
     c.close()
     gw.clients.remove(c)
     res.wait_fds_back(what="the dribbling client closed")
+
+
+# ---------------------------------------------------------------- unix: backends
+
+
+class UnixEcho:
+    """An echo backend on a Unix socket (accepting only while serving)."""
+
+    def __init__(self, path, backlog=8, serve=True):
+        import socket
+        self.path = path
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ls.bind(path)
+        self.ls.listen(backlog)
+        self.stop = threading.Event()
+        self.th = None
+        if serve:
+            self.th = threading.Thread(target=self.serve, daemon=True)
+            self.th.start()
+
+    def serve(self):
+        import socket
+        self.ls.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.ls.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self.echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def echo(conn):
+        with conn:
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    return
+                conn.sendall(d)
+
+    def close(self):
+        self.stop.set()
+        if self.th:
+            self.th.join(5)
+        self.ls.close()
+
+
+def test_unix_backend_relays(gw, tmp_path):
+    """backend = unix:/path: bytes both ways, and a 1000 close."""
+    be = UnixEcho(str(tmp_path / "echo.sock"))
+    try:
+        start(gw, "unix:" + be.path)
+        c = gw.ws("/")
+        for n in (1, 125, 70000):
+            data = os.urandom(n)
+            c.send_frame(OP_BINARY, data)
+            assert c.read_data(n) == data
+        c.send_close(1000)
+        c.expect_close(1000)
+    finally:
+        be.close()
+
+
+def test_unix_backend_missing_502(gw, tmp_path):
+    """A Unix socket path nobody listens on: 502, nothing leaked."""
+    res = start(gw, "unix:" + str(tmp_path / "nobody.sock"))
+    for _ in range(PER_ROUND):
+        expect_502(gw)
+    res.wait_fds_back(what="502 responses")
+    assert gw.alive()
+
+
+def test_unix_backend_backlog_full_502(gw, tmp_path):
+    """A Unix listener whose backlog is full refuses a non-blocking connect
+    with EAGAIN: that is a failed connect (502), not one in progress."""
+    import socket
+    be = UnixEcho(str(tmp_path / "full.sock"), backlog=0, serve=False)
+    fillers = []
+    try:
+        while True:  # fill the backlog (never accepted)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(be.path)
+            except BlockingIOError:
+                s.close()
+                break
+            fillers.append(s)
+            assert len(fillers) < 100, "the backlog never filled"
+        res = start(gw, "unix:" + be.path)
+        for _ in range(5):
+            expect_502(gw)
+        res.wait_fds_back(what="502 responses")
+        assert gw.alive()
+    finally:
+        for s in fillers:
+            s.close()
+        be.close()
