@@ -389,11 +389,10 @@ static void send_101(struct session *s)
     s->out->end = len - sent;
 }
 
-/* The backend is connected: send the 101 and start relaying, beginning with
- * whatever the client pipelined after its request. */
-static void backend_connected(struct session *s, const struct sockaddr_any *addr)
+/* The backend is connected (and its TLS up, if any): send the 101 and start
+ * relaying, beginning with whatever the client pipelined after its request. */
+static void backend_connected(struct session *s)
 {
-    sock_tune(s->be.tr.fd, addr);
     s->be_state = BE_OPEN;
     s->cl_state = CL_OPEN;
     s->status = 101;
@@ -407,8 +406,6 @@ static void backend_connected(struct session *s, const struct sockaddr_any *addr
         session_backend_write(s);
 }
 
-static void backend_ready(struct session *s, const struct sockaddr_any *addr);
-
 /* The connect to s->backend failed with err: note it and close the socket
  * (the caller tries the next address). */
 static void connect_failed(struct session *s, int err)
@@ -417,6 +414,27 @@ static void connect_failed(struct session *s, int err)
             strerror(err));
     s->connect_err = err;
     session_half_close(s, &s->be);
+}
+
+/* The backend's TCP (or Unix) connection is up: start TLS over it when the
+ * route wants it, else relay. */
+static void backend_ready(struct session *s, const struct sockaddr_any *addr)
+{
+    sock_tune(s->be.tr.fd, addr);
+    if (s->route->backend_tls) {
+        s->be.tr.ssl = tls_backend_ssl(s->route, s->backend->host, s->be.tr.fd);
+        if (!s->be.tr.ssl) {
+            log_msg(WLOG_ERROR, "%s: route %s: cannot set up TLS to %s", s->peer, s->route->name,
+                    s->backend->text);
+            session_half_close(s, &s->be);
+            handshake_connect(s);
+            return;
+        }
+        s->be_state = BE_TLS;
+        handshake_backend_tls(s);
+        return;
+    }
+    backend_connected(s);
 }
 
 /* Try the next backend address; when none is left answer 502 or 504. */
@@ -470,7 +488,7 @@ void handshake_backend_tls(struct session *s)
         handshake_connect(s);
         return;
     }
-    backend_connected(s, &s->backend->addrs[s->cursor.addr - 1]);
+    backend_connected(s);
 }
 
 void handshake_connect_done(struct session *s)
@@ -482,25 +500,4 @@ void handshake_connect_done(struct session *s)
         return;
     }
     backend_ready(s, &s->backend->addrs[s->cursor.addr - 1]);
-}
-
-/* The backend's TCP (or Unix) connection is up: start TLS over it when the
- * route wants it, else relay. */
-static void backend_ready(struct session *s, const struct sockaddr_any *addr)
-{
-    if (s->route->backend_tls) {
-        sock_tune(s->be.tr.fd, addr);
-        s->be.tr.ssl = tls_backend_ssl(s->route, s->backend->host, s->be.tr.fd);
-        if (!s->be.tr.ssl) {
-            log_msg(WLOG_ERROR, "%s: route %s: cannot set up TLS to %s", s->peer, s->route->name,
-                    s->backend->text);
-            session_half_close(s, &s->be);
-            handshake_connect(s);
-            return;
-        }
-        s->be_state = BE_TLS;
-        handshake_backend_tls(s);
-        return;
-    }
-    backend_connected(s, addr);
 }

@@ -107,6 +107,12 @@ static const char *config_file; /* NULL for the command-line form */
 static int stop_signals;
 static int verbose; /* -v: debug level whatever the file says */
 
+/* cfg's log level and format; -v keeps the debug level across reloads. */
+static void apply_log_settings(const struct config *cfg)
+{
+    log_setup(verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
+}
+
 /* SIGINT/SIGTERM: the first drains, a second closes everything at once. */
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -201,7 +207,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     gw.cfg = cfg;
     pthread_mutex_unlock(&gw.lock);
     config_unref(old);
-    log_setup(verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
+    apply_log_settings(cfg);
     for (unsigned i = 0; i < gw.nworkers; i++)
         worker_post(&gw.workers[i], WCMD_RELOAD);
     log_msg(WLOG_INFO, "SIGHUP: reloaded %s: %zu listener(s), %zu route(s)", config_file,
@@ -454,6 +460,6 @@ int main(int argc, char **argv)
         return 0;
     }
     verbose = o.verbose;
-    log_setup(o.verbose ? WLOG_DEBUG : cfg->log_level, cfg->log_format);
+    apply_log_settings(cfg);
     return run(cfg);
 }

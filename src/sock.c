@@ -91,13 +91,12 @@ int sock_error(int fd)
     return err;
 }
 
-/* True when the peer has closed or reset the connection. */
+/* True when the peer has closed or reset the connection (a reset or any
+ * other fatal error leaves the socket in state CLOSE). */
 int sock_peer_gone(int fd)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
-    if (sock_error(fd) != 0)
-        return 1;
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return 0;
     return ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE ||

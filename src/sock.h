@@ -30,8 +30,8 @@ int sock_connect_check(int fd, const struct sockaddr_any *addr);
 int sock_error(int fd);
 
 /* True when the peer of a TCP socket has closed or reset it, seen without
- * reading (its data may still be queued): state CLOSE_WAIT or CLOSE, or a
- * pending error. */
+ * reading (its data may still be queued): state CLOSE_WAIT, LAST_ACK or
+ * CLOSE (where a reset or any fatal error leaves it). */
 int sock_peer_gone(int fd);
 
 /* TCP_NODELAY and keepalive (60 s idle, 10 s interval, 6 probes) on TCP

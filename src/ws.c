@@ -123,11 +123,6 @@ static inline __attribute__((always_inline)) void unmask_body(uint8_t *data, siz
         data[i] ^= m[i & 3];
 }
 
-static void unmask_generic(uint8_t *data, size_t n, const uint8_t mask[4], size_t phase)
-{
-    unmask_body(data, n, mask, phase);
-}
-
 #if defined(__x86_64__) && defined(__GNUC__)
 /* The same loop compiled for AVX2, chosen at run time where the CPU has it. */
 __attribute__((target("avx2"))) static void unmask_avx2(uint8_t *data, size_t n,
@@ -145,7 +140,7 @@ void ws_unmask(uint8_t *data, size_t n, const uint8_t mask[4], size_t phase)
         return;
     }
 #endif
-    unmask_generic(data, n, mask, phase);
+    unmask_body(data, n, mask, phase);
 }
 
 /* ---- decoder ---------------------------------------------------------- */

@@ -97,6 +97,18 @@ accepts() {
 	"$WSGATE" -t -c "$tmp/probe.ini" >"$tmp/probe.out" 2>&1
 }
 
+# start_wsgate NAME WHAT: check $tmp/NAME.ini with -t (die naming WHAT when
+# it is refused), then run wsgate on it in the background, logging to
+# $tmp/NAME.log.
+start_wsgate() {
+	"$WSGATE" -t -c "$tmp/$1.ini" >"$tmp/check.out" 2>&1 || {
+		cat "$tmp/check.out" >&2
+		die "wsgate rejects the $2 configuration"
+	}
+	"$WSGATE" -c "$tmp/$1.ini" >"$tmp/$1.log" 2>&1 &
+	pids="$pids $!"
+}
+
 # ---- backends -----------------------------------------------------------
 "$NODE" "$here/echo-server.mjs" "$tmp/echo.port" &
 pids="$pids $!"
@@ -162,12 +174,7 @@ backend = 127.0.0.1:$echo_port
 ping_interval = 1s
 pong_timeout = 1s
 EOF
-"$WSGATE" -t -c "$tmp/wsgate.ini" >"$tmp/check.out" 2>&1 || {
-	cat "$tmp/check.out" >&2
-	die "wsgate rejects the test configuration"
-}
-"$WSGATE" -c "$tmp/wsgate.ini" >"$tmp/wsgate.log" 2>&1 &
-pids="$pids $!"
+start_wsgate wsgate test
 wait_for="127.0.0.1:$ws_port,127.0.0.1:$page_port"
 
 scenarios=${WSGATE_BROWSER_SCENARIOS:-echo,echo-b64,origin,heartbeat}
@@ -197,12 +204,7 @@ backend = 127.0.0.1:$echo_port
 allowed_origins = http://127.0.0.1:$demo_port
 subprotocols = binary, base64
 EOF
-	"$WSGATE" -t -c "$tmp/wsgate-demo.ini" >"$tmp/check.out" 2>&1 || {
-		cat "$tmp/check.out" >&2
-		die "wsgate rejects the demo configuration"
-	}
-	"$WSGATE" -c "$tmp/wsgate-demo.ini" >"$tmp/wsgate-demo.log" 2>&1 &
-	pids="$pids $!"
+	start_wsgate wsgate-demo demo
 	demo_url="http://127.0.0.1:$demo_port/"
 	wait_for="$wait_for,127.0.0.1:$demo_port"
 	;;
@@ -272,12 +274,7 @@ $novnc_web
 path = /websockify
 $target_line
 EOF
-	"$WSGATE" -t -c "$tmp/wsgate-novnc.ini" >"$tmp/check.out" 2>&1 || {
-		cat "$tmp/check.out" >&2
-		die "wsgate rejects the noVNC configuration"
-	}
-	"$WSGATE" -c "$tmp/wsgate-novnc.ini" >"$tmp/wsgate-novnc.log" 2>&1 &
-	pids="$pids $!"
+	start_wsgate wsgate-novnc noVNC
 	;;
 esac
 

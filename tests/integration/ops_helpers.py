@@ -196,21 +196,18 @@ class Metrics:
                 "line %d has stray white space: %r" % (lineno, line)
             assert line, "line %d is empty" % lineno
             if line.startswith("#"):
-                m = _HELP_RE.match(line)
+                m = None
+                for kind, regex, seen in (("HELP", _HELP_RE, self.helps),
+                                          ("TYPE", _TYPE_RE, self.types)):
+                    m = regex.match(line)
+                    if m:
+                        assert m.group(1) not in seen, "line %d: second %s for %s" % (
+                            lineno, kind, m.group(1))
+                        assert m.group(1) not in seen_families, \
+                            "line %d: %s for %s after its samples" % (lineno, kind, m.group(1))
+                        seen[m.group(1)] = m.group(2)
+                        break
                 if m:
-                    assert m.group(1) not in self.helps, "line %d: second HELP for %s" % (
-                        lineno, m.group(1))
-                    assert m.group(1) not in seen_families, \
-                        "line %d: HELP for %s after its samples" % (lineno, m.group(1))
-                    self.helps[m.group(1)] = m.group(2)
-                    continue
-                m = _TYPE_RE.match(line)
-                if m:
-                    assert m.group(1) not in self.types, "line %d: second TYPE for %s" % (
-                        lineno, m.group(1))
-                    assert m.group(1) not in seen_families, \
-                        "line %d: TYPE for %s after its samples" % (lineno, m.group(1))
-                    self.types[m.group(1)] = m.group(2)
                     continue
                 assert not line.startswith("# HELP") and not line.startswith("# TYPE"), \
                     "line %d: malformed HELP/TYPE line %r" % (lineno, line)

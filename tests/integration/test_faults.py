@@ -392,15 +392,22 @@ def test_slow_backend_live_client_not_dropped(gw, backends):
         release.set()
         outq.put(None)
     tail.join(30)
+    all_delivered_then_close(gw, c, res, slow, payload, nframes, "the stalled session closed")
+
+
+def all_delivered_then_close(gw, c, res, slow, payload, nframes, what):
+    """The slow backend got nframes copies of payload, every byte and in
+    order; then a close handshake ends the session and its fds."""
     rec = slow.wait_connections(1)
     harness.wait_until(lambda: rec.received >= nframes * len(payload), timeout=60,
                        what="every payload byte at the backend")
+    assert rec.received == nframes * len(payload)
     assert bytes(rec.data) == payload * nframes
     c.send_close(1000)
     c.expect_close(1000)
     c.close()
     gw.clients.remove(c)
-    res.wait_fds_back(what="the stalled session closed")
+    res.wait_fds_back(what=what)
 
 
 @pytest.mark.parametrize("how", [
@@ -452,16 +459,7 @@ def test_slow_backend_then_reads(gw, backends, asan):
     c.sock.setblocking(True)
     c.sock.sendall(frame[len(frame) - rest:] if rest else b"")
     nframes = (sent + rest) // len(frame)
-    rec = slow.wait_connections(1)
-    harness.wait_until(lambda: rec.received >= nframes * len(payload), timeout=60,
-                       what="every payload byte at the backend")
-    assert rec.received == nframes * len(payload)
-    assert bytes(rec.data) == payload * nframes
-    c.send_close(1000)
-    c.expect_close(1000)
-    c.close()
-    gw.clients.remove(c)
-    res.wait_fds_back(what="the slow backend caught up")
+    all_delivered_then_close(gw, c, res, slow, payload, nframes, "the slow backend caught up")
 
 
 # ---------------------------------------------------------------- slow client

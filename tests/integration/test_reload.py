@@ -19,20 +19,13 @@ from ops_helpers import (RelayFleet, connect_refused, listening_inodes, scrape, 
 HOST = "127.0.0.1"
 
 
-def base_config(gw, echo, p_removed, lim):
+def make_config(gw, echo, port, route_name, lim):
+    """Before the reload: listeners gw.listen + port, routes keep, old (the
+    route_name), lim. After it: another port and "new" instead of "old"."""
     return {
-        "gateway": {"listen": [gw.listen, "%s:%d" % (HOST, p_removed)], "workers": 2},
+        "gateway": {"listen": [gw.listen, "%s:%d" % (HOST, port)], "workers": 2},
         "route:keep": route(echo.addr, "/keep"),
-        "route:old": route(echo.addr, "/old"),
-        "route:lim": route(echo.addr, "/lim", max_connections=lim),
-    }
-
-
-def reloaded_config(gw, echo, p_added, lim):
-    return {
-        "gateway": {"listen": [gw.listen, "%s:%d" % (HOST, p_added)], "workers": 2},
-        "route:keep": route(echo.addr, "/keep"),
-        "route:new": route(echo.addr, "/new"),
+        "route:%s" % route_name: route(echo.addr, "/" + route_name),
         "route:lim": route(echo.addr, "/lim", max_connections=lim),
     }
 
@@ -77,7 +70,7 @@ def test_reload_under_load_keeps_every_session(gw, backends):
     echo = backends.echo()
     p_removed = free_port()
     p_added = free_port()
-    gw.start(base_config(gw, echo, p_removed, lim=4))
+    gw.start(make_config(gw, echo, p_removed, "old", lim=4))
     wait_until(lambda: listening_inodes(p_removed), what="second listener")
 
     # Before: the old routes answer, the route limit is 4 (3 sessions fit).
@@ -102,7 +95,7 @@ def test_reload_under_load_keeps_every_session(gw, backends):
         assert main_inodes, "no listening socket on %d" % gw.port
 
         # -- reload with a changed file
-        gw.write_config(reloaded_config(gw, echo, p_added, lim=2))
+        gw.write_config(make_config(gw, echo, p_added, "new", lim=2))
         log = send_hup(gw)
         assert "SIGHUP: reloaded %s: 2 listener(s), 3 route(s)" % gw.config_path in log, log
         at_reload = fleet.verified()
@@ -140,7 +133,7 @@ def test_reload_under_load_keeps_every_session(gw, backends):
 
         # -- an invalid file changes nothing: it would bring back /old and
         # the removed listener, drop /new and raise the limit.
-        bad = gw.write_config(base_config(gw, echo, p_removed, lim=4))
+        bad = gw.write_config(make_config(gw, echo, p_removed, "old", lim=4))
         with open(bad) as f:
             lines = f.read().split("\n")
         idx = lines.index("max_connections = 4")
