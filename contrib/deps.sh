@@ -3,10 +3,16 @@
 # suite) on Debian 12. Idempotent; run as root.
 set -e
 pkgs="build-essential autoconf automake pkg-config libev-dev libssl-dev libinih-dev"
+# Redis tokens, asynchronous DNS, JSON (JWT, Redis values), compression, crypt(3)
+pkgs="$pkgs libhiredis-dev libc-ares-dev libjansson-dev zlib1g-dev libcrypt-dev"
 if [ "${1:-}" = "--test" ]; then
     # unit and integration tests, packaging checks, make distcheck
     pkgs="$pkgs libcmocka-dev python3 python3-websockets python3-pytest python3-yaml openssl procps"
     pkgs="$pkgs groff-base man-db xz-utils"
+    # fuzzing (libFuzzer), real peers: haproxy, nginx, redis, JWTs minted by
+    # python3-jwt, a DNS server (dnslib), asciinema; profiling for the bench
+    pkgs="$pkgs clang libclang-rt-14-dev haproxy nginx-light redis-server python3-jwt"
+    pkgs="$pkgs python3-cryptography python3-dnslib asciinema strace"
     # browser and noVNC end-to-end tests
     pkgs="$pkgs chromium novnc tigervnc-standalone-server x11-xserver-utils fonts-dejavu-core"
     command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
