@@ -120,6 +120,34 @@ int io_handshake(struct io *io, char *why, size_t whylen)
     return -1;
 }
 
+int io_events(const struct io *io, int want)
+{
+    if (!io->ssl)
+        return want;
+    if (!io->handshaken)
+        return (io->want & IO_HS_WANTS_WRITE) ? EV_WRITE : EV_READ;
+    int ev = want;
+    if ((want & EV_READ) && (io->want & IO_READ_WANTS_WRITE))
+        ev |= EV_WRITE;
+    if ((want & EV_WRITE) && (io->want & IO_WRITE_WANTS_READ))
+        ev |= EV_READ;
+    return ev;
+}
+
+int io_ready(const struct io *io, int revents)
+{
+    int r = revents & (EV_READ | EV_WRITE);
+    if (!io->ssl || !r)
+        return r;
+    if (!io->handshaken)
+        return EV_READ | ((io->want & IO_HS_WANTS_WRITE) ? EV_WRITE : 0);
+    if ((io->want & IO_WRITE_WANTS_READ) && (revents & EV_READ))
+        r |= EV_WRITE;
+    if ((io->want & IO_READ_WANTS_WRITE) && (revents & EV_WRITE))
+        r |= EV_READ;
+    return r;
+}
+
 int io_pending(const struct io *io)
 {
     return io->ssl ? SSL_pending(io->ssl) > 0 : 0;

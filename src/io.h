@@ -9,6 +9,7 @@
 #ifndef WSGATE_IO_H
 #define WSGATE_IO_H
 
+#include <ev.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -38,6 +39,14 @@ int io_handshake(struct io *io, char *why, size_t whylen);
 /* Bytes already decrypted and waiting inside OpenSSL (read them before
  * waiting for the socket). */
 int io_pending(const struct io *io);
+/* The events a watcher on this transport must wait for, given what the
+ * caller wants to do next (EV_READ to read, EV_WRITE to write, or both): a
+ * TLS handshake in progress waits for what it asked, a blocked TLS read may
+ * need writability and a blocked TLS write readability. */
+int io_events(const struct io *io, int want);
+/* What may make progress after a watcher saw revents: EV_READ when a read
+ * (or the TLS handshake) may, EV_WRITE when a write may. */
+int io_ready(const struct io *io, int revents);
 /* Send our end of stream: TLS close_notify (best effort), then SHUT_WR. */
 void io_shutdown(struct io *io);
 /* Free TLS state and close the socket. */

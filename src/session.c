@@ -1,149 +1,307 @@
-/* session.c - the relay between one WebSocket client and one TCP backend.
+/* session.c - one client connection from accept to close.
  *
- * A session has two halves, the client and the backend. Data flows through
- * two buffers taken from the worker's pool only while data is in flight:
+ * A session has two halves, the client and the backend, each a transport
+ * (io.h) with one watcher, and one timer. Its life is one phase:
  *
- *   in:  raw client frames. The decoder unmasks payload in place and records
- *        the payload ranges ("spans"); the backend gets them with writev, so
- *        client payload is never copied in user space. While spans are
- *        pending the client is not read once the buffer is full.
- *   out: one frame for the client at a time: backend bytes are read after
- *        WS_MAX_SERVER_HEADER bytes of headroom and the header is written just
- *        before them, so the frame goes out in one write. The backend is not
- *        read while a frame is in flight. Responses of the handshake
- *        (handshake.c) use the same buffer when the socket does not take
- *        them at once.
+ *   REQUEST --> CONNECT --> RELAY --> CLOSING --> LINGER --> FLUSH --> CLOSED
+ *      |           |          |          |           |         ^
+ *      +-----------+--> RESPOND --> LINGER           +---------+
+ *   (any phase may go straight to CLOSED)
  *
- * Control frames (pong, ping, close) wait in small slots and are written
- * between data frames, never inside one.
+ *   REQUEST  TLS handshake and request head (handshake_timeout)
+ *   CONNECT  the upgrade is admitted; the backend is being dialled (dial.c)
+ *   RESPOND  an HTTP answer (an error, health, metrics or a file) is written
+ *   RELAY    101 sent: frames relayed both ways (relay.c)
+ *   CLOSING  a close frame is queued or sent: the close handshake finishes
+ *   LINGER   our last byte is out: the client's remaining bytes are discarded
+ *            until it closes (the backend may still take what it is owed)
+ *   FLUSH    the client is gone after a clean close; the backend still takes
+ *            what it is owed
+ *   CLOSED   both halves are closed; the session is freed
  *
- * Every callback ends in session_rearm(), which derives the events each
- * watcher needs from the buffer state (backpressure is computed, not
- * toggled), closes a half whose work is done, and frees the session once both
- * halves are closed: session_end() is the one place a session ends. */
+ * The transitions are written in enter() and asserted against a table; the
+ * layers below (gate.c before the 101, dial.c for the backend, relay.c for
+ * the data) never call back here: they return results and note reasons in
+ * the session's outcome. Every callback ends in settle(), which derives the
+ * next phase from the state of the layers, frees a CLOSED session (the one
+ * place a session ends), and rearms: watcher events derived from buffer state
+ * (backpressure is computed, not toggled) and one timer for the earliest
+ * deadline, whose action next_due() names. */
 #include "session.h"
-#include "session_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
+#include "check.h"
+#include "dial.h"
+#include "gate.h"
 #include "http.h"
 #include "log.h"
+#include "outcome.h"
+#include "relay.h"
 #include "sock.h"
 #include "tls.h"
+#include "upgrade.h"
+#include "worker.h"
 
-static const struct {
-    const char *by;
-    enum session_result result;
-} end_causes[] = {
-    [END_CLIENT_CLOSE] = {"client", RESULT_NORMAL},
-    [END_CLIENT_DROP] = {"client", RESULT_CLIENT_DROPPED},
-    [END_BACKEND_EOF] = {"backend", RESULT_NORMAL},
-    [END_BACKEND_ERROR] = {"backend", RESULT_BACKEND_ERROR},
-    [END_PROTOCOL] = {"gateway", RESULT_PROTOCOL_ERROR},
-    [END_TIMEOUT] = {"gateway", RESULT_TIMEOUT},
-    [END_SHUTDOWN] = {"gateway", RESULT_SHUTDOWN},
-    [END_HANDSHAKE] = {"gateway", RESULT_ERROR},
-    [END_ERROR] = {"gateway", RESULT_ERROR},
+#define CLOSE_WAIT 5.0   /* seconds for the close handshake and final flushes */
+#define LINGER 2.0       /* seconds to drain a client after our last byte */
+#define PAUSED_PROBE 1.0 /* seconds between checks of a client we do not read */
+
+enum phase {
+    PH_REQUEST,
+    PH_CONNECT,
+    PH_RESPOND,
+    PH_RELAY,
+    PH_CLOSING,
+    PH_LINGER,
+    PH_FLUSH,
+    PH_CLOSED
 };
 
-static void session_rearm(struct session *s);
-static int client_has_output(struct session *s);
+static const char *const phase_names[] = {"request", "connect", "respond", "relay",
+                                          "closing", "linger",  "flush",   "closed"};
 
-/* Record why the session ends; the first reason wins. */
-void session_set_reason(struct session *s, enum end_cause cause, const char *fmt, ...)
+#define TO(p) (1u << (p))
+static const unsigned next_phases[] = {
+    [PH_REQUEST] = TO(PH_CONNECT) | TO(PH_RESPOND) | TO(PH_CLOSED),
+    [PH_CONNECT] = TO(PH_RELAY) | TO(PH_RESPOND) | TO(PH_CLOSED),
+    [PH_RESPOND] = TO(PH_LINGER) | TO(PH_CLOSED),
+    [PH_RELAY] = TO(PH_CLOSING) | TO(PH_FLUSH) | TO(PH_CLOSED),
+    [PH_CLOSING] = TO(PH_LINGER) | TO(PH_FLUSH) | TO(PH_CLOSED),
+    [PH_LINGER] = TO(PH_FLUSH) | TO(PH_CLOSED),
+    [PH_FLUSH] = TO(PH_CLOSED),
+    [PH_CLOSED] = 0,
+};
+
+/* What the timer does when the earliest deadline is due. */
+enum action {
+    ACT_NONE,
+    ACT_HANDSHAKE_TIMEOUT,
+    ACT_CONNECT_TIMEOUT,
+    ACT_RESPONSE_STALLED,
+    ACT_RESUME, /* client input waits for another turn (the per-wake-up budget) */
+    ACT_PROBE,  /* a client we do not read: did it reset? */
+    ACT_CLOSE_TIMEOUT,
+    ACT_PONG_TIMEOUT,
+    ACT_PING,
+    ACT_IDLE,
+    ACT_LINGER_OVER,
+    ACT_FLUSH_TIMEOUT,
+};
+
+struct half {
+    struct io tr;
+    ev_io io;
+    int events; /* what the watcher waits for now */
+};
+
+struct session {
+    struct session *prev, *next;
+    struct worker *w;
+    struct config *cfg;
+    enum phase phase;
+    struct half cl, be;
+    ev_timer timer;
+    ev_tstamp timer_at; /* when the timer fires; 0 = not running */
+    ev_tstamp started;
+    struct outcome end;
+    char peer[64];
+
+    /* REQUEST: a head that arrived in pieces (malloc'd, exactly its size) */
+    uint8_t *head;
+    size_t head_len;
+    char *tls_name; /* verified client certificate name (malloc'd), or NULL */
+
+    /* CONNECT and on */
+    const struct route *route;
+    struct gate_verdict v; /* the answer to the request */
+    struct buf *pipelined; /* client bytes after the request head */
+    bool holds_slot;       /* counted in the connection limits */
+    bool busy;             /* counted in w->nbusy: drain waits for it */
+    struct dial dial;
+
+    /* RESPOND */
+    ev_tstamp progress; /* last byte of the response written */
+    bool client_eof;    /* the client half-closed: keep writing, stop reading */
+    bool resp_is_body;  /* the response buffer holds file bytes (TLS) */
+    uint64_t body_sent; /* bytes of the file written */
+
+    /* RELAY and on */
+    struct relay relay;
+    ev_tstamp ping_sent;  /* a ping is outstanding while ping_sent > relay.last_rx */
+    ev_tstamp probe_from; /* reading the client paused (backpressure) since, or 0 */
+    ev_tstamp linger_since;
+};
+
+static ev_tstamp now_of(const struct session *s)
 {
-    if (s->has_cause)
-        return;
-    s->has_cause = 1;
-    s->cause = cause;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
-    va_end(ap);
+    return ev_now(s->w->loop);
 }
 
-static void half_set_events(struct session *s, struct half *h, int events)
+/* ---- halves ----------------------------------------------------------- */
+
+static void half_watch(struct session *s, struct half *h, int want)
 {
-    if (h->tr.fd < 0 || h->events == events)
-        return;
-    ev_io_stop(s->w->loop, &h->io);
-    if (events) {
-        ev_io_set(&h->io, h->tr.fd, events);
-        ev_io_start(s->w->loop, &h->io);
+    int events = h->tr.fd < 0 ? 0 : io_events(&h->tr, want);
+    if (h->events != events) {
+        ev_io_stop(s->w->loop, &h->io);
+        if (events) {
+            ev_io_set(&h->io, h->tr.fd, events);
+            ev_io_start(s->w->loop, &h->io);
+        }
+        h->events = events;
     }
-    h->events = events;
+    /* Bytes OpenSSL already decrypted are handled now rather than after a
+     * readiness that may never come. */
+    if ((events & EV_READ) && io_pending(&h->tr))
+        ev_feed_event(s->w->loop, &h->io, EV_READ);
 }
 
-void session_half_close(struct session *s, struct half *h)
+static void half_unwatch(struct session *s, struct half *h)
 {
-    if (h->tr.fd < 0)
-        return;
     ev_io_stop(s->w->loop, &h->io);
-    io_close(&h->tr);
     h->events = 0;
 }
 
-void session_close_backend(struct session *s)
+static void half_close(struct session *s, struct half *h)
 {
-    session_half_close(s, &s->be);
-    if (s->be_state != BE_NONE)
-        s->be_state = BE_CLOSED;
-    s->nspans = s->span0 = 0;
+    half_unwatch(s, h);
+    if (h->tr.fd >= 0)
+        io_close(&h->tr);
 }
 
-static void close_client(struct session *s)
+static bool half_open(const struct half *h)
 {
-    session_half_close(s, &s->cl);
-    s->cl_state = CL_CLOSED;
+    return h->tr.fd >= 0;
 }
 
-void session_release_slot(struct session *s)
+/* ---- the session's life ----------------------------------------------- */
+
+static void release_slot(struct session *s)
 {
-    if (!s->holds_slot)
-        return;
-    __atomic_sub_fetch(&s->w->gw->active, 1, __ATOMIC_RELAXED);
-    __atomic_sub_fetch(&s->stats->active, 1, __ATOMIC_RELAXED);
-    s->w->nrelays--;
-    s->holds_slot = 0;
+    if (s->holds_slot) {
+        gate_release_slot(s->w->gw, s->route);
+        s->holds_slot = false;
+    }
 }
 
-/* The one place a session ends: log it, release everything, free it. */
-static void session_end(struct session *s)
+static void set_busy(struct session *s, bool busy)
+{
+    if (s->busy != busy)
+        s->w->nbusy += busy ? 1 : -1;
+    s->busy = busy;
+}
+
+/* The relay is over (both close frames went, the backend is done): it no
+ * longer counts in the limits or for drain, even if the client takes its
+ * time to close TCP. */
+static void relay_over(struct session *s)
+{
+    release_slot(s);
+    set_busy(s, false);
+}
+
+/* Move to phase to: the one place a phase changes. */
+static void enter(struct session *s, enum phase to)
+{
+    ASSERT(next_phases[s->phase] & TO(to));
+    if (log_enabled(WLOG_DEBUG))
+        log_msg(WLOG_DEBUG, "%s: %s -> %s", s->peer, phase_names[s->phase], phase_names[to]);
+    s->phase = to;
+    switch (to) {
+    case PH_RESPOND:
+        release_slot(s);
+        half_close(s, &s->be);
+        s->progress = now_of(s);
+        set_busy(s, s->v.file_left > 0);
+        break;
+    case PH_RELAY:
+        set_busy(s, true);
+        break;
+    case PH_LINGER:
+        io_shutdown(&s->cl.tr);
+        s->linger_since = now_of(s);
+        break;
+    case PH_FLUSH:
+        half_close(s, &s->cl);
+        break;
+    case PH_CLOSED:
+        half_close(s, &s->cl);
+        half_close(s, &s->be);
+        set_busy(s, false);
+        break;
+    default:
+        break;
+    }
+}
+
+/* End the session now: note why, close both halves. settle() frees it. */
+static void session_close(struct session *s, enum end_cause cause, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void session_close(struct session *s, enum end_cause cause, const char *fmt, ...)
+{
+    if (!s->end.set) {
+        char why[sizeof(s->end.reason)];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        outcome_note(&s->end, cause, "%s", why);
+    }
+    if (s->phase != PH_CLOSED)
+        enter(s, PH_CLOSED);
+}
+
+/* The client connection is finished (EOF or error, noted): after a clean
+ * close the backend still gets what it is owed, else both halves go. */
+static void client_gone(struct session *s)
+{
+    if (s->relay.close_rcvd && half_open(&s->be) && !relay_backend_done(&s->relay))
+        enter(s, PH_FLUSH);
+    else
+        session_close(s, END_CLIENT_DROP, "client gone");
+}
+
+/* The one place a session is freed: log it, release everything. */
+static void session_free(struct session *s)
 {
     struct worker *w = s->w;
-    close_client(s);
-    session_close_backend(s);
+    ASSERT(s->phase == PH_CLOSED && !half_open(&s->cl) && !half_open(&s->be) && !s->busy);
     ev_timer_stop(w->loop, &s->timer);
-    session_release_slot(s);
-    if (s->status == 101)
-        metrics_add(&session_counters(s)
-                         ->results[s->has_cause ? end_causes[s->cause].result : RESULT_ERROR],
-                    1);
-
-    struct access_record r = {
+    release_slot(s);
+    if (s->v.status == 101)
+        metrics_add(&s->route->stats->slot[w->id].results[outcome_result(&s->end)], 1);
+    struct relay *r = &s->relay;
+    bool relayed = s->v.status == 101;
+    struct access_record rec = {
         .client = s->peer,
         .route = s->route ? s->route->name : "-",
-        .backend = s->backend ? s->backend->text : "-",
-        .status = s->status,
-        .duration = session_now(s) - s->started,
-        .bytes_up = s->bytes_up,
-        .bytes_down = s->bytes_down,
-        .close_code = s->close_sent ? s->close_code : 0,
-        .closed_by = s->has_cause ? end_causes[s->cause].by : "gateway",
-        .reason = s->reason[0] ? s->reason : "-",
+        .backend = s->dial.backend ? s->dial.backend->text : "-",
+        .status = s->v.status,
+        .duration = now_of(s) - s->started,
+        .bytes_up = relayed ? r->bytes_up : 0,
+        .bytes_down = relayed ? r->bytes_down : s->body_sent,
+        .close_code = relayed && r->close == RC_SENT ? r->close_code : 0,
+        .closed_by = outcome_by(&s->end),
+        .reason = s->end.reason[0] ? s->end.reason : "-",
         .client_name = s->tls_name,
     };
-    log_access(&r);
+    log_access(&rec);
 
-    buf_put(&w->pool, s->in);
-    buf_put(&w->pool, s->out);
+    relay_free(r);
+    buf_put(&w->pool, s->pipelined);
+    buf_put(&w->pool, s->v.resp);
+    static_close(&s->v.file);
+    if (s->v.token_backend) {
+        config_free_backend(s->v.token_backend);
+        free(s->v.token_backend);
+    }
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -151,679 +309,437 @@ static void session_end(struct session *s)
     if (s->next)
         s->next->prev = s->prev;
     w->nsessions--;
-    if (s->file.fd >= 0)
-        static_close(&s->file);
-    if (s->token_backend) {
-        config_free_backend(s->token_backend);
-        free(s->token_backend);
-    }
     config_unref(s->cfg);
+    free(s->head);
     free(s->tls_name);
     free(s);
 }
 
-/* Close a session now, whatever its state. */
-void session_abort(struct session *s, const char *why)
-{
-    session_set_reason(s, END_SHUTDOWN, "%s", why);
-    close_client(s);
-    session_close_backend(s);
-    session_end(s);
-}
+/* ---- RESPOND ---------------------------------------------------------- */
 
-struct session *session_next(struct session *s)
+/* Answer with the verdict's response (and file), then close. */
+static void respond(struct session *s)
 {
-    return s->next;
-}
-
-/* Mark both halves closed at once; session_rearm() ends the session. */
-void session_drop(struct session *s, enum end_cause cause, const char *why, int err)
-{
-    if (err)
-        session_set_reason(s, cause, "%s: %s", why, strerror(err));
+    if (s->v.failure)
+        metrics_failure(&s->w->gw->metrics, s->route ? s->route->stats : NULL, s->w->id,
+                        s->v.status);
+    if (!s->v.resp) {
+        session_close(s, END_ERROR, "out of memory");
+        return;
+    }
+    if (s->v.why)
+        outcome_note(&s->end, END_HANDSHAKE, "%d %s", s->v.status, s->v.why);
     else
-        session_set_reason(s, cause, "%s", why);
-    close_client(s);
-    session_close_backend(s);
+        outcome_note(&s->end, END_HANDSHAKE, "%d", s->v.status);
+    enter(s, PH_RESPOND);
 }
 
-/* Our side of the client connection is done: shut it down and discard what
- * the client still sends until it closes, so our last bytes are not lost to a
- * reset. */
-static void client_finish(struct session *s)
+static void respond_error(struct session *s, int status, const char *why)
 {
-    if (s->cl_state == CL_LINGER || s->cl_state == CL_CLOSED)
-        return;
-    io_shutdown(&s->cl.tr);
-    s->cl_state = CL_LINGER;
-    s->linger_since = session_now(s);
-    if (s->in && s->nspans == s->span0) {
-        buf_put(&s->w->pool, s->in);
-        s->in = NULL;
-    }
+    buf_put(&s->w->pool, s->v.resp);
+    s->v.kind = GATE_RESPOND;
+    s->v.status = status;
+    s->v.why = why;
+    s->v.failure = true;
+    s->v.resp = gate_error_response(&s->w->pool, status, why);
+    respond(s);
 }
 
-/* Queue a close frame for the client. It is sent once the frame in flight is
- * out; the backend is read no more. */
-static void queue_close(struct session *s, uint16_t code, const char *reason)
+/* Send the next piece of the file: sendfile on plain sockets, through the
+ * response buffer under TLS. Returns bytes moved, 0 when the socket is full,
+ * -1 after a failure (the session is closed). */
+static ssize_t send_file_chunk(struct session *s, size_t chunk)
 {
-    s->down_done = 1;
-    if (s->close_queued)
-        return;
-    s->close_queued = 1;
-    s->close_code = code;
-    s->close_reason = reason;
-    s->closing_since = session_now(s);
-}
-
-/* A protocol violation: send the close code, relay nothing more from the
- * client, close without waiting for the client's reply. */
-static void fail(struct session *s, uint16_t code, const char *why)
-{
-    session_set_reason(s, END_PROTOCOL, "protocol error: %s", why);
-    s->failing = 1;
-    s->up_done = 1;
-    queue_close(s, code, why);
-}
-
-/* ---- client -> backend ------------------------------------------------ */
-
-static int add_span(struct session *s, size_t off, size_t len)
-{
-    if (len == 0)
-        return 0;
-    if (s->nspans > s->span0) {
-        struct span *last = &s->spans[s->nspans - 1];
-        if (last->off + last->len == off) {
-            last->len += (uint32_t)len;
-            return 0;
-        }
-    }
-    s->spans[s->nspans].off = (uint32_t)off;
-    s->spans[s->nspans].len = (uint32_t)len;
-    s->nspans++;
-    return 0;
-}
-
-static void on_data(struct session *s, const struct ws_event *ev, size_t base)
-{
-    size_t off = base + ev->off, len = ev->len;
-    if (s->base64) {
-        long k = ws_b64_decode(&s->b64, s->in->data + off, len);
-        if (k < 0) {
-            fail(s, WS_CLOSE_BAD_DATA, "invalid base64");
-            return;
-        }
-        len = (size_t)k;
-        if (ev->fin) {
-            if (!ws_b64_complete(&s->b64)) {
-                fail(s, WS_CLOSE_BAD_DATA, "truncated base64");
-                return;
-            }
-            memset(&s->b64, 0, sizeof(s->b64));
-        }
-    }
-    if (s->be_state != BE_OPEN || len == 0)
-        return;
-    add_span(s, off, len);
-    s->bytes_up += len;
-    metrics_add(&session_counters(s)->bytes_up, len);
-    s->last_payload = session_now(s);
-}
-
-static void on_control(struct session *s, const struct ws_event *ev)
-{
-    switch (ev->opcode) {
-    case WS_OP_PING:
-        if (s->close_queued) /* closing: no pong may follow our close */
-            break;
-        s->pong_pending = 1; /* decoding pauses, so dec.ctl keeps the payload */
-        break;
-    case WS_OP_CLOSE:
-        s->close_rcvd = 1;
-        s->up_done = 1;
-        if (!s->close_queued)
-            session_set_reason(s, END_CLIENT_CLOSE, "client closed (%u)", ev->close_code);
-        queue_close(s, ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code, "");
-        if (s->close_sent)
-            client_finish(s);
-        break;
-    default: /* pongs only prove the client is alive */
-        break;
-    }
-}
-
-/* Decode what the client sent, collecting payload spans for the backend. */
-void session_process_input(struct session *s)
-{
-    struct buf *in;
-    /* A ping pauses decoding until its pong is out, so every ping gets its
-     * pong without queueing more than one. */
-    while ((in = s->in) && !s->up_done && !s->pong_pending && in->start < in->end &&
-           s->nspans < SPANS_MAX) {
-        struct ws_event ev;
-        size_t base = in->start;
-        in->start += ws_decode(&s->dec, in->data + base, in->end - base, &ev);
-        switch (ev.type) {
-        case WS_EV_NONE:
-            break;
-        case WS_EV_DATA:
-            on_data(s, &ev, base);
-            break;
-        case WS_EV_CONTROL:
-            on_control(s, &ev);
-            break;
-        case WS_EV_ERROR:
-            fail(s, ev.close_code, ev.reason ? ev.reason : "invalid frame");
-            break;
-        }
-    }
-    /* (on_control() may have given the buffer back already) */
-    if ((in = s->in) && s->nspans == s->span0 && (in->start == in->end || s->up_done)) {
-        buf_put(&s->w->pool, in);
-        s->in = NULL;
-        s->nspans = s->span0 = 0;
-    }
-}
-
-static void client_read_frames(struct session *s)
-{
-    if (!s->in) {
-        s->in = buf_get(&s->w->pool, s->cfg->buffer_size);
-        if (!s->in) {
-            session_drop(s, END_ERROR, "out of memory", 0);
-            return;
-        }
-    }
-    struct buf *in = s->in;
-    ssize_t n = io_read(&s->cl.tr, in->data + in->end, buf_room(in));
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        session_drop(s, END_CLIENT_DROP, "client read error", errno);
-        return;
-    }
-    if (n == 0) {
-        session_drop(s, END_CLIENT_DROP, "client closed the connection without a close frame", 0);
-        return;
-    }
-    in->end += (size_t)n;
-    s->last_rx = session_now(s);
-    s->ping_outstanding = 0;
-    session_process_input(s);
-    if (s->nspans > s->span0)
-        session_backend_write(s);
-    if (client_has_output(s)) /* a pong, or the close reply: now, not a loop later */
-        session_client_write(s);
-}
-
-/* Write pending payload spans to the backend. */
-void session_backend_write(struct session *s)
-{
-    while (s->nspans > s->span0) {
-        struct iovec iov[SPANS_MAX];
-        int k = 0;
-        for (int i = s->span0; i < s->nspans; i++, k++) {
-            iov[k].iov_base = s->in->data + s->spans[i].off;
-            iov[k].iov_len = s->spans[i].len;
-        }
-        ssize_t n = io_writev(&s->be.tr, iov, k);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            int e = errno;
-            session_set_reason(s, END_BACKEND_ERROR,
-                               "backend write error: %s (%zu bytes not delivered)", strerror(e),
-                               (size_t)0);
-            session_close_backend(s); /* client payload from now on is discarded */
-            queue_close(s, WS_CLOSE_INTERNAL, "backend error");
-            return;
-        }
-        size_t left = (size_t)n;
-        while (left > 0) {
-            struct span *sp = &s->spans[s->span0];
-            if (left >= sp->len) {
-                left -= sp->len;
-                s->span0++;
-            } else {
-                sp->off += (uint32_t)left;
-                sp->len -= (uint32_t)left;
-                left = 0;
-            }
-        }
-    }
-    s->nspans = s->span0 = 0;
-    /* Everything decoded so far is delivered: decode the rest, or give the
-     * buffer back when it is empty. */
-    session_process_input(s);
-    if (s->nspans > s->span0)
-        session_backend_write(s);
-}
-
-/* ---- backend -> client ------------------------------------------------ */
-
-static void backend_read(struct session *s)
-{
-    struct buf *out = buf_get(&s->w->pool, s->cfg->buffer_size);
-    if (!out) {
-        session_drop(s, END_ERROR, "out of memory", 0);
-        return;
-    }
-    size_t head = WS_MAX_SERVER_HEADER;
-    uint8_t *dst;
-    size_t want;
-    if (s->base64) {
-        /* Read raw bytes into the tail and encode them forward into the
-         * front: the encoder's output never overtakes its input. */
-        want = (out->cap - head - 4) / 4 * 3;
-        dst = out->data + out->cap - want;
+    struct gate_verdict *v = &s->v;
+    if (chunk > v->file_left)
+        chunk = (size_t)v->file_left;
+    ssize_t n;
+    if (!s->cl.tr.ssl) {
+        n = sendfile(s->cl.tr.fd, v->file.fd, NULL, chunk);
     } else {
-        want = out->cap - head;
-        dst = out->data + head;
+        if (chunk > v->resp->cap)
+            chunk = v->resp->cap;
+        n = read(v->file.fd, v->resp->data, chunk);
+        if (n > 0) {
+            v->resp->start = 0;
+            v->resp->end = (size_t)n;
+            s->resp_is_body = true;
+        }
     }
-    ssize_t n = io_read(&s->be.tr, dst, want);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
     if (n <= 0) {
-        buf_put(&s->w->pool, out);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (n == 0) {
-            session_set_reason(s, END_BACKEND_EOF, "backend closed the connection");
-            queue_close(s, WS_CLOSE_NORMAL, "");
-        } else {
-            session_set_reason(s, END_BACKEND_ERROR, "backend read error: %s", strerror(errno));
-            session_close_backend(s); /* client payload from now on is discarded */
-            queue_close(s, WS_CLOSE_INTERNAL, "backend error");
-        }
-        return;
+        session_close(s, END_ERROR, "static file: %s", n < 0 ? strerror(errno) : "file shrank");
+        return -1;
     }
-    size_t len = (size_t)n;
-    enum ws_opcode op = WS_OP_BINARY;
-    if (s->base64) {
-        len = ws_base64_encode((char *)out->data + head, dst, len);
-        op = WS_OP_TEXT;
-    }
-    size_t hl = ws_header_len(len);
-    ws_header(out->data + head - hl, op, len);
-    out->start = head - hl;
-    out->end = head + len;
-    s->out = out;
-    s->bytes_down += (size_t)n;
-    metrics_add(&session_counters(s)->bytes_down, (uint64_t)n);
-    s->last_payload = session_now(s);
-    session_client_write(s);
+    v->file_left -= (uint64_t)n;
+    if (!s->cl.tr.ssl)
+        s->body_sent += (uint64_t)n;
+    return n;
 }
 
-/* Pick the next thing to write to the client: control frames go between data
- * frames, the close frame goes last. */
-static int pick_write(struct session *s)
+/* Write the response: what waits in the response buffer (the head, or
+ * under TLS a piece of the file), then one piece of the file per call (the
+ * socket's next readiness brings the next), so a download never holds the
+ * worker. */
+static void respond_write(struct session *s)
 {
-    if (s->close_sent) /* nothing may follow a close frame */
-        return 0;
-    if (s->pong_pending) {
-        s->ctl_len = ws_header(s->ctl, WS_OP_PONG, s->dec.ctl_len);
-        memcpy(s->ctl + s->ctl_len, s->dec.ctl, s->dec.ctl_len);
-        s->ctl_len += s->dec.ctl_len;
-        s->pong_pending = 0;
-    } else if (s->ping_pending) {
-        s->ctl_len = ws_header(s->ctl, WS_OP_PING, 0);
-        s->ping_pending = 0;
-    } else if (s->out && buf_len(s->out) > 0) {
-        s->writing = W_OUT;
-        return 1;
-    } else if (s->close_queued && !s->close_in_flight && !s->close_sent && s->cl_state == CL_OPEN) {
-        s->ctl_len = ws_close_frame(s->ctl, s->close_code, s->close_reason);
-        s->close_in_flight = 1;
-    } else {
-        return 0;
-    }
-    s->ctl_off = 0;
-    s->writing = W_CTL;
-    return 1;
-}
-
-static int client_has_output(struct session *s)
-{
-    if (s->close_sent)
-        return 0;
-    return s->writing != W_NONE || s->pong_pending || s->ping_pending ||
-           (s->out && buf_len(s->out) > 0) ||
-           (s->close_queued && !s->close_sent && !s->close_in_flight);
-}
-
-static void client_wrote(struct session *s)
-{
-    if (s->writing == W_OUT) {
-        buf_put(&s->w->pool, s->out);
-        s->out = NULL;
-        if (s->cl_state == CL_RESPONDING && s->file_left == 0)
-            client_finish(s);
-    } else if (s->close_in_flight) {
-        s->close_in_flight = 0;
-        s->close_sent = 1;
-        if (s->close_rcvd || s->failing)
-            client_finish(s);
-    } else if (s->in && s->in->start < s->in->end) {
-        /* A pong went out: decoding may go on. */
-        s->writing = W_NONE;
-        session_process_input(s);
-        if (s->nspans > s->span0)
-            session_backend_write(s);
-        return;
-    }
-    s->writing = W_NONE;
-}
-
-/* Write to the client until done or the socket is full. */
-void session_client_write(struct session *s)
-{
-    while (s->cl_state == CL_OPEN || s->cl_state == CL_RESPONDING) {
-        if (s->writing == W_NONE && s->cl_state == CL_RESPONDING && s->file_left > 0 && !s->out) {
-            ssize_t k = handshake_write_file(s);
-            if (k <= 0)
-                return;
-            if (s->writing == W_NONE) { /* sendfile moved the bytes itself */
-                if (s->file_left == 0)
-                    client_finish(s);
-                continue;
-            }
-        }
-        if (s->writing == W_NONE && !pick_write(s))
-            return;
-        const uint8_t *p;
-        size_t len;
-        if (s->writing == W_OUT) {
-            p = s->out->data + s->out->start;
-            len = buf_len(s->out);
-        } else {
-            p = s->ctl + s->ctl_off;
-            len = s->ctl_len - s->ctl_off;
-        }
-        ssize_t n = io_write(&s->cl.tr, p, len);
+    struct gate_verdict *v = &s->v;
+    if (buf_len(v->resp) > 0) {
+        ssize_t n = io_write(&s->cl.tr, v->resp->data + v->resp->start, buf_len(v->resp));
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            session_drop(s, END_CLIENT_DROP, "client write error", errno);
+            if (errno != EAGAIN && errno != EINTR)
+                session_close(s, END_CLIENT_DROP, "client write error: %s", strerror(errno));
             return;
         }
-        if (s->writing == W_OUT)
-            s->out->start += (size_t)n;
-        else
-            s->ctl_off += (size_t)n;
-        if ((size_t)n < len)
+        v->resp->start += (size_t)n;
+        if (s->resp_is_body)
+            s->body_sent += (uint64_t)n;
+        s->progress = now_of(s);
+        if (buf_len(v->resp) > 0)
             return;
-        client_wrote(s);
     }
+    if (v->file_left == 0) {
+        enter(s, PH_LINGER);
+        return;
+    }
+    size_t chunk = s->cfg->buffer_size < RELAY_BUDGET ? s->cfg->buffer_size : RELAY_BUDGET;
+    if (send_file_chunk(s, chunk) > 0)
+        s->progress = now_of(s);
 }
 
-/* ---- events -------------------------------------------------------------- */
-
-static void client_linger_read(struct session *s)
+/* Read and discard what the client sends after we answered (RESPOND,
+ * LINGER). Its EOF ends LINGER; in RESPOND the answer goes on. */
+static void discard_client(struct session *s)
 {
     char scratch[4096];
     ssize_t n = io_read(&s->cl.tr, scratch, sizeof(scratch));
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        close_client(s);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    if (s->phase == PH_RESPOND && n == 0) {
+        s->client_eof = true; /* a half-close after the request: keep sending */
+        return;
+    }
+    if (s->phase == PH_RESPOND) {
+        session_close(s, END_CLIENT_DROP, "client read error: %s", strerror(errno));
+        return;
+    }
+    half_close(s, &s->cl); /* LINGER: settle() moves on */
 }
 
-static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* ---- CONNECT and RELAY ------------------------------------------------ */
+
+/* The backend is up: send the 101 and relay, beginning with what the client
+ * pipelined after its request. */
+static void start_relay(struct session *s)
 {
-    struct session *s = io->data;
-    unsigned want = s->cl.tr.want;
-    if ((want & IO_WRITE_WANTS_READ) && (revents & EV_READ))
-        revents |= EV_WRITE;
-    if ((want & (IO_READ_WANTS_WRITE | IO_HS_WANTS_WRITE)) && (revents & EV_WRITE))
-        revents |= EV_READ;
-    if (revents & EV_READ) {
-        switch (s->cl_state) {
-        case CL_REQUEST:
-            handshake_read_request(s);
-            break;
-        case CL_OPEN:
-            client_read_frames(s);
-            break;
-        case CL_LINGER:
-        case CL_RESPONDING:
-            client_linger_read(s);
-            break;
-        default:
-            break;
+    struct relay *r = &s->relay;
+    relay_init(r, &s->cl.tr, &s->be.tr, s->w->loop, &s->w->pool, s->cfg->buffer_size,
+               &s->route->stats->slot[s->w->id], &s->end, s->v.base64,
+               s->route->p.max_message_size);
+    enter(s, PH_RELAY);
+    metrics_connect_time(&s->route->stats->slot[s->w->id], ev_time() - s->dial.started);
+    struct upgrade_result res = {.status = 101, .subprotocol = s->v.subprotocol};
+    memcpy(res.accept, s->v.accept, sizeof(s->v.accept));
+    char head[512];
+    size_t len = upgrade_response_101(&res, head, sizeof(head));
+    if (relay_start(r, head, len) < 0) {
+        session_close(s, END_CLIENT_DROP, "client write error");
+        return;
+    }
+    if (s->pipelined) {
+        relay_take_input(r, s->pipelined);
+        s->pipelined = NULL;
+        relay_pump_up(r);
+    }
+}
+
+static void on_dial(struct session *s, enum dial_state st)
+{
+    if (st == DIAL_UP)
+        start_relay(s);
+    else if (st == DIAL_FAILED)
+        respond_error(s, s->dial.err == ETIMEDOUT ? 504 : 502,
+                      s->dial.err == ETIMEDOUT ? "backend connect timeout" : "backend unavailable");
+}
+
+/* Keep the bytes a client pipelined after its request head. */
+static int keep_pipelined(struct session *s, const uint8_t *rest, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!(s->pipelined = buf_get(&s->w->pool, s->cfg->buffer_size))) {
+        session_close(s, END_ERROR, "out of memory");
+        return -1;
+    }
+    memcpy(s->pipelined->data, rest, len);
+    s->pipelined->end = len;
+    return 0;
+}
+
+/* The request head is complete: act on the verdict. */
+static void on_request(struct session *s, const struct http_request *req, const uint8_t *rest,
+                       size_t rest_len)
+{
+    struct gate_verdict *v = &s->v;
+    gate_decide(s->cfg, s->w->gw, s->cl.tr.ssl, req, &s->w->pool, v);
+    s->route = v->route;
+    if (v->kind != GATE_UPGRADE) {
+        respond(s);
+        return;
+    }
+    s->holds_slot = true;
+    if (keep_pipelined(s, rest, rest_len) < 0)
+        return;
+    enter(s, PH_CONNECT);
+    const struct backend_spec *specs = v->token_backend ? v->token_backend : s->route->backends;
+    size_t n = v->token_backend ? 1 : s->route->nbackends;
+    on_dial(s, dial_start(&s->dial, s->route, specs, n, &s->be.tr, s->peer, now_of(s)));
+}
+
+/* ---- REQUEST ---------------------------------------------------------- */
+
+/* Read what the client sent of its request head, and answer it once it is
+ * complete. Most heads arrive in one read: they are parsed on the stack and
+ * only a head that arrives in pieces is kept, in a buffer of its size. */
+static void request_read(struct session *s)
+{
+    char why[300];
+    int hs = io_handshake(&s->cl.tr, why, sizeof(why));
+    if (hs <= 0) {
+        if (hs < 0)
+            session_close(s, END_HANDSHAKE, "TLS handshake failed: %.120s", why);
+        return;
+    }
+    if (s->cl.tr.ssl && !s->tls_name) {
+        char name[256];
+        tls_peer_name(s->cl.tr.ssl, name, sizeof(name));
+        if (name[0])
+            s->tls_name = strdup(name);
+    }
+    uint8_t stack[HTTP_MAX_HEAD + 1];
+    size_t have = s->head_len;
+    memcpy(stack, s->head, have);
+    ssize_t n = io_read(&s->cl.tr, stack + have, sizeof(stack) - have);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        session_close(s, END_HANDSHAKE, "client %s during handshake",
+                      n == 0 ? "closed" : "read error");
+        return;
+    }
+    struct http_request req;
+    int r = http_parse_request((const char *)stack, have + (size_t)n, have, &req);
+    have += (size_t)n;
+    if (r == HTTP_PARTIAL && have <= HTTP_MAX_HEAD) {
+        uint8_t *h = realloc(s->head, have);
+        if (!h) {
+            session_close(s, END_ERROR, "out of memory");
+            return;
         }
+        memcpy(h, stack, have);
+        s->head = h;
+        s->head_len = have;
+        return;
     }
-    if ((revents & EV_WRITE) && s->cl.tr.fd >= 0)
-        session_client_write(s);
-    session_rearm(s);
+    free(s->head);
+    s->head = NULL;
+    s->head_len = 0;
+    if (r == HTTP_BAD)
+        respond_error(s, 400, "malformed request");
+    else if (r == HTTP_TOO_LARGE || r == HTTP_PARTIAL)
+        respond_error(s, 431, "request head too large");
+    else
+        on_request(s, &req, stack + r, have - (size_t)r);
 }
 
-static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct session *s = io->data;
-    if (s->be_state == BE_CONNECTING) {
-        handshake_connect_done(s);
-    } else if (s->be_state == BE_TLS) {
-        handshake_backend_tls(s);
-    } else {
-        int rd = revents & EV_READ, wr = revents & EV_WRITE;
-        unsigned want = s->be.tr.want;
-        if ((want & IO_WRITE_WANTS_READ) && rd)
-            wr = 1;
-        if ((want & IO_READ_WANTS_WRITE) && wr)
-            rd = 1;
-        if (wr && s->be.tr.fd >= 0)
-            session_backend_write(s);
-        if (rd && s->be.tr.fd >= 0 && !s->out && !s->down_done)
-            backend_read(s);
-    }
-    session_rearm(s);
-}
+/* ---- deadlines -------------------------------------------------------- */
 
-/* Reading the client is paused by backpressure: the backend has not taken
- * what the client sent. */
-static int client_paused(const struct session *s)
+/* When the session's next deadline is due and what happens then. */
+static ev_tstamp next_due(const struct session *s, enum action *act)
 {
-    return !s->up_done && s->in && (buf_room(s->in) == 0 || s->nspans >= SPANS_MAX);
-}
-
-static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct session *s = t->data;
-    ev_tstamp now = ev_now(loop);
     const struct route_params *p = s->route ? &s->route->p : &s->cfg->defaults;
-    s->timer_at = 0;
-
-    switch (s->cl_state) {
-    case CL_REQUEST:
-        if (now >= s->started + s->cfg->handshake_timeout_ms / 1000.0)
-            session_drop(s, END_HANDSHAKE, "handshake timeout", 0);
-        break;
-    case CL_WAIT:
-        if ((s->be_state == BE_CONNECTING || s->be_state == BE_TLS) && now >= s->connect_deadline) {
-            log_msg(WLOG_INFO, "%s: route %s: backend %s: connect timeout", s->peer, s->route->name,
-                    s->backend->text);
-            session_half_close(s, &s->be);
-            s->connect_err = ETIMEDOUT;
-            handshake_connect(s);
-        }
-        break;
-    case CL_RESPONDING:
-    case CL_LINGER:
-        if (now >= s->linger_since + LINGER)
-            close_client(s);
-        break;
-    case CL_OPEN:
-        /* Not reading the client (backpressure), we would not see it leave:
-         * ask the kernel. A FIN queued behind the data we do not read stays
-         * invisible; the heartbeat ends such a session (no pong can be read
-         * either). */
-        if (client_paused(s) && sock_peer_gone(s->cl.tr.fd)) {
-            session_drop(s, END_CLIENT_DROP,
-                         "client reset TCP while its data waited for the backend", 0);
-            break;
-        }
-        if (s->close_queued && now >= s->closing_since + CLOSE_WAIT) {
-            session_drop(s, END_TIMEOUT,
-                         s->close_sent ? "close timeout: no close frame from the client"
-                                       : "close timeout: client not reading",
-                         0);
-            break;
-        }
-        if (s->close_queued)
-            break;
-        if (p->ping_interval_ms) {
-            if (s->ping_outstanding && now >= s->ping_sent + p->pong_timeout_ms / 1000.0) {
-                session_drop(
-                    s, END_TIMEOUT,
-                    client_paused(s)
-                        ? "pong timeout: the backend took nothing, the client was not heard"
-                        : "pong timeout: client sent nothing after a ping",
-                    0);
-                break;
-            }
-            if (!s->ping_outstanding && now >= s->last_rx + p->ping_interval_ms / 1000.0) {
-                s->ping_pending = 1;
-                s->ping_outstanding = 1;
-                s->ping_sent = now;
-                session_client_write(s);
-            }
-        }
-        if (p->idle_timeout_ms && now >= s->last_payload + p->idle_timeout_ms / 1000.0) {
-            session_set_reason(s, END_TIMEOUT, "idle timeout");
-            queue_close(s, WS_CLOSE_GOING_AWAY, "idle timeout");
-            session_client_write(s);
-        }
-        break;
-    case CL_CLOSED:
-        if (now >= s->closing_since + CLOSE_WAIT)
-            session_drop(s, END_TIMEOUT, "close timeout: backend did not take its bytes", 0);
-        break;
-    }
-    session_rearm(s);
-}
-
-/* When the session's next timeout is due. */
-static ev_tstamp next_deadline(struct session *s)
-{
-    const struct route_params *p = s->route ? &s->route->p : &s->cfg->defaults;
+    const struct relay *r = &s->relay;
     ev_tstamp d = 0;
-#define EARLIEST(t)                                                                                \
+    *act = ACT_NONE;
+#define DUE(t, a)                                                                                  \
     do {                                                                                           \
         ev_tstamp t_ = (t);                                                                        \
-        if (d == 0 || t_ < d)                                                                      \
+        if (d == 0 || t_ < d) {                                                                    \
             d = t_;                                                                                \
+            *act = (a);                                                                            \
+        }                                                                                          \
     } while (0)
-    switch (s->cl_state) {
-    case CL_REQUEST:
-        EARLIEST(s->started + s->cfg->handshake_timeout_ms / 1000.0);
+    switch (s->phase) {
+    case PH_REQUEST:
+        DUE(s->started + s->cfg->handshake_timeout_ms / 1000.0, ACT_HANDSHAKE_TIMEOUT);
         break;
-    case CL_WAIT:
-        if (s->be_state == BE_CONNECTING || s->be_state == BE_TLS)
-            EARLIEST(s->connect_deadline);
+    case PH_CONNECT:
+        DUE(s->dial.deadline, ACT_CONNECT_TIMEOUT);
         break;
-    case CL_RESPONDING:
-    case CL_LINGER:
-        EARLIEST(s->linger_since + LINGER);
+    case PH_RESPOND:
+        DUE(s->progress + s->cfg->handshake_timeout_ms / 1000.0, ACT_RESPONSE_STALLED);
         break;
-    case CL_OPEN:
-        if (client_paused(s))
-            EARLIEST(session_now(s) + PAUSED_PROBE);
-        if (s->close_queued) {
-            EARLIEST(s->closing_since + CLOSE_WAIT);
+    case PH_RELAY:
+    case PH_CLOSING:
+        if (relay_up_pending(r))
+            DUE(now_of(s), ACT_RESUME);
+        if (s->probe_from)
+            DUE(s->probe_from + PAUSED_PROBE, ACT_PROBE);
+        if (s->phase == PH_CLOSING) {
+            DUE(r->closing_since + CLOSE_WAIT, ACT_CLOSE_TIMEOUT);
             break;
         }
-        if (p->ping_interval_ms) {
-            if (s->ping_outstanding)
-                EARLIEST(s->ping_sent + p->pong_timeout_ms / 1000.0);
-            else
-                EARLIEST(s->last_rx + p->ping_interval_ms / 1000.0);
-        }
+        if (p->ping_interval_ms && s->ping_sent > r->last_rx)
+            DUE(s->ping_sent + p->pong_timeout_ms / 1000.0, ACT_PONG_TIMEOUT);
+        else if (p->ping_interval_ms)
+            DUE(r->last_rx + p->ping_interval_ms / 1000.0, ACT_PING);
         if (p->idle_timeout_ms)
-            EARLIEST(s->last_payload + p->idle_timeout_ms / 1000.0);
+            DUE(r->last_payload + p->idle_timeout_ms / 1000.0, ACT_IDLE);
         break;
-    case CL_CLOSED: /* the backend is still being flushed */
-        EARLIEST(s->closing_since + CLOSE_WAIT);
+    case PH_LINGER:
+        DUE(s->linger_since + LINGER, ACT_LINGER_OVER);
+        if (half_open(&s->be))
+            DUE(r->closing_since + CLOSE_WAIT, ACT_FLUSH_TIMEOUT);
+        break;
+    case PH_FLUSH:
+        DUE(r->closing_since + CLOSE_WAIT, ACT_FLUSH_TIMEOUT);
+        break;
+    case PH_CLOSED:
         break;
     }
-#undef EARLIEST
+#undef DUE
     return d;
 }
 
-/* Add what the transport needs to the events the relay wants: a TLS read may
- * wait for writability and a write for readability; bytes OpenSSL already
- * decrypted are handled now rather than after a readiness that may never
- * come. */
-static int transport_events(struct session *s, struct half *h, int ev)
+/* Do what a due deadline says. */
+static void act(struct session *s, enum action a)
 {
-    const struct io *t = &h->tr;
-    if (!t->ssl)
-        return ev;
-    if (!t->handshaken && h == &s->cl && s->cl_state == CL_REQUEST)
-        return (t->want & IO_HS_WANTS_WRITE) ? EV_WRITE : EV_READ;
-    if ((ev & EV_READ) && (t->want & IO_READ_WANTS_WRITE))
-        ev |= EV_WRITE;
-    if ((ev & EV_WRITE) && (t->want & IO_WRITE_WANTS_READ))
-        ev |= EV_READ;
-    if ((ev & EV_READ) && io_pending(t))
-        ev_feed_event(s->w->loop, &h->io, EV_READ);
-    return ev;
+    struct relay *r = &s->relay;
+    switch (a) {
+    case ACT_NONE:
+        break;
+    case ACT_HANDSHAKE_TIMEOUT:
+        session_close(s, END_HANDSHAKE, "handshake timeout");
+        break;
+    case ACT_CONNECT_TIMEOUT:
+        half_unwatch(s, &s->be);
+        on_dial(s, dial_timeout(&s->dial, now_of(s)));
+        break;
+    case ACT_RESPONSE_STALLED:
+        session_close(s, END_TIMEOUT, "response stalled: no progress for %u ms",
+                      s->cfg->handshake_timeout_ms);
+        break;
+    case ACT_RESUME:
+        relay_pump_up(r);
+        break;
+    case ACT_PROBE:
+        /* Not reading the client (backpressure), we would not see it leave:
+         * ask the kernel. A FIN queued behind the data we do not read stays
+         * invisible; the heartbeat ends such a session. */
+        s->probe_from = now_of(s);
+        if (sock_peer_gone(s->cl.tr.fd))
+            session_close(s, END_CLIENT_DROP,
+                          "client reset TCP while its data waited for the backend");
+        break;
+    case ACT_CLOSE_TIMEOUT:
+        session_close(s, END_TIMEOUT,
+                      r->close == RC_SENT ? "close timeout: no close frame from the client"
+                                          : "close timeout: client not reading");
+        break;
+    case ACT_PONG_TIMEOUT:
+        session_close(s, END_TIMEOUT,
+                      relay_client_paused(r)
+                          ? "pong timeout: the backend took nothing, the client was not heard"
+                          : "pong timeout: client sent nothing after a ping");
+        break;
+    case ACT_PING:
+        s->ping_sent = now_of(s);
+        relay_ping(r);
+        break;
+    case ACT_IDLE:
+        outcome_note(&s->end, END_TIMEOUT, "idle timeout");
+        relay_close(r, WS_CLOSE_GOING_AWAY, "idle timeout");
+        break;
+    case ACT_LINGER_OVER:
+        half_close(s, &s->cl);
+        break;
+    case ACT_FLUSH_TIMEOUT:
+        session_close(s, END_TIMEOUT, "close timeout: backend did not take its bytes");
+        break;
+    }
 }
 
-/* Derive what each half waits for from the session's state, close halves
- * whose work is done, and end the session when both are closed. */
-static void session_rearm(struct session *s)
-{
-    /* The backend is done once it has every byte it is owed: an orderly end
-     * (TLS close_notify, FIN). A client that dropped took the backend with it
-     * (session_drop() closes both at once). */
-    if (s->be_state == BE_OPEN && s->up_done && s->nspans == s->span0) {
-        io_shutdown(&s->be.tr);
-        session_close_backend(s);
-    }
-    if (s->cl_state == CL_CLOSED && s->be_state != BE_OPEN) {
-        session_end(s);
-        return;
-    }
-    /* Both close frames went and the backend is done: the relay is over even
-     * if the client takes its time to close TCP (a drain need not wait). */
-    if (s->cl_state == CL_LINGER && s->be_state != BE_OPEN)
-        session_release_slot(s);
+/* ---- settle: derived transitions and events --------------------------- */
 
+/* Move on as far as the layers' state allows. */
+static void advance(struct session *s)
+{
+    struct relay *r = &s->relay;
+    if (s->phase < PH_RELAY || s->phase == PH_CLOSED)
+        return;
+    /* The backend is done once it has every byte it is owed (an orderly end:
+     * TLS close_notify, FIN), or at once when it failed. */
+    if (half_open(&s->be) && (r->be_gone || relay_backend_done(r))) {
+        if (!r->be_gone)
+            io_shutdown(&s->be.tr);
+        half_close(s, &s->be);
+        relay_backend_gone(r);
+    }
+    if (s->phase == PH_RELAY && r->close != RC_OPEN)
+        enter(s, PH_CLOSING);
+    if (s->phase == PH_CLOSING && relay_client_done(r))
+        enter(s, PH_LINGER);
+    if (s->phase == PH_LINGER && !half_open(&s->cl))
+        enter(s, half_open(&s->be) ? PH_FLUSH : PH_CLOSED);
+    if (s->phase == PH_LINGER && !half_open(&s->be))
+        relay_over(s);
+    if (s->phase == PH_FLUSH && !half_open(&s->be))
+        enter(s, PH_CLOSED);
+}
+
+/* What each half waits for, and when the timer fires. */
+static void rearm(struct session *s)
+{
+    struct relay *r = &s->relay;
     int cev = 0, bev = 0;
-    switch (s->cl_state) {
-    case CL_REQUEST:
-    case CL_LINGER:
+    switch (s->phase) {
+    case PH_REQUEST:
+    case PH_LINGER:
         cev = EV_READ;
         break;
-    case CL_RESPONDING:
-        cev = EV_READ | EV_WRITE;
+    case PH_CONNECT:
+        bev = dial_events(&s->dial);
         break;
-    case CL_OPEN:
-        if (!s->up_done && (!s->in || buf_room(s->in) > 0) && s->nspans < SPANS_MAX)
-            cev |= EV_READ;
-        if (client_has_output(s))
-            cev |= EV_WRITE;
+    case PH_RESPOND:
+        cev = (s->client_eof ? 0 : EV_READ) | EV_WRITE;
+        break;
+    case PH_RELAY:
+    case PH_CLOSING:
+        cev = (relay_wants_client_read(r) ? EV_READ : 0) |
+              (relay_wants_client_write(r) ? EV_WRITE : 0);
         break;
     default:
         break;
     }
-    if (s->be_state == BE_CONNECTING) {
-        bev = EV_WRITE;
-    } else if (s->be_state == BE_OPEN) {
-        if (!s->down_done && !s->out && s->cl_state == CL_OPEN)
-            bev |= EV_READ;
-        if (s->nspans > s->span0)
-            bev |= EV_WRITE;
-    }
-    if (s->be_state == BE_TLS)
-        bev = (s->be.tr.want & IO_HS_WANTS_WRITE) ? EV_WRITE : EV_READ;
-    half_set_events(s, &s->cl, transport_events(s, &s->cl, cev));
-    half_set_events(s, &s->be, transport_events(s, &s->be, bev));
+    if (s->phase >= PH_RELAY && half_open(&s->be))
+        bev = (relay_wants_backend_read(r) && s->phase <= PH_CLOSING ? EV_READ : 0) |
+              (relay_wants_backend_write(r) ? EV_WRITE : 0);
+    half_watch(s, &s->cl, cev);
+    half_watch(s, &s->be, bev);
+    if (s->phase >= PH_RELAY && relay_client_paused(r))
+        s->probe_from = s->probe_from ? s->probe_from : now_of(s);
+    else
+        s->probe_from = 0;
 
-    ev_tstamp d = next_deadline(s);
+    enum action a;
+    ev_tstamp d = next_due(s, &a);
     if (d == 0) {
         ev_timer_stop(s->w->loop, &s->timer);
         s->timer_at = 0;
     } else if (s->timer_at == 0 || d < s->timer_at) {
         /* Timers only move earlier here; a late timer re-checks and re-arms. */
-        ev_tstamp after = d - session_now(s);
+        ev_tstamp after = d - now_of(s);
         ev_timer_stop(s->w->loop, &s->timer);
         ev_timer_set(&s->timer, after > 0 ? after : 0, 0);
         ev_timer_start(s->w->loop, &s->timer);
@@ -831,7 +747,90 @@ static void session_rearm(struct session *s)
     }
 }
 
-/* Take over an accepted client socket fd. */
+/* The end of every callback. */
+static void settle(struct session *s)
+{
+    advance(s);
+    if (s->phase == PH_CLOSED)
+        session_free(s);
+    else
+        rearm(s);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct session *s = t->data;
+    s->timer_at = 0;
+    enum action a;
+    ev_tstamp d = next_due(s, &a);
+    if (d != 0 && d <= ev_now(loop))
+        act(s, a);
+    settle(s);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+static void relay_client_events(struct session *s, int ready)
+{
+    struct relay *r = &s->relay;
+    if ((ready & EV_READ) && relay_client_read(r) < 0) {
+        client_gone(s);
+        return;
+    }
+    /* a pong or the close reply goes now, not a loop later */
+    if (relay_wants_client_write(r) && relay_client_write(r) < 0)
+        session_close(s, END_CLIENT_DROP, "client write error");
+}
+
+static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct session *s = io->data;
+    int ready = io_ready(&s->cl.tr, revents);
+    switch (s->phase) {
+    case PH_REQUEST:
+        request_read(s);
+        break;
+    case PH_RESPOND:
+        if (ready & EV_READ)
+            discard_client(s);
+        if ((ready & EV_WRITE) && s->phase == PH_RESPOND)
+            respond_write(s);
+        break;
+    case PH_RELAY:
+    case PH_CLOSING:
+        relay_client_events(s, ready);
+        break;
+    case PH_LINGER:
+        discard_client(s);
+        break;
+    default:
+        break;
+    }
+    settle(s);
+}
+
+static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct session *s = io->data;
+    struct relay *r = &s->relay;
+    if (s->phase == PH_CONNECT) {
+        half_unwatch(s, &s->be); /* an attempt that fails closes its fd */
+        on_dial(s, dial_resume(&s->dial, now_of(s)));
+    } else {
+        int ready = io_ready(&s->be.tr, revents);
+        if (ready & EV_WRITE)
+            relay_backend_write(r);
+        if ((ready & EV_READ) && relay_wants_backend_read(r) && s->phase <= PH_CLOSING) {
+            relay_backend_read(r);
+            if (relay_wants_client_write(r) && relay_client_write(r) < 0)
+                session_close(s, END_CLIENT_DROP, "client write error");
+        }
+    }
+    settle(s);
+}
+
+/* ---- the public interface --------------------------------------------- */
+
 void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, int tls)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -844,7 +843,8 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, in
     s->cfg = config_ref(w->cfg);
     s->cl.tr.fd = fd;
     s->be.tr.fd = -1;
-    s->file.fd = -1;
+    s->v.file.fd = -1;
+    sock_addr_str(peer, s->peer, sizeof(s->peer));
     if (tls && !(s->cl.tr.ssl = tls_server_ssl(s->cfg, fd))) {
         log_msg(WLOG_ERROR, "%s: cannot start TLS", s->peer);
         config_unref(s->cfg);
@@ -859,27 +859,42 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, in
     ev_timer_init(&s->timer, timer_cb, 0, 0);
     s->timer.data = s;
     s->started = ev_now(w->loop);
-    s->cl_state = CL_REQUEST;
-    s->be_state = BE_NONE;
-    sock_addr_str(peer, s->peer, sizeof(s->peer));
+    s->phase = PH_REQUEST;
 
     s->next = w->sessions;
     if (w->sessions)
         w->sessions->prev = s;
     w->sessions = s;
     w->nsessions++;
-    session_rearm(s);
+    settle(s);
 }
 
-/* Begin an orderly stop: close 1001 once pending data is flushed. */
 void session_go_away(struct session *s)
 {
-    if (s->cl_state == CL_OPEN) {
-        session_set_reason(s, END_SHUTDOWN, "shutting down");
-        queue_close(s, WS_CLOSE_GOING_AWAY, "going away");
-        session_client_write(s);
-    } else if (s->cl_state == CL_REQUEST || s->cl_state == CL_WAIT) {
-        session_drop(s, END_SHUTDOWN, "shutting down", 0);
+    switch (s->phase) {
+    case PH_REQUEST:
+    case PH_CONNECT:
+        session_close(s, END_SHUTDOWN, "shutting down");
+        break;
+    case PH_RELAY:
+        outcome_note(&s->end, END_SHUTDOWN, "shutting down");
+        relay_close(&s->relay, WS_CLOSE_GOING_AWAY, "going away");
+        if (relay_client_write(&s->relay) < 0)
+            session_close(s, END_CLIENT_DROP, "client write error");
+        break;
+    default: /* responses (downloads) and closes finish on their own */
+        break;
     }
-    session_rearm(s);
+    settle(s);
+}
+
+void session_abort(struct session *s, const char *why)
+{
+    session_close(s, END_SHUTDOWN, "%s", why);
+    settle(s);
+}
+
+struct session *session_next(struct session *s)
+{
+    return s->next;
 }

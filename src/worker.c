@@ -74,7 +74,7 @@ static void drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
     ev_tstamp now = ev_now(loop);
-    if (!w->went_away && (w->nrelays == 0 || now >= w->drain_deadline)) {
+    if (!w->went_away && (w->nbusy == 0 || now >= w->drain_deadline)) {
         w->went_away = 1;
         w->stop_deadline = now + STOP_GRACE;
         for (struct session *s = w->sessions, *next; s; s = next) {
@@ -82,7 +82,7 @@ static void drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
             session_go_away(s);
         }
     }
-    if (w->went_away && (w->nrelays == 0 || now >= w->stop_deadline))
+    if (w->went_away && (w->nbusy == 0 || now >= w->stop_deadline))
         stop_now(w);
 }
 

@@ -50,7 +50,7 @@ struct worker {
     struct listener *listeners;
     struct session *sessions; /* doubly linked */
     unsigned nsessions;       /* all connections */
-    unsigned nrelays;         /* sessions holding a connection slot */
+    unsigned nbusy;           /* relays and downloads drain waits for */
     struct buf_pool pool;
     void (*on_exit)(void); /* called on the worker's thread when its loop ends */
 };

@@ -1,0 +1,222 @@
+/* gate.c - the answer to a request head (see gate.h). */
+#include "gate.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "tls.h"
+#include "token.h"
+#include "upgrade.h"
+
+struct buf *gate_error_response(struct buf_pool *pool, int status, const char *why)
+{
+    struct buf *b = buf_get(pool, 1024);
+    if (b)
+        b->end = upgrade_response_error(status, why, (char *)b->data, b->cap);
+    return b;
+}
+
+static void verdict_error(struct gate_verdict *v, struct buf_pool *pool, int status,
+                          const char *why)
+{
+    v->kind = GATE_RESPOND;
+    v->failure = true;
+    v->status = status;
+    v->why = why ? why : http_reason(status);
+    v->resp = gate_error_response(pool, status, why);
+}
+
+/* A 200 (or 503) with a body, for the built-in endpoints. */
+static void verdict_body(struct gate_verdict *v, struct buf_pool *pool, int status,
+                         const char *ctype, const char *body, size_t len, bool head_only)
+{
+    v->kind = GATE_RESPOND;
+    v->status = status;
+    struct buf *b = v->resp = buf_get(pool, len + 256);
+    if (!b)
+        return;
+    int k = snprintf((char *)b->data, b->cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                     status, http_reason(status), ctype, len);
+    b->end = (size_t)k;
+    if (!head_only) {
+        memcpy(b->data + b->end, body, len);
+        b->end += len;
+    }
+}
+
+static bool is_path(const char *p, const struct http_request *req)
+{
+    return p && strlen(p) == req->path_len && memcmp(p, req->path, req->path_len) == 0;
+}
+
+/* health_path and metrics_path. Returns true when the request was one. */
+static bool builtin(struct gateway *gw, const struct config *c, const struct http_request *req,
+                    struct buf_pool *pool, struct gate_verdict *v)
+{
+    bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    if (!get && !head)
+        return false;
+    const char *text = "text/plain; charset=utf-8";
+    if (is_path(c->health_path, req)) {
+        if (__atomic_load_n(&gw->draining, __ATOMIC_RELAXED))
+            verdict_body(v, pool, 503, text, "draining\n", 9, head);
+        else
+            verdict_body(v, pool, 200, text, "ok\n", 3, head);
+        return true;
+    }
+    if (!is_path(c->metrics_path, req))
+        return false;
+    size_t len = 0;
+    char *body = metrics_render(&gw->metrics, &len);
+    if (!body) {
+        verdict_error(v, pool, 500, "out of memory");
+        return true;
+    }
+    verdict_body(v, pool, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, head);
+    free(body);
+    return true;
+}
+
+/* A file under web_root for a plain GET/HEAD (no Upgrade header). */
+static bool static_file(const struct config *c, const struct http_request *req,
+                        struct buf_pool *pool, struct gate_verdict *v)
+{
+    if (!c->web_root_real || http_find_header(req, "Upgrade"))
+        return false;
+    int status = static_request(c->web_root_real, req, &v->file);
+    /* The head may quote the request path: build it while the request is
+     * alive. */
+    char head[HTTP_MAX_HEAD + 1024]; /* a 301 Location quotes the path */
+    size_t len = static_response_head(&v->file, status, head, sizeof(head));
+    if (len == 0) {
+        static_close(&v->file);
+        verdict_error(v, pool, 414, "path too long");
+        return true;
+    }
+    v->kind = GATE_FILE;
+    v->status = status;
+    v->failure = status >= 400;
+    v->why = "static";
+    if ((v->resp = buf_get(pool, len))) {
+        memcpy(v->resp->data, head, len);
+        v->resp->end = len;
+    }
+    v->file_left = (status == 200 && !v->file.head_only) ? v->file.size : 0;
+    return true;
+}
+
+/* Count the session in the gateway's and the route's limits. */
+static int take_slot(struct gateway *gw, const struct config *c, const struct route *r)
+{
+    uint32_t max = c->max_connections;
+    if (__atomic_add_fetch(&gw->active, 1, __ATOMIC_RELAXED) > max && max > 0) {
+        __atomic_sub_fetch(&gw->active, 1, __ATOMIC_RELAXED);
+        return -1;
+    }
+    uint32_t rmax = r->max_connections;
+    if (__atomic_add_fetch(&r->stats->active, 1, __ATOMIC_RELAXED) > rmax && rmax > 0) {
+        __atomic_sub_fetch(&r->stats->active, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&gw->active, 1, __ATOMIC_RELAXED);
+        return -2;
+    }
+    return 0;
+}
+
+void gate_release_slot(struct gateway *gw, const struct route *route)
+{
+    __atomic_sub_fetch(&gw->active, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&route->stats->active, 1, __ATOMIC_RELAXED);
+}
+
+/* A token route: ?token=X names the backend (websockify's TokenFile). The
+ * token itself never reaches a log line. Returns an HTTP status (0 = ok)
+ * and why. */
+static int token_backend(const struct route *r, const struct http_request *req,
+                         struct backend_spec **out, const char **why)
+{
+    char token[256], target[300], err[300];
+    int n = req->query ? token_from_query(req->query, req->query_len, token, sizeof(token)) : -1;
+    *why = "missing token";
+    if (n <= 0)
+        return 403;
+    *why = "unknown token";
+    int found =
+        token_cache_lookup(r->tokens, token, (size_t)n, target, sizeof(target), err, sizeof(err));
+    if (err[0])
+        log_msg(WLOG_WARN, "route %s: %s", r->name, err);
+    OPENSSL_cleanse(token, sizeof(token));
+    if (found != 1)
+        return 403;
+    struct backend_spec *b = calloc(1, sizeof(*b));
+    if (!b || config_parse_backend(target, b, err, sizeof(err)) < 0) {
+        *why = "invalid token target";
+        if (b)
+            log_msg(WLOG_WARN, "route %s: token target: %s", r->name, err);
+        free(b);
+        return 502;
+    }
+    *out = b;
+    return 0;
+}
+
+/* The upgrade is valid: admit it to its route or say why not. */
+static void admit(const struct config *c, struct gateway *gw, SSL *ssl,
+                  const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v)
+{
+    const struct route *r = v->route;
+    if (r->tokens) {
+        const char *why;
+        int st = token_backend(r, req, &v->token_backend, &why);
+        if (st) {
+            verdict_error(v, pool, st, why);
+            return;
+        }
+    }
+    if (r->nclient_names && !tls_peer_allowed(ssl, r->client_names, r->nclient_names)) {
+        verdict_error(v, pool, 403, "client certificate not allowed for this route");
+        return;
+    }
+    if (__atomic_load_n(&gw->draining, __ATOMIC_RELAXED)) {
+        verdict_error(v, pool, 503, "draining");
+        return;
+    }
+    int lim = take_slot(gw, c, r);
+    if (lim < 0) {
+        verdict_error(v, pool, 503,
+                      lim == -1 ? "too many connections" : "too many connections for route");
+        return;
+    }
+    v->kind = GATE_UPGRADE;
+    v->status = 101;
+}
+
+void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
+                 const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->file.fd = -1;
+    if (builtin(gw, cfg, req, pool, v) || static_file(cfg, req, pool, v))
+        return;
+    struct upgrade_result res;
+    upgrade_validate(cfg, req, &res);
+    v->route = res.route;
+    if (res.status != 101) {
+        verdict_error(v, pool, res.status, res.why);
+        return;
+    }
+    v->subprotocol = res.subprotocol;
+    v->base64 = res.subprotocol && strcmp(res.subprotocol, "base64") == 0;
+    memcpy(v->accept, res.accept, sizeof(v->accept));
+    admit(cfg, gw, ssl, req, pool, v);
+    if (v->kind != GATE_UPGRADE && v->token_backend) {
+        config_free_backend(v->token_backend);
+        free(v->token_backend);
+        v->token_backend = NULL;
+    }
+}

@@ -1,0 +1,54 @@
+/* gate.h - the answer to a request head: a built-in endpoint (health,
+ * metrics), a file under web_root, an HTTP error, or an upgrade admitted to
+ * a route (origin, subprotocol, token, client certificate, drain and
+ * connection limits checked). No socket I/O: the caller reads the request
+ * and writes what the verdict says. */
+#ifndef WSGATE_GATE_H
+#define WSGATE_GATE_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "http.h"
+#include "static.h"
+#include "worker.h"
+
+enum gate_kind {
+    GATE_RESPOND, /* write resp, then close */
+    GATE_FILE,    /* write resp (the head), then file_left bytes of file */
+    GATE_UPGRADE, /* connect the backend, then send the 101 */
+};
+
+struct gate_verdict {
+    enum gate_kind kind;
+    int status;              /* the HTTP status (101 for an upgrade) */
+    const char *why;         /* an error's reason (for the body and the log) */
+    bool failure;            /* counts in wsgate_handshake_failures_total */
+    struct buf *resp;        /* GATE_RESPOND, GATE_FILE: the bytes to write (NULL: out of memory) */
+    struct static_file file; /* GATE_FILE: fd open while a body follows */
+    uint64_t file_left;
+    /* GATE_UPGRADE */
+    const struct route *route;          /* also set for errors once the route is known */
+    const char *subprotocol;            /* chosen (in the route's configuration) or NULL */
+    char accept[29];                    /* Sec-WebSocket-Accept */
+    struct backend_spec *token_backend; /* picked by ?token= (caller frees), or NULL */
+    bool base64;                        /* the "base64" subprotocol was chosen */
+};
+
+/* What the request asks and what it may have. The verdict's buffers come
+ * from pool; an upgrade holds a connection slot (gate_release_slot). ssl is
+ * the client's TLS connection or NULL. */
+void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
+                 const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v);
+
+/* An error response for status (and why) in a buffer from pool (NULL when
+ * out of memory). */
+struct buf *gate_error_response(struct buf_pool *pool, int status, const char *why);
+
+/* Give back the connection slot an upgrade verdict took. */
+void gate_release_slot(struct gateway *gw, const struct route *route);
+
+#endif

@@ -1,0 +1,468 @@
+/* relay.c - the data path of an upgraded session (see relay.h). */
+#include "relay.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "check.h"
+
+void relay_init(struct relay *r, struct io *cl, struct io *be, struct ev_loop *loop,
+                struct buf_pool *pool, size_t bufsize, struct route_counters *ctr,
+                struct outcome *end, bool base64, uint64_t max_message)
+{
+    memset(r, 0, sizeof(*r));
+    r->cl = cl;
+    r->be = be;
+    r->loop = loop;
+    r->pool = pool;
+    r->bufsize = bufsize;
+    r->budget = bufsize < RELAY_BUDGET ? bufsize : RELAY_BUDGET;
+    r->ctr = ctr;
+    r->end = end;
+    r->base64 = base64;
+    ws_decoder_init(&r->dec, max_message);
+    r->last_rx = r->last_payload = ev_now(loop);
+}
+
+void relay_free(struct relay *r)
+{
+    buf_put(r->pool, r->in);
+    buf_put(r->pool, r->out);
+    r->in = r->out = NULL;
+    r->nspans = r->span0 = 0;
+}
+
+int relay_start(struct relay *r, const char *head, size_t len)
+{
+    ssize_t n = io_write(r->cl, head, len);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        outcome_note(r->end, END_CLIENT_DROP, "client write error: %s", strerror(errno));
+        return -1;
+    }
+    size_t sent = n > 0 ? (size_t)n : 0;
+    if (sent == len)
+        return 0;
+    /* what the socket did not take goes first, like a frame */
+    if (!(r->out = buf_get(r->pool, len - sent))) {
+        outcome_note(r->end, END_ERROR, "out of memory");
+        return -1;
+    }
+    memcpy(r->out->data, head + sent, len - sent);
+    r->out->end = len - sent;
+    return 0;
+}
+
+void relay_take_input(struct relay *r, struct buf *in)
+{
+    ASSERT(!r->in);
+    r->in = in;
+}
+
+void relay_close(struct relay *r, uint16_t code, const char *reason)
+{
+    r->down_done = true;
+    if (r->close != RC_OPEN)
+        return;
+    r->close = RC_QUEUED;
+    r->close_code = code;
+    r->close_reason = reason;
+    r->closing_since = ev_now(r->loop);
+}
+
+/* A protocol violation: send the close code, relay nothing more from the
+ * client, and do not wait for its reply. */
+static void relay_fail(struct relay *r, uint16_t code, const char *why)
+{
+    outcome_note(r->end, END_PROTOCOL, "protocol error: %s", why);
+    r->no_reply = true;
+    r->up_done = true;
+    relay_close(r, code, why);
+}
+
+void relay_ping(struct relay *r)
+{
+    r->ping_due = true;
+}
+
+void relay_backend_gone(struct relay *r)
+{
+    r->nspans = r->span0 = 0;
+    r->be_gone = true;
+    r->down_done = true;
+}
+
+/* ---- client -> backend ------------------------------------------------ */
+
+static bool spans_pending(const struct relay *r)
+{
+    return r->nspans > r->span0;
+}
+
+uint64_t relay_undelivered(const struct relay *r)
+{
+    uint64_t n = 0;
+    for (int i = r->span0; i < r->nspans; i++)
+        n += r->spans[i].len;
+    return n;
+}
+
+static void add_span(struct relay *r, size_t off, size_t len)
+{
+    if (spans_pending(r)) {
+        struct relay_span *last = &r->spans[r->nspans - 1];
+        if (last->off + last->len == off) {
+            last->len += (uint32_t)len;
+            return;
+        }
+    }
+    ASSERT(r->nspans < RELAY_SPANS);
+    r->spans[r->nspans].off = (uint32_t)off;
+    r->spans[r->nspans].len = (uint32_t)len;
+    r->nspans++;
+}
+
+static void on_data(struct relay *r, const struct ws_event *ev, size_t base)
+{
+    size_t off = base + ev->off, len = ev->len;
+    if (r->base64) {
+        long k = ws_b64_decode(&r->b64, r->in->data + off, len);
+        if (k < 0) {
+            relay_fail(r, WS_CLOSE_BAD_DATA, "invalid base64");
+            return;
+        }
+        len = (size_t)k;
+        if (ev->fin) {
+            if (!ws_b64_complete(&r->b64)) {
+                relay_fail(r, WS_CLOSE_BAD_DATA, "truncated base64");
+                return;
+            }
+            memset(&r->b64, 0, sizeof(r->b64));
+        }
+    }
+    if (r->up_done || r->be_gone || len == 0)
+        return; /* the client's close reply is still decoded after a backend failure */
+    add_span(r, off, len);
+    r->last_payload = ev_now(r->loop);
+}
+
+static void on_control(struct relay *r, const struct ws_event *ev)
+{
+    switch (ev->opcode) {
+    case WS_OP_PING:
+        if (r->close != RC_OPEN) /* closing: no pong may follow our close */
+            break;
+        memcpy(r->pong, r->dec.ctl, r->dec.ctl_len);
+        r->pong_len = (uint8_t)r->dec.ctl_len;
+        r->pong_due = true; /* answers this ping and any earlier unanswered one */
+        break;
+    case WS_OP_CLOSE:
+        r->close_rcvd = true;
+        r->up_done = true;
+        if (r->close == RC_OPEN)
+            outcome_note(r->end, END_CLIENT_CLOSE, "client closed (%u)", ev->close_code);
+        relay_close(r, ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code, "");
+        break;
+    default: /* pongs only prove the client is alive */
+        break;
+    }
+}
+
+/* Decode up to limit bytes of buffered input. Returns the bytes consumed. */
+static size_t decode(struct relay *r, size_t limit)
+{
+    struct buf *in = r->in;
+    size_t used = 0;
+    while (!r->up_done && in->start < in->end && used < limit && r->nspans < RELAY_SPANS) {
+        struct ws_event ev;
+        size_t base = in->start, avail = in->end - base;
+        if (avail > limit - used)
+            avail = limit - used;
+        size_t k = ws_decode(&r->dec, in->data + base, avail, &ev);
+        in->start += k;
+        used += k;
+        switch (ev.type) {
+        case WS_EV_NONE:
+            break;
+        case WS_EV_DATA:
+            on_data(r, &ev, base);
+            break;
+        case WS_EV_CONTROL:
+            on_control(r, &ev);
+            break;
+        case WS_EV_ERROR:
+            relay_fail(r, ev.close_code, ev.reason ? ev.reason : "invalid frame");
+            break;
+        }
+    }
+    return used;
+}
+
+/* Give the input buffer back once nothing in it is needed. */
+static void release_input(struct relay *r)
+{
+    struct buf *in = r->in;
+    if (in && !spans_pending(r) && (in->start == in->end || r->up_done)) {
+        buf_put(r->pool, in);
+        r->in = NULL;
+        r->nspans = r->span0 = 0;
+    }
+}
+
+/* Write pending spans. Returns 1 when all are written, 0 when the backend
+ * is full, -1 after a write error (the backend is then failed). */
+static int flush_spans(struct relay *r)
+{
+    while (spans_pending(r)) {
+        struct iovec iov[RELAY_SPANS];
+        int k = 0;
+        for (int i = r->span0; i < r->nspans; i++, k++) {
+            iov[k].iov_base = r->in->data + r->spans[i].off;
+            iov[k].iov_len = r->spans[i].len;
+        }
+        ssize_t n = io_writev(r->be, iov, k);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return 0;
+            int e = errno;
+            outcome_note(r->end, END_BACKEND_ERROR,
+                         "backend write error: %s (%llu bytes not delivered)", strerror(e),
+                         (unsigned long long)relay_undelivered(r));
+            relay_backend_gone(r); /* client payload from now on is discarded */
+            relay_close(r, WS_CLOSE_INTERNAL, "backend error");
+            return -1;
+        }
+        r->bytes_up += (uint64_t)n;
+        metrics_add(&r->ctr->bytes_up, (uint64_t)n);
+        for (size_t left = (size_t)n; left > 0;) {
+            struct relay_span *sp = &r->spans[r->span0];
+            if (left >= sp->len) {
+                left -= sp->len;
+                r->span0++;
+            } else {
+                sp->off += (uint32_t)left;
+                sp->len -= (uint32_t)left;
+                left = 0;
+            }
+        }
+    }
+    r->nspans = r->span0 = 0;
+    return 1;
+}
+
+void relay_pump_up(struct relay *r)
+{
+    size_t budget = r->budget;
+    while (r->in) {
+        budget -= decode(r, budget);
+        if (spans_pending(r) && flush_spans(r) <= 0)
+            break;
+        if (budget == 0 || r->up_done || r->in->start == r->in->end)
+            break;
+    }
+    release_input(r);
+}
+
+void relay_backend_write(struct relay *r)
+{
+    if (flush_spans(r) > 0)
+        relay_pump_up(r);
+    else
+        release_input(r);
+}
+
+int relay_client_read(struct relay *r)
+{
+    if (!r->in && !(r->in = buf_get(r->pool, r->bufsize))) {
+        outcome_note(r->end, END_ERROR, "out of memory");
+        return -1;
+    }
+    struct buf *in = r->in;
+    size_t want = buf_room(in) < r->budget ? buf_room(in) : r->budget;
+    ssize_t n = io_read(r->cl, in->data + in->end, want);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return 0;
+        outcome_note(r->end, END_CLIENT_DROP, "client read error: %s", strerror(errno));
+        return -1;
+    }
+    if (n == 0) {
+        outcome_note(r->end, END_CLIENT_DROP, "client closed the connection without a close frame");
+        return -1;
+    }
+    in->end += (size_t)n;
+    r->last_rx = ev_now(r->loop);
+    relay_pump_up(r);
+    return 0;
+}
+
+/* ---- backend -> client ------------------------------------------------ */
+
+void relay_backend_read(struct relay *r)
+{
+    ASSERT(!r->out && !r->down_done);
+    struct buf *out = buf_get(r->pool, r->bufsize);
+    if (!out) {
+        outcome_note(r->end, END_ERROR, "out of memory");
+        relay_backend_gone(r);
+        relay_close(r, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    size_t head = WS_MAX_SERVER_HEADER, room = out->cap - head;
+    if (room > r->budget)
+        room = r->budget;
+    uint8_t *dst = out->data + head;
+    size_t want = room;
+    if (r->base64) {
+        /* Read raw bytes into the tail and encode them forward into the
+         * front: the encoder's output never overtakes its input. */
+        want = (room - 4) / 4 * 3;
+        dst = out->data + head + room - want;
+    }
+    ssize_t n = io_read(r->be, dst, want);
+    if (n <= 0) {
+        buf_put(r->pool, out);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n == 0) {
+            outcome_note(r->end, END_BACKEND_EOF, "backend closed the connection");
+            relay_close(r, WS_CLOSE_NORMAL, "");
+        } else {
+            outcome_note(r->end, END_BACKEND_ERROR,
+                         "backend read error: %s (%llu bytes not delivered)", strerror(errno),
+                         (unsigned long long)relay_undelivered(r));
+            relay_backend_gone(r); /* client payload from now on is discarded */
+            relay_close(r, WS_CLOSE_INTERNAL, "backend error");
+        }
+        return;
+    }
+    size_t len = (size_t)n;
+    enum ws_opcode op = WS_OP_BINARY;
+    if (r->base64) {
+        len = ws_base64_encode((char *)out->data + head, dst, len);
+        op = WS_OP_TEXT;
+    }
+    size_t hl = ws_header_len(len);
+    ws_header(out->data + head - hl, op, len);
+    out->start = head - hl;
+    out->end = head + len;
+    r->out = out;
+    r->bytes_down += (uint64_t)n;
+    metrics_add(&r->ctr->bytes_down, (uint64_t)n);
+    r->last_payload = ev_now(r->loop);
+}
+
+/* Pick the next thing to write: control frames go between data frames, the
+ * close frame goes last. Returns false when there is nothing. */
+static bool pick_write(struct relay *r)
+{
+    if (r->close == RC_SENT) /* nothing may follow a close frame */
+        return false;
+    if (r->pong_due && r->close == RC_OPEN) {
+        r->ctl_len = ws_header(r->ctl, WS_OP_PONG, r->pong_len);
+        memcpy(r->ctl + r->ctl_len, r->pong, r->pong_len);
+        r->ctl_len += r->pong_len;
+        r->pong_due = false;
+    } else if (r->ping_due && r->close == RC_OPEN) {
+        r->ctl_len = ws_header(r->ctl, WS_OP_PING, 0);
+        r->ping_due = false;
+    } else if (r->out && buf_len(r->out) > 0) {
+        r->writing = W_OUT;
+        return true;
+    } else if (r->close == RC_QUEUED) {
+        r->ctl_len = ws_close_frame(r->ctl, r->close_code, r->close_reason);
+        r->close = RC_WRITING;
+    } else {
+        return false;
+    }
+    r->ctl_off = 0;
+    r->writing = W_CTL;
+    return true;
+}
+
+/* The frame being written is out. */
+static void wrote(struct relay *r)
+{
+    if (r->writing == W_OUT) {
+        buf_put(r->pool, r->out);
+        r->out = NULL;
+    } else if (r->close == RC_WRITING) {
+        r->close = RC_SENT;
+    }
+    r->writing = W_NONE;
+}
+
+int relay_client_write(struct relay *r)
+{
+    while (r->writing != W_NONE || pick_write(r)) {
+        const uint8_t *p;
+        size_t len;
+        if (r->writing == W_OUT) {
+            p = r->out->data + r->out->start;
+            len = buf_len(r->out);
+        } else {
+            p = r->ctl + r->ctl_off;
+            len = r->ctl_len - r->ctl_off;
+        }
+        ssize_t n = io_write(r->cl, p, len);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return 0;
+            outcome_note(r->end, END_CLIENT_DROP, "client write error: %s", strerror(errno));
+            return -1;
+        }
+        if (r->writing == W_OUT)
+            r->out->start += (size_t)n;
+        else
+            r->ctl_off += (size_t)n;
+        if ((size_t)n < len)
+            return 0;
+        wrote(r);
+    }
+    return 0;
+}
+
+/* ---- derived state ---------------------------------------------------- */
+
+bool relay_wants_client_read(const struct relay *r)
+{
+    return !r->up_done && (!r->in || buf_room(r->in) > 0) && r->nspans < RELAY_SPANS;
+}
+
+bool relay_wants_client_write(const struct relay *r)
+{
+    if (r->close == RC_SENT)
+        return false;
+    return r->writing != W_NONE || (r->close == RC_OPEN && (r->pong_due || r->ping_due)) ||
+           (r->out && buf_len(r->out) > 0) || r->close == RC_QUEUED;
+}
+
+bool relay_wants_backend_read(const struct relay *r)
+{
+    return !r->down_done && !r->be_gone && !r->out;
+}
+
+bool relay_wants_backend_write(const struct relay *r)
+{
+    return spans_pending(r);
+}
+
+bool relay_up_pending(const struct relay *r)
+{
+    return r->in && !r->up_done && r->in->start < r->in->end && !spans_pending(r);
+}
+
+bool relay_client_paused(const struct relay *r)
+{
+    return !r->up_done && r->in && (buf_room(r->in) == 0 || r->nspans >= RELAY_SPANS);
+}
+
+bool relay_client_done(const struct relay *r)
+{
+    return r->close == RC_SENT && (r->close_rcvd || r->no_reply);
+}
+
+bool relay_backend_done(const struct relay *r)
+{
+    return r->up_done && !spans_pending(r);
+}
