@@ -265,6 +265,9 @@ static int run(struct config *cfg)
     ev_signal_start(loop, &sig_term);
     ev_signal_start(loop, &sig_hup);
     int rc = 0;
+    /* From here on no thread, main included, blocks on stderr (log.h). */
+    if (log_start() < 0)
+        log_msg(WLOG_WARN, "cannot start the log thread: %s; logging directly", strerror(errno));
     gw.nworkers = worker_count(cfg);
     if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
@@ -312,6 +315,7 @@ static int run(struct config *cfg)
     pthread_mutex_destroy(&gw.lock);
     if (rc == 0)
         log_msg(WLOG_INFO, "stopped");
+    log_shutdown(); /* at most LOG_SHUTDOWN_WAIT_MS, whatever stderr does */
     return rc;
 }
 
