@@ -184,6 +184,8 @@ static void *writer_main(void *arg)
         int rc = write_all(p, n); /* producers only fill free space: p stays valid */
         pthread_mutex_lock(&lg.lock);
         lg.writing = 0;
+        if (lg.mode == MODE_DEAD)
+            break; /* log_shutdown gave up on this thread: write nothing more */
         if (rc == 0) {
             logq_consume(&lg.q, n);
         } else {
