@@ -909,9 +909,37 @@ def check_named_paths(p, root):
                         "names %s, which does not exist" % path)
 
 
+def check_client_names(p, root):
+    """wsgate.ini(5) and src/tls.c agree on wildcards in client certificates:
+    tls_peer_allowed passes X509_CHECK_FLAG_NO_WILDCARDS, and the
+    allowed_client_names entry says wildcards are not matched (and never that
+    a wildcard name matches)."""
+    tls_c = read(root, "src/tls.c")
+    fn = re.search(r"int tls_peer_allowed\(.*?\n\}", tls_c, re.S)
+    no_wild = bool(fn) and re.search(r"X509_check_host\([^;]*X509_CHECK_FLAG_NO_WILDCARDS",
+                                     fn.group(0), re.S) is not None
+    p.check(no_wild, "src/tls.c", "tls_peer_allowed no longer passes X509_CHECK_FLAG_NO_WILDCARDS "
+            "to X509_check_host, but %s says wildcards are not matched" % MAN5)
+    if not os.path.isfile(os.path.join(root, MAN5)):
+        return
+    man5 = read(root, MAN5)
+    entry = re.search(r"^\.BI allowed_client_names \".*?(?=^\.TP|^\.SH)", man5, re.M | re.S)
+    if not p.check(entry is not None, MAN5, "no allowed_client_names entry"):
+        return
+    text = " ".join(l for l in entry.group(0).splitlines()[1:])
+    text = re.sub(r"^\.\w+\s*|\s\.\w+\s", " ", text).replace("\\-", "-")
+    p.check(re.search(r"[Ww]ildcards? in the certificate are not matched", text) is not None,
+            MAN5, "the allowed_client_names entry must say that wildcards in the certificate "
+            "are not matched (src/tls.c uses X509_CHECK_FLAG_NO_WILDCARDS)")
+    claim = re.search(r"\*\.[\w.-]+\s+matches\b", text)
+    p.check(claim is None, MAN5, "the allowed_client_names entry says a wildcard certificate "
+            "name matches (%r); src/tls.c refuses wildcards" % (claim.group(0) if claim else ""))
+
+
 def check_all(root):
     p = Problems()
     check_man(p, root)
+    check_client_names(p, root)
     check_doc_am(p, root)
     docker_cfg = check_docker_ini(p, root)
     uid = check_dockerfile(p, root, docker_cfg)
@@ -970,6 +998,12 @@ MUTATIONS = [
     (MAN5, "\"wsgate 0.1.0\"", "\"wsgate 0.0.9\"", "version"),
     (DOC_AM, "doc/wsgate.ini.5", "doc/wsgate.conf.5", "does not install doc/wsgate.ini.5"),
     (DOC_AM, "check-packaging:", "check-pkg:", "no check-packaging target"),
+    (MAN5, "does not match\n.BR a.example.com .", "matches\n.BR a.example.com .",
+     "says a wildcard certificate name matches"),
+    (MAN5, "Wildcards in the certificate are not matched:", "Names are compared:",
+     "wildcards in the certificate are not matched"),
+    ("src/tls.c", "X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS",
+     "X509_CHECK_FLAG_ALWAYS_CHECK_SUBJECT", "no longer passes X509_CHECK_FLAG_NO_WILDCARDS"),
     ("contrib/docker/wsgate-healthcheck", "#!/bin/bash\n", "#!/bin/bash\nfoo=$undefined_x[\n",
      "shellcheck"),
 ]

@@ -1327,19 +1327,15 @@ static void file_checks(struct parser *ps)
         if (!rt->token_file)
             continue;
         char msg[256] = "";
-        struct token_table *t = NULL;
-        if (token_load(rt->token_file, &t, msg, sizeof(msg)) < 0) {
+        /* Read and resolved here, once; then re-read by the watcher thread. */
+        if (token_cache_open(rt->token_file, &rt->tokens, msg, sizeof(msg)) < 0) {
             msg[strcspn(msg, "\n")] = '\0'; /* one line per error */
             add_error(ps, ps->rs[r].seen[tk - keys], "token_file: %s", msg);
             continue;
         }
-        token_free(t);
         if (rt->nbackends)
             add_error(ps, ps->rs[r].seen[tk - keys],
                       "token_file: route '%s' has both token_file and backend", rt->name);
-        rt->tokens = token_cache_new(rt->token_file);
-        if (!rt->tokens)
-            add_error(ps, rt->line, "token_file: out of memory");
     }
 }
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "sock.h"
 #include "tls.h"
+#include "token.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -161,6 +162,13 @@ static void log_lines(enum log_level level, const char *prefix, const char *text
     }
 }
 
+/* The token watcher re-read a source and had warnings (token.h). */
+static void token_report(const char *path, const char *msg)
+{
+    log_msg(WLOG_WARN, "token_file %s re-read:", path);
+    log_lines(WLOG_WARN, "  ", msg);
+}
+
 /* SIGHUP: parse the file into a new configuration; on success new sessions
  * and listeners use it, live sessions keep theirs; on failure nothing
  * changes. */
@@ -265,6 +273,12 @@ static int run(struct config *cfg)
     ev_signal_start(loop, &sig_term);
     ev_signal_start(loop, &sig_hup);
     int rc = 0;
+    /* From here on no thread, main included, blocks on stderr (log.h). */
+    if (log_start() < 0)
+        log_msg(WLOG_WARN, "cannot start the log thread: %s; logging directly", strerror(errno));
+    if (token_watch_start(token_report) < 0)
+        log_msg(WLOG_WARN, "cannot start the token watcher: %s; token files are not re-read",
+                strerror(errno));
     gw.nworkers = worker_count(cfg);
     if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
@@ -306,12 +320,14 @@ static int run(struct config *cfg)
     for (i = 0; i < gw.nworkers; i++)
         worker_destroy(&gw.workers[i]);
     free(gw.workers);
+    token_watch_stop();
     metrics_free(&gw.metrics);
     config_unref(gw.cfg);
     ev_loop_destroy(loop);
     pthread_mutex_destroy(&gw.lock);
     if (rc == 0)
         log_msg(WLOG_INFO, "stopped");
+    log_shutdown(); /* at most LOG_SHUTDOWN_WAIT_MS, whatever stderr does */
     return rc;
 }
 

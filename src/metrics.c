@@ -1,6 +1,8 @@
 /* metrics.c - counters and the Prometheus text format. */
 #include "metrics.h"
 
+#include "log.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -199,6 +201,11 @@ char *metrics_render(struct metrics *m, size_t *len)
         outf(&o, "wsgate_backend_connect_seconds_count{route=\"%s\"} %llu\n", r->name,
              (unsigned long long)SUM(connect_count));
     }
+    outf(&o,
+         "# HELP wsgate_log_lines_dropped_total Log lines dropped because stderr was not "
+         "read fast enough.\n# TYPE wsgate_log_lines_dropped_total counter\n"
+         "wsgate_log_lines_dropped_total %llu\n",
+         (unsigned long long)log_lines_dropped());
     if (o.oom) {
         free(o.b);
         return NULL;

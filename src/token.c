@@ -4,6 +4,7 @@
 #endif
 #include "token.h"
 
+#include "config.h"
 #include "http.h"
 
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define TARGET_MAX 1024 /* longest target accepted */
 
@@ -24,13 +26,23 @@ struct token_entry {
     char *target;
     size_t seq; /* load order: the last line for a token wins */
     int line;
-    int file; /* index into the load's file list, for warnings */
+    int file;  /* index into the load's file list, for warnings */
+    size_t tg; /* index into the table's resolved targets (after resolve_table) */
+};
+
+/* One distinct target, resolved when the table was loaded. */
+struct token_target {
+    struct backend_spec b; /* naddrs == 0 when it could not be resolved */
+    char *why;             /* why not, or NULL */
 };
 
 struct token_table {
     struct token_entry *e; /* sorted by token, unique */
     size_t n;
-    uint64_t sig; /* source_signature() when the source was read */
+    uint64_t sig;            /* source_signature() when the source was read */
+    struct token_target *tg; /* NULL until resolve_table() */
+    size_t ntg;
+    int refs; /* holders of a published table (atomic) */
 };
 
 /* Append one printf-formatted line to err (NUL-terminated, truncated). */
@@ -80,7 +92,8 @@ static int visible(const struct dirent *d)
 }
 
 /* A hash of the stat data of path and, for a directory, of each visible
- * entry (name and stat); a stat error is hashed as its errno. */
+ * entry (name and stat, combined in any order, so no sorting); a stat error
+ * is hashed as its errno. */
 static uint64_t source_signature(const char *path)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -92,26 +105,29 @@ static uint64_t source_signature(const char *path)
     h = fnv_stat(h, &st);
     if (!S_ISDIR(st.st_mode))
         return h;
-    struct dirent **names;
-    int n = scandir(path, &names, visible, alphasort);
-    if (n < 0) {
+    DIR *d = opendir(path);
+    if (!d) {
         int e = errno;
         return fnv(h, &e, sizeof(e));
     }
-    for (int i = 0; i < n; i++) {
-        char p[4096];
-        snprintf(p, sizeof(p), "%s/%s", path, names[i]->d_name);
-        h = fnv(h, names[i]->d_name, strlen(names[i]->d_name) + 1);
-        if (stat(p, &st) == 0) {
-            h = fnv_stat(h, &st);
+    uint64_t sum = 0, count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!visible(de))
+            continue;
+        uint64_t x = fnv(0xcbf29ce484222325ULL, de->d_name, strlen(de->d_name) + 1);
+        if (fstatat(dirfd(d), de->d_name, &st, 0) == 0) {
+            x = fnv_stat(x, &st);
         } else {
             int e = errno;
-            h = fnv(h, &e, sizeof(e));
+            x = fnv(x, &e, sizeof(e));
         }
-        free(names[i]);
+        sum += x * 0x9e3779b97f4a7c15ULL + (x >> 29);
+        count++;
     }
-    free(names);
-    return h;
+    closedir(d);
+    h = fnv(h, &sum, sizeof(sum));
+    return fnv(h, &count, sizeof(count));
 }
 
 int token_source_changed(const char *path, const struct token_table *t)
@@ -341,6 +357,11 @@ void token_free(struct token_table *t)
     if (!t)
         return;
     free_entries(t->e, t->n);
+    for (size_t i = 0; i < t->ntg; i++) {
+        config_free_backend(&t->tg[i].b);
+        free(t->tg[i].why);
+    }
+    free(t->tg);
     free(t);
 }
 
@@ -458,7 +479,9 @@ int token_load(const char *path, struct token_table **out, char *err, size_t err
     return rc;
 }
 
-const char *token_lookup(const struct token_table *t, const char *token, size_t len)
+/* The entry for token[0..len), or NULL. */
+static const struct token_entry *find_entry(const struct token_table *t, const char *token,
+                                            size_t len)
 {
     if (!t || !token)
         return NULL;
@@ -471,13 +494,19 @@ const char *token_lookup(const struct token_table *t, const char *token, size_t 
         if (c == 0 && x->len != len)
             c = x->len < len ? -1 : 1;
         if (c == 0)
-            return x->target;
+            return x;
         if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
     return NULL;
+}
+
+const char *token_lookup(const struct token_table *t, const char *token, size_t len)
+{
+    const struct token_entry *x = find_entry(t, token, len);
+    return x ? x->target : NULL;
 }
 
 size_t token_count(const struct token_table *t)
@@ -527,25 +556,198 @@ int token_from_query(const char *query, size_t len, char *out, size_t cap)
     return -1;
 }
 
-/* ---- the shared cache --------------------------------------------------- */
+/* ---- resolving targets --------------------------------------------------- */
+
+static const struct token_table *sort_table; /* qsort has no context argument */
+
+static int cmp_by_target(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    return strcmp(sort_table->e[i].target, sort_table->e[j].target);
+}
+
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Resolve every distinct target of t once (config_parse_backend: host names
+ * through getaddrinfo, so only ever off the worker loops). A target that does
+ * not resolve keeps its reason and a warning goes to err. Returns 0, or -1
+ * when out of memory. */
+static int resolve_table(struct token_table *t, char *err, size_t errlen)
+{
+    size_t *idx = malloc((t->n ? t->n : 1) * sizeof(*idx));
+    if (!idx)
+        return -1;
+    for (size_t i = 0; i < t->n; i++)
+        idx[i] = i;
+    pthread_mutex_lock(&sort_lock);
+    sort_table = t;
+    qsort(idx, t->n, sizeof(*idx), cmp_by_target);
+    pthread_mutex_unlock(&sort_lock);
+    size_t ntg = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (i == 0 || strcmp(t->e[idx[i]].target, t->e[idx[i - 1]].target) != 0)
+            ntg++;
+    t->tg = calloc(ntg ? ntg : 1, sizeof(*t->tg));
+    if (!t->tg) {
+        free(idx);
+        return -1;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        struct token_entry *x = &t->e[idx[i]];
+        if (i == 0 || strcmp(x->target, t->e[idx[i - 1]].target) != 0) {
+            struct token_target *g = &t->tg[t->ntg++];
+            char why[256];
+            if (config_parse_backend(x->target, &g->b, why, sizeof(why)) < 0) {
+                g->why = strdup(why);
+                add_err(err, errlen, "token target %s: %s", x->target, why);
+                if (!g->why) {
+                    free(idx);
+                    return -1;
+                }
+            }
+        }
+        x->tg = t->ntg - 1;
+    }
+    free(idx);
+    return 0;
+}
+
+/* ---- the shared cache and its watcher -------------------------------------- */
 
 struct token_cache {
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;    /* guards cur: held only to take a reference */
+    struct token_table *cur; /* published table, refcounted */
     char *path;
-    struct token_table *t; /* NULL until the first lookup */
+    int refs;                 /* owner + a watcher pass holding it (atomic) */
+    int dead;                 /* token_cache_free was called (atomic) */
+    struct token_cache *next; /* the watcher's list */
 };
+
+static struct {
+    pthread_mutex_t lock; /* the list, stop, running */
+    pthread_cond_t cond;
+    struct token_cache *head;
+    token_report_fn report;
+    int running, stop, stopped;
+    pthread_t thread;
+} watch = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void table_unref(struct token_table *t)
+{
+    if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        token_free(t);
+}
+
+/* The published table with a reference taken (NULL when none). */
+static struct token_table *table_get(struct token_cache *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct token_table *t = c->cur;
+    if (t)
+        __atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&c->lock);
+    return t;
+}
+
+static void publish(struct token_cache *c, struct token_table *t)
+{
+    t->refs = 1;
+    pthread_mutex_lock(&c->lock);
+    struct token_table *old = c->cur;
+    c->cur = t;
+    pthread_mutex_unlock(&c->lock);
+    table_unref(old);
+}
+
+/* Read and resolve the source; an unreadable source is an empty table (with
+ * err saying why). Returns the table, or NULL when out of memory. */
+static struct token_table *read_source(const char *path, int *rc, char *err, size_t errlen)
+{
+    struct token_table *t = NULL;
+    *rc = load_table(path, &t, err, errlen);
+    if (*rc == -2)
+        return NULL;
+    if (resolve_table(t, err, errlen) < 0) {
+        token_free(t);
+        *rc = -2;
+        return NULL;
+    }
+    return t;
+}
+
+static void cache_unref(struct token_cache *c)
+{
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    table_unref(c->cur);
+    pthread_mutex_destroy(&c->lock);
+    free(c->path);
+    free(c);
+}
+
+int token_cache_open(const char *path, struct token_cache **out, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    struct token_cache *c = calloc(1, sizeof(*c));
+    if (!c || !(c->path = strdup(path)) || pthread_mutex_init(&c->lock, NULL) != 0) {
+        if (c)
+            free(c->path);
+        free(c);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory\n", path);
+        return -1;
+    }
+    int rc;
+    struct token_table *t = read_source(path, &rc, err, errlen);
+    if (!t) {
+        pthread_mutex_destroy(&c->lock);
+        free(c->path);
+        free(c);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory\n", path);
+        return -1;
+    }
+    if (rc < 0) {
+        token_free(t);
+        pthread_mutex_destroy(&c->lock);
+        free(c->path);
+        free(c);
+        return -1;
+    }
+    publish(c, t);
+    c->refs = 1;
+    pthread_mutex_lock(&watch.lock);
+    c->next = watch.head;
+    watch.head = c;
+    pthread_mutex_unlock(&watch.lock);
+    *out = c;
+    return rc;
+}
 
 struct token_cache *token_cache_new(const char *path)
 {
-    struct token_cache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->path = strdup(path);
-    if (!c->path || pthread_mutex_init(&c->lock, NULL) != 0) {
-        free(c->path);
+    struct token_cache *c = NULL;
+    char err[512];
+    if (token_cache_open(path, &c, err, sizeof(err)) >= 0)
+        return c;
+    /* Unreadable now: start empty; the watcher reads it once it changes. */
+    c = calloc(1, sizeof(*c));
+    struct token_table *t = calloc(1, sizeof(*t));
+    if (!c || !t || !(c->path = strdup(path)) || pthread_mutex_init(&c->lock, NULL) != 0) {
+        if (c)
+            free(c->path);
         free(c);
+        free(t);
         return NULL;
     }
+    t->sig = source_signature(path);
+    publish(c, t);
+    c->refs = 1;
+    pthread_mutex_lock(&watch.lock);
+    c->next = watch.head;
+    watch.head = c;
+    pthread_mutex_unlock(&watch.lock);
     return c;
 }
 
@@ -553,33 +755,179 @@ void token_cache_free(struct token_cache *c)
 {
     if (!c)
         return;
-    pthread_mutex_destroy(&c->lock);
-    token_free(c->t);
-    free(c->path);
-    free(c);
+    pthread_mutex_lock(&watch.lock);
+    for (struct token_cache **p = &watch.head; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&watch.lock);
+    __atomic_store_n(&c->dead, 1, __ATOMIC_RELEASE);
+    cache_unref(c); /* a watcher pass still holding it frees it after */
+}
+
+int token_cache_refresh(struct token_cache *c, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    struct token_table *cur = table_get(c);
+    int changed = token_source_changed(c->path, cur);
+    table_unref(cur);
+    if (!changed)
+        return 0;
+    int rc;
+    struct token_table *t = read_source(c->path, &rc, err, errlen);
+    if (!t) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory reading the token source\n", c->path);
+        return -1; /* keep the old table; retried next time */
+    }
+    publish(c, t); /* empty after a read error, until the source changes */
+    return 1;
+}
+
+int token_cache_resolve(struct token_cache *c, const char *token, size_t len,
+                        struct backend_spec *out, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    struct token_table *t = table_get(c);
+    const struct token_entry *x = find_entry(t, token, len);
+    int rc = 0;
+    if (x && t->tg) {
+        const struct token_target *g = &t->tg[x->tg];
+        memset(out, 0, sizeof(*out));
+        if (g->why) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s", g->why);
+            rc = -1;
+        } else {
+            out->text = strdup(g->b.text);
+            out->host = g->b.host ? strdup(g->b.host) : NULL;
+            out->addrs = malloc((g->b.naddrs ? g->b.naddrs : 1) * sizeof(*out->addrs));
+            if (!out->text || (g->b.host && !out->host) || !out->addrs) {
+                config_free_backend(out);
+                if (err && errlen)
+                    snprintf(err, errlen, "out of memory");
+                rc = -1;
+            } else {
+                memcpy(out->addrs, g->b.addrs, g->b.naddrs * sizeof(*out->addrs));
+                out->naddrs = g->b.naddrs;
+                rc = 1;
+            }
+        }
+    }
+    table_unref(t);
+    return rc;
 }
 
 int token_cache_lookup(struct token_cache *c, const char *token, size_t len, char *target,
                        size_t cap, char *err, size_t errlen)
 {
-    int found = 0;
     if (err && errlen)
         err[0] = '\0';
-    pthread_mutex_lock(&c->lock);
-    if (token_source_changed(c->path, c->t)) {
-        struct token_table *t = NULL;
-        if (load_table(c->path, &t, err, errlen) != -2) {
-            token_free(c->t);
-            c->t = t; /* empty after a read error, until the source changes */
-        } else if (err && errlen) {
-            snprintf(err, errlen, "%s: out of memory reading the token source\n", c->path);
-        }
-    }
-    const char *v = token_lookup(c->t, token, len);
+    struct token_table *t = table_get(c);
+    const char *v = token_lookup(t, token, len);
+    int found = 0;
     if (v && strlen(v) < cap) {
         memcpy(target, v, strlen(v) + 1);
         found = 1;
     }
-    pthread_mutex_unlock(&c->lock);
+    table_unref(t);
     return found;
+}
+
+/* One pass: refresh every live cache, outside the list lock. */
+static void watch_pass(void)
+{
+    struct token_cache **v = NULL;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&watch.lock);
+    for (struct token_cache *c = watch.head; c; c = c->next) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            struct token_cache **nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv)
+                break;
+            v = nv;
+            cap = ncap;
+        }
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+        v[n++] = c;
+    }
+    pthread_mutex_unlock(&watch.lock);
+    for (size_t i = 0; i < n; i++) {
+        char err[1024];
+        if (!__atomic_load_n(&v[i]->dead, __ATOMIC_ACQUIRE) &&
+            token_cache_refresh(v[i], err, sizeof(err)) != 0 && err[0] && watch.report)
+            watch.report(v[i]->path, err);
+        cache_unref(v[i]);
+    }
+    free(v);
+}
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&watch.lock);
+    while (!watch.stop) {
+        pthread_mutex_unlock(&watch.lock);
+        watch_pass();
+        pthread_mutex_lock(&watch.lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += TOKEN_WATCH_INTERVAL_MS / 1000;
+        ts.tv_nsec += (long)(TOKEN_WATCH_INTERVAL_MS % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!watch.stop && pthread_cond_timedwait(&watch.cond, &watch.lock, &ts) == 0)
+            ;
+    }
+    watch.stopped = 1;
+    pthread_cond_broadcast(&watch.cond);
+    pthread_mutex_unlock(&watch.lock);
+    return NULL;
+}
+
+int token_watch_start(token_report_fn report)
+{
+    pthread_mutex_lock(&watch.lock);
+    if (watch.running) {
+        pthread_mutex_unlock(&watch.lock);
+        return 0;
+    }
+    watch.report = report;
+    watch.stop = watch.stopped = 0;
+    int rc = pthread_create(&watch.thread, NULL, watch_main, NULL);
+    watch.running = rc == 0;
+    pthread_mutex_unlock(&watch.lock);
+    if (rc != 0)
+        errno = rc;
+    return rc == 0 ? 0 : -1;
+}
+
+void token_watch_stop(void)
+{
+    pthread_mutex_lock(&watch.lock);
+    if (!watch.running) {
+        pthread_mutex_unlock(&watch.lock);
+        return;
+    }
+    watch.stop = 1;
+    pthread_cond_broadcast(&watch.cond);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    while (!watch.stopped && pthread_cond_timedwait(&watch.cond, &watch.lock, &ts) == 0)
+        ;
+    int stopped = watch.stopped;
+    watch.running = 0;
+    pthread_mutex_unlock(&watch.lock);
+    if (stopped)
+        pthread_join(watch.thread, NULL);
+    else
+        pthread_detach(watch.thread); /* stuck reading or resolving: leave it */
 }

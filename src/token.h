@@ -47,21 +47,66 @@ void token_free(struct token_table *t);
  * fit in cap. */
 int token_from_query(const char *query, size_t len, char *out, size_t cap);
 
-/* A thread-safe holder of the current table of one source, re-read when it
- * changes; one per route, shared by the workers. */
+/* A thread-safe holder of the current table of one source, shared by the
+ * workers. The source is read and its targets resolved when the cache is
+ * opened (configuration load, main thread); afterwards one watcher thread
+ * (token_watch_start) checks every open cache at most once per
+ * TOKEN_WATCH_INTERVAL_MS and re-reads a changed source off the worker
+ * loops, publishing the new table atomically. Lookups only take a reference
+ * on the published table under the cache's own mutex: no file I/O, no stat,
+ * no DNS, no lock shared by all caches. */
 struct token_cache;
 
-/* A cache for path; nothing is read until the first lookup. NULL on ENOMEM. */
+struct backend_spec; /* config.h */
+
+#define TOKEN_WATCH_INTERVAL_MS 1000
+
+/* Open a cache for path: read it and resolve its targets now (host names
+ * with getaddrinfo). Returns -1 when the source cannot be read (err says
+ * why, *out untouched), else the number of lines skipped, with warnings (bad
+ * lines, targets that do not resolve) in err, and the cache in *out; the
+ * watcher sees it from now on. */
+int token_cache_open(const char *path, struct token_cache **out, char *err, size_t errlen);
+
+/* As token_cache_open, ignoring warnings; a source that cannot be read
+ * starts empty. NULL on ENOMEM. */
 struct token_cache *token_cache_new(const char *path);
+
+/* Stop watching c and drop it (the watcher may finish a pass with it first;
+ * the last holder frees it). Safe from any thread; never waits for a read. */
 void token_cache_free(struct token_cache *c);
 
-/* Look token[0..len) up, first re-reading the source when it changed (or on
- * the first call). Returns 1 with the target copied to target (cap bytes,
- * NUL-terminated), 0 for an unknown token or a target that does not fit.
- * When a re-read happened and had something to report, err holds it (else
- * err[0] == '\0'): the caller logs it. A source that cannot be read counts
- * as empty until it changes again. */
+/* Look token[0..len) up in the published table. Returns 1 with a deep copy
+ * of its resolved target in *out (free with config_free_backend), 0 for an
+ * unknown token, -1 when the target did not resolve when the table was
+ * loaded, or on ENOMEM (err says why; answer 502). Never blocks on I/O. */
+int token_cache_resolve(struct token_cache *c, const char *token, size_t len,
+                        struct backend_spec *out, char *err, size_t errlen);
+
+/* Look token[0..len) up in the published table. Returns 1 with the target
+ * text copied to target (cap bytes, NUL-terminated), 0 for an unknown token
+ * or a target that does not fit. err is always empty: reloads report
+ * through the watcher (kept for older callers; prefer token_cache_resolve,
+ * which needs no getaddrinfo). */
 int token_cache_lookup(struct token_cache *c, const char *token, size_t len, char *target,
                        size_t cap, char *err, size_t errlen);
+
+/* Re-read c now if its source changed (what the watcher does each pass).
+ * Returns 1 when a new table was published (err holds its warnings), 0 when
+ * unchanged, -1 when out of memory (the old table stays). A source that
+ * cannot be read publishes an empty table until it changes again. */
+int token_cache_refresh(struct token_cache *c, char *err, size_t errlen);
+
+/* Called by the watcher with a cache's path and the warnings of a re-read
+ * (one or more lines). */
+typedef void (*token_report_fn)(const char *path, const char *msg);
+
+/* Start the watcher thread (main thread, after the configuration is loaded).
+ * Returns 0, or -1 with errno set. */
+int token_watch_start(token_report_fn report);
+
+/* Stop it at exit: waits up to 1 s for the current pass, then leaves a
+ * thread stuck in a read or a lookup alone. */
+void token_watch_stop(void);
 
 #endif

@@ -41,6 +41,23 @@ def write_tokens(path, lines, bump=True):
         os.utime(path, (t, t))
 
 
+# wsgate checks a token source for changes once a second, off the worker
+# loops (DESIGN.md "Hardening"): a change shows within two intervals.
+WATCH_WAIT = 3.0
+
+
+def retry(check, timeout=WATCH_WAIT):
+    """Run check() until it passes; fail with its last error after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def greeting(name):
     return ("[backend %s]" % name).encode()
 
@@ -61,9 +78,12 @@ class TokenEnv:
         self.t_unknown = uniq("tok-unknown")
         self.secrets = [self.t_alpha, self.t_beta, self.t_gamma, self.t_echo, self.t_unknown]
 
-    def reaches(self, target, name, path="/websockify"):
+    def reaches(self, target, name, path="/websockify", wait=False):
         """Upgrade with ?token= target, check the greeting says `name`, and
-        that bytes echo back through that backend."""
+        that bytes echo back through that backend. With wait (right after the
+        source changed), retry until the watcher re-read it (WATCH_WAIT)."""
+        if wait:
+            return retry(lambda: self.reaches(target, name, path))
         c = self.gw.client()
         resp = c.handshake("%s?token=%s" % (path, target) if "?" not in path else path)
         assert resp.status == 101, "token for %s: expected 101, got %r" % (name, resp)
@@ -76,7 +96,9 @@ class TokenEnv:
         c.send_close(1000)
         c.expect_close(1000)
 
-    def refused(self, target_path, status=403):
+    def refused(self, target_path, status=403, wait=False):
+        if wait:
+            return retry(lambda: self.refused(target_path, status))
         c = self.gw.client()
         resp = c.handshake(target_path)
         harness.assert_http_error(c, status, resp)
@@ -312,7 +334,7 @@ def test_token_added_while_running(gw, env, tmp_path):
     pid = gw.proc.pid
     write_tokens(tf, ["%s: %s" % (env.t_alpha, env.alpha.addr),
                       "%s: %s" % (env.t_beta, env.beta.addr)])
-    env.reaches(env.t_beta, "beta")
+    env.reaches(env.t_beta, "beta", wait=True)
     env.reaches(env.t_alpha, "alpha")
     assert gw.proc.pid == pid and gw.alive()
     assert "SIGHUP" not in gw.stderr_text()
@@ -330,7 +352,7 @@ def test_token_added_by_atomic_rename(gw, env, tmp_path):
     write_tokens(tmp, ["%s: %s" % (env.t_alpha, env.alpha.addr),
                        "%s: %s" % (env.t_gamma, env.gamma.addr)], bump=False)
     os.replace(tmp, tf)
-    env.reaches(env.t_gamma, "gamma")
+    env.reaches(env.t_gamma, "gamma", wait=True)
     env.no_token_in_logs(stop_checked(gw))
 
 
@@ -343,20 +365,20 @@ def test_token_removed_and_retargeted_while_running(gw, env, tmp_path):
     env.reaches(env.t_beta, "beta")
     # remove beta
     write_tokens(tf, ["%s: %s" % (env.t_alpha, env.alpha.addr)])
-    env.refused("/websockify?token=%s" % env.t_beta)
+    env.refused("/websockify?token=%s" % env.t_beta, wait=True)
     env.reaches(env.t_alpha, "alpha")
     # point alpha somewhere else
     write_tokens(tf, ["%s: %s" % (env.t_alpha, env.gamma.addr)])
-    env.reaches(env.t_alpha, "gamma")
+    env.reaches(env.t_alpha, "gamma", wait=True)
     # same length, same size content: only the target's port differs
     write_tokens(tf, ["%s: %s" % (env.t_alpha, env.alpha.addr)])
-    env.reaches(env.t_alpha, "alpha")
+    env.reaches(env.t_alpha, "alpha", wait=True)
     # empty file: nothing works, and the gateway keeps running
     write_tokens(tf, ["# nothing here"])
-    env.refused("/websockify?token=%s" % env.t_alpha)
+    env.refused("/websockify?token=%s" % env.t_alpha, wait=True)
     # back again
     write_tokens(tf, ["%s: %s" % (env.t_beta, env.beta.addr)])
-    env.reaches(env.t_beta, "beta")
+    env.reaches(env.t_beta, "beta", wait=True)
     env.no_token_in_logs(stop_checked(gw))
 
 
@@ -367,7 +389,7 @@ def test_live_session_survives_token_removal(gw, env, tmp_path):
     start(gw, tf)
     c = gw.ws("/websockify?token=%s" % env.t_echo)
     write_tokens(tf, ["# emptied"])
-    env.refused("/websockify?token=%s" % env.t_echo)
+    env.refused("/websockify?token=%s" % env.t_echo, wait=True)
     c.send(build_frame(OP_BINARY, b"still relayed"))
     assert c.read_data(13) == b"still relayed"
     c.send_close(1000)
@@ -382,9 +404,9 @@ def test_token_file_deleted_then_restored(gw, env, tmp_path):
     start(gw, tf)
     env.reaches(env.t_alpha, "alpha")
     os.unlink(tf)
-    env.refused("/websockify?token=%s" % env.t_alpha)
+    env.refused("/websockify?token=%s" % env.t_alpha, wait=True)
     write_tokens(tf, ["%s: %s" % (env.t_alpha, env.beta.addr)])
-    env.reaches(env.t_alpha, "beta")
+    env.reaches(env.t_alpha, "beta", wait=True)
     env.no_token_in_logs(stop_checked(gw))
 
 
@@ -408,19 +430,19 @@ def test_directory_source(gw, env, tmp_path):
 
     # a file added to the directory while running
     write_tokens(str(d / "c.conf"), ["%s: %s" % (env.t_gamma, env.gamma.addr)])
-    env.reaches(env.t_gamma, "gamma")
+    env.reaches(env.t_gamma, "gamma", wait=True)
     # a file removed
     os.unlink(str(d / "b"))
-    env.refused("/websockify?token=%s" % env.t_beta)
+    env.refused("/websockify?token=%s" % env.t_beta, wait=True)
     # a file edited in place
     write_tokens(str(d / "a.conf"), ["%s: %s" % (env.t_alpha, env.alpha.addr),
                                      "%s: %s" % (env.t_echo, env.echo.addr)])
-    c = gw.ws("/websockify?token=%s" % env.t_echo)
+    c = retry(lambda: gw.ws("/websockify?token=%s" % env.t_echo))
     c.send(build_frame(OP_BINARY, b"dir echo"))
     assert c.read_data(8) == b"dir echo"
     c.send_close(1000)
     c.expect_close(1000)
-    env.reaches(env.t_alpha, "alpha")
+    env.reaches(env.t_alpha, "alpha", wait=True)
     env.no_token_in_logs(stop_checked(gw), extra=[hidden])
 
 

@@ -17,7 +17,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "token.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/un.h>
+#include <time.h>
 
 struct fixture {
     char dir[256];
@@ -347,37 +354,170 @@ static void test_cache(void **state)
     struct fixture *f = *state;
     char p[512], target[64], err[512];
     snprintf(p, sizeof(p), "%s", put(f, "tokens", "w", "one: 127.0.0.1:1\n"));
-    struct token_cache *c = token_cache_new(p);
-    assert_non_null(c);
+    struct token_cache *c = NULL;
+    assert_int_equal(token_cache_open(p, &c, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
     assert_int_equal(token_cache_lookup(c, "one", 3, target, sizeof(target), err, sizeof(err)), 1);
     assert_string_equal(target, "127.0.0.1:1");
     assert_string_equal(err, "");
     assert_int_equal(token_cache_lookup(c, "two", 3, target, sizeof(target), err, sizeof(err)), 0);
+    assert_int_equal(token_cache_refresh(c, err, sizeof(err)), 0); /* unchanged: no re-read */
 
-    /* A token added while running works without a restart. */
+    /* A lookup never reads the source: a new token shows after a refresh. */
     put(f, "tokens", "a", "two: 127.0.0.1:2\nbad line\n");
+    assert_int_equal(token_cache_lookup(c, "two", 3, target, sizeof(target), err, sizeof(err)), 0);
+    assert_int_equal(token_cache_refresh(c, err, sizeof(err)), 1);
+    assert_non_null(strstr(err, "line 3:")); /* reported by the re-read */
     assert_int_equal(token_cache_lookup(c, "two", 3, target, sizeof(target), err, sizeof(err)), 1);
     assert_string_equal(target, "127.0.0.1:2");
-    assert_non_null(strstr(err, "line 3:")); /* reported once, on the re-read */
-    assert_int_equal(token_cache_lookup(c, "one", 3, target, sizeof(target), err, sizeof(err)), 1);
     assert_string_equal(err, "");
+    assert_int_equal(token_cache_refresh(c, err, sizeof(err)), 0);
 
     /* A target that does not fit is not returned cut. */
     assert_int_equal(token_cache_lookup(c, "one", 3, target, 5, err, sizeof(err)), 0);
 
-    /* The source disappears: no token is valid; reported once. */
+    /* The source disappears: no token is valid after the re-read. */
     assert_int_equal(unlink(p), 0);
-    assert_int_equal(token_cache_lookup(c, "one", 3, target, sizeof(target), err, sizeof(err)), 0);
+    assert_int_equal(token_cache_refresh(c, err, sizeof(err)), 1);
     assert_non_null(strstr(err, "No such file"));
     assert_int_equal(token_cache_lookup(c, "one", 3, target, sizeof(target), err, sizeof(err)), 0);
-    assert_string_equal(err, "");
+    assert_int_equal(token_cache_refresh(c, err, sizeof(err)), 0);
 
     /* It comes back. */
     put(f, "tokens", "w", "one: 127.0.0.1:11\n");
+    assert_int_equal(token_cache_refresh(c, NULL, 0), 1);
     assert_int_equal(token_cache_lookup(c, "one", 3, target, sizeof(target), NULL, 0), 1);
     assert_string_equal(target, "127.0.0.1:11");
     token_cache_free(c);
     token_cache_free(NULL);
+
+    /* Opening an unreadable source fails and says why. */
+    assert_int_equal(token_cache_open(p, &c, err, sizeof(err)), 0);
+    token_cache_free(c);
+    c = NULL;
+    snprintf(p, sizeof(p), "%s/none", f->dir);
+    assert_int_equal(token_cache_open(p, &c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "No such file"));
+    assert_null(c);
+}
+
+/* Targets are resolved when the table is loaded: a lookup yields addresses. */
+static void test_cache_resolve(void **state)
+{
+    struct fixture *f = *state;
+    char p[512], err[512];
+    snprintf(p, sizeof(p), "%s",
+             put(f, "tokens", "w",
+                 "v4: 127.0.0.1:5901\nv6: [::1]:5902\nname: localhost:5903\n"
+                 "same: localhost:5903\nsock: unix_socket:/run/vnc.sock\n"
+                 "bad: no-such-host.invalid:5904\n"));
+    struct token_cache *c = NULL;
+    assert_int_equal(token_cache_open(p, &c, err, sizeof(err)), 0);
+    /* The unresolvable target is a warning, not an error. */
+    assert_non_null(strstr(err, "no-such-host.invalid"));
+    struct backend_spec b;
+    assert_int_equal(token_cache_resolve(c, "v4", 2, &b, err, sizeof(err)), 1);
+    assert_string_equal(b.text, "127.0.0.1:5901");
+    assert_string_equal(b.host, "127.0.0.1");
+    assert_int_equal(b.naddrs, 1);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&b.addrs[0].ss;
+    assert_int_equal(sin->sin_family, AF_INET);
+    assert_int_equal(ntohs(sin->sin_port), 5901);
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+    config_free_backend(&b);
+
+    assert_int_equal(token_cache_resolve(c, "v6", 2, &b, err, sizeof(err)), 1);
+    assert_int_equal(b.naddrs, 1);
+    assert_int_equal(((struct sockaddr_in6 *)&b.addrs[0].ss)->sin6_family, AF_INET6);
+    config_free_backend(&b);
+
+    assert_int_equal(token_cache_resolve(c, "name", 4, &b, err, sizeof(err)), 1);
+    assert_string_equal(b.host, "localhost");
+    assert_true(b.naddrs >= 1);
+    int loopback = 0;
+    for (size_t i = 0; i < b.naddrs; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&b.addrs[i].ss;
+        if (sa->sa_family == AF_INET)
+            loopback |= ntohs(((const struct sockaddr_in *)sa)->sin_port) == 5903 &&
+                        ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) == 0x7f000001;
+    }
+    assert_true(loopback);
+    config_free_backend(&b);
+
+    assert_int_equal(token_cache_resolve(c, "sock", 4, &b, err, sizeof(err)), 1);
+    assert_string_equal(b.text, "unix:/run/vnc.sock");
+    assert_null(b.host);
+    assert_int_equal(((struct sockaddr *)&b.addrs[0].ss)->sa_family, AF_UNIX);
+    config_free_backend(&b);
+
+    assert_int_equal(token_cache_resolve(c, "bad", 3, &b, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no-such-host.invalid"));
+    assert_int_equal(token_cache_resolve(c, "nope", 4, &b, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    token_cache_free(c);
+}
+
+static pthread_mutex_t reports_lock = PTHREAD_MUTEX_INITIALIZER;
+static char reports[4096];
+
+static void report(const char *path, const char *msg)
+{
+    pthread_mutex_lock(&reports_lock);
+    size_t n = strlen(reports);
+    snprintf(reports + n, sizeof(reports) - n, "%s|%s", path, msg);
+    pthread_mutex_unlock(&reports_lock);
+}
+
+static int reported(const char *needle)
+{
+    pthread_mutex_lock(&reports_lock);
+    int yes = strstr(reports, needle) != NULL;
+    pthread_mutex_unlock(&reports_lock);
+    return yes;
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The watcher thread picks a change up within about one interval, reports
+ * its warnings, and forgets a freed cache. */
+static void test_watcher(void **state)
+{
+    struct fixture *f = *state;
+    char dir[300], p[600], err[256], target[64];
+    snprintf(dir, sizeof(dir), "%s/d", f->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    put(f, "d/a", "w", "a: 127.0.0.1:1\n");
+    struct token_cache *c = NULL, *gone = NULL;
+    assert_int_equal(token_cache_open(dir, &c, err, sizeof(err)), 0);
+    snprintf(p, sizeof(p), "%s", put(f, "other", "w", "x: 127.0.0.1:9\n"));
+    assert_int_equal(token_cache_open(p, &gone, err, sizeof(err)), 0);
+    token_cache_free(gone); /* no longer watched: its changes are never read */
+    reports[0] = '\0';
+    assert_int_equal(token_watch_start(report), 0);
+
+    put(f, "d/b", "w", "b: 127.0.0.1:2\nbroken\n");
+    put(f, "other", "w", "x: 127.0.0.1:9\nbroken too\n");
+    double t0 = mono();
+    while (token_cache_lookup(c, "b", 1, target, sizeof(target), NULL, 0) != 1 && mono() - t0 < 3.0)
+        usleep(10000);
+    double took = mono() - t0;
+    assert_true(took < 2.0 * TOKEN_WATCH_INTERVAL_MS / 1000.0 + 0.2);
+    assert_string_equal(target, "127.0.0.1:2");
+    t0 = mono();
+    while (!reported("line 2:") && mono() - t0 < 1.0)
+        usleep(10000);
+    assert_true(reported(dir));
+    assert_true(reported("d/b: line 2:"));
+    /* The freed cache's file changed too, but nobody re-read it. */
+    usleep(2 * TOKEN_WATCH_INTERVAL_MS * 1000);
+    assert_false(reported(p));
+    token_watch_stop();
+    token_cache_free(c);
 }
 
 static int q(const char *query, char *out, size_t cap)
@@ -446,6 +586,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watcher, setup, teardown),
         cmocka_unit_test(test_from_query),
         cmocka_unit_test(test_from_query_absent_or_bad),
     };
