@@ -505,6 +505,7 @@ static void test_queue_full(void **state)
         p += n;
     }
     free(out);
+    free(errs);
     free((void *)da);
     free((void *)db);
     free((void *)dc);
