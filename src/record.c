@@ -17,6 +17,7 @@
 
 #include "record.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -744,6 +745,7 @@ static void writer_drain(size_t *tail, size_t used)
             struct entry e;
             memcpy(&e, q.ring + *tail, sizeof e);
             step = e.kind == E_PAD ? sizeof e + e.len : sizeof e + ALIGN8(e.len);
+            assert(e.kind <= E_DATA && step <= q.cap - *tail && done + step <= used);
             if (e.kind == E_OPEN)
                 writer_open(e.r);
             else if (e.kind == E_DATA)

@@ -199,6 +199,7 @@ static void test_raw_round_trip(void **state)
 
     for (int i = 0; i < 256; i++)
         all[i] = (unsigned char)i;
+    mode_t mask = umask(077); /* the file is 0640 whatever the umask */
     struct recording *r = record_open(tmpdir, RECORD_RAW, "term", "127.0.0.1:5555",
                                       "unix:/run/x\n.sock", T0 + 0.25, 35);
     assert_non_null(r);
@@ -211,6 +212,7 @@ static void test_raw_round_trip(void **state)
     record_close(r, T0 + 3);
     record_flush();
     check_name(path, "term", ".wsrec");
+    umask(mask);
 
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
@@ -256,6 +258,50 @@ static void test_raw_round_trip(void **state)
     struct record_stats s;
     record_get_stats(&s);
     assert_int_equal(s.bytes_written, 256 + 6 + 10);
+}
+
+/* Chunks larger than the writer's 64 KiB buffer: split into 64 KiB records,
+ * each written whole after the bytes buffered before it. */
+static void test_big_chunks(void **state)
+{
+    (void)state;
+    size_t n = 200 * 1024 + 7;
+    unsigned char *big = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (unsigned char)(i * 7 + i / 251);
+    struct record_stats before, after;
+    record_get_stats(&before);
+    struct recording *r = record_open(tmpdir, RECORD_RAW, "big", "c", "b", T0, 12);
+    record_data(r, RECORD_OUT, "x", 1, T0);
+    record_data(r, RECORD_IN, big, n, T0 + 1);
+    record_data(r, RECORD_OUT, "y", 1, T0 + 2);
+    char *path = strdup(record_path(r));
+    record_close(r, T0 + 3);
+    record_flush();
+    record_get_stats(&after);
+    assert_int_equal(after.bytes_written - before.bytes_written, n + 2);
+    char *out;
+    size_t olen;
+    assert_int_equal(replay(path, &out, &olen, NULL), 0);
+    char *p = strstr(out, "[+0.000000 o 1]\nx\n");
+    assert_non_null(p);
+    p += strlen("[+0.000000 o 1]\nx\n");
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < 65536 ? n - done : 65536;
+        char line[64];
+        int ln = snprintf(line, sizeof line, "[+1.000000 i %zu]\n", k);
+        assert_memory_equal(p, line, (size_t)ln);
+        p += ln;
+        assert_memory_equal(p, big + done, k);
+        p += k;
+        if (big[done + k - 1] != '\n')
+            assert_int_equal(*p++, '\n');
+        done += k;
+    }
+    assert_string_equal(p, "[+2.000000 o 1]\ny\n[+3.000000 stop closed]\n");
+    free(out);
+    free(path);
+    free(big);
 }
 
 /* Write text to a file in tmpdir; returns its path (static). */
@@ -639,9 +685,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_text),      cmocka_unit_test(test_chunk_line),
         cmocka_unit_test(test_raw_round_trip), cmocka_unit_test(test_replay_bad),
-        cmocka_unit_test(test_asciicast),      cmocka_unit_test(test_asciinema_cat),
-        cmocka_unit_test(test_queue_full),     cmocka_unit_test(test_disk_full),
-        cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_big_chunks),     cmocka_unit_test(test_asciicast),
+        cmocka_unit_test(test_asciinema_cat),  cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_disk_full),      cmocka_unit_test(test_open_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
