@@ -34,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define MS_SEC 1000ull
 #define MS_MIN (60 * MS_SEC)
@@ -101,6 +102,7 @@ struct key {
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const tls_versions[] = {"1.2", "1.3", NULL};
+static const char *const record_formats[] = {"raw", "asciicast", NULL}; /* enum record_format */
 
 static int check_token(const char *item, char *err, size_t errlen);
 static int check_origin(const char *item, char *err, size_t errlen);
@@ -136,6 +138,9 @@ static const struct key keys[] = {
     {S_GATEWAY, "log_format", T_ENUM, CFG(log_format), .def = "text", .choices = log_formats},
     {S_GATEWAY, "drain_timeout", T_DURATION, CFG(drain_timeout_ms), .max = 24 * MS_HOUR,
      .def = "30"},
+    {S_GATEWAY, "record", T_STRING, PAR(record), .flags = F_ROUTE},
+    {S_GATEWAY, "record_format", T_ENUM, PAR(record_format), .def = "raw", .flags = F_ROUTE,
+     .choices = record_formats},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, CFG(tls.cert)},
@@ -1339,6 +1344,48 @@ static void file_checks(struct parser *ps)
     }
 }
 
+/* Copy [gateway]'s value of the F_ROUTE key k into rt (strings duplicated). */
+static void inherit(struct parser *ps, const struct key *k, struct route *rt)
+{
+    char *s;
+
+    memcpy((char *)&rt->p + k->off, (char *)&ps->cfg->defaults + k->off, k->size);
+    if (k->type != T_STRING)
+        return;
+    memcpy(&s, (char *)&rt->p + k->off, sizeof s);
+    if (s != NULL && (s = strdup(s)) == NULL)
+        ps->oom = true;
+    memcpy((char *)&rt->p + k->off, &s, sizeof s);
+}
+
+/* A `record` directory set on line `line` must be a writable directory now;
+ * *dir becomes its realpath (relative paths are relative to the file's
+ * directory). With report false a bad value is only left as it is (its
+ * error is reported where it was set). */
+static void record_dir_check(struct parser *ps, char **dir, int line, bool report)
+{
+    struct stat st;
+    const char *slash = strrchr(ps->name, '/');
+    char joined[PATH_MAX];
+    const char *path = *dir;
+
+    if (path == NULL)
+        return;
+    if (path[0] != '/' && slash && ps->name[0] != '<' &&
+        snprintf(joined, sizeof(joined), "%.*s/%s", (int)(slash - ps->name), ps->name, path) <
+            (int)sizeof(joined))
+        path = joined;
+    char *real = realpath(path, NULL);
+    if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode) || access(real, W_OK | X_OK) < 0) {
+        if (report)
+            add_error(ps, line, "record: '%s' is not a writable directory", *dir);
+        free(real);
+        return;
+    }
+    free(*dir);
+    *dir = real;
+}
+
 /* After the last line: defaults, inheritance, required keys and the checks
  * that span several lines. Order-independent: a [route:NAME] before [gateway]
  * inherits the same values as one after it. */
@@ -1365,7 +1412,7 @@ static void finalize(struct parser *ps)
                 add_error(ps, rt->line, "%s: route '%s' needs %s %s", k->name, rt->name,
                           (k->flags & F_REPEAT) ? "at least one" : "a", k->name);
             else if (k->flags & F_ROUTE)
-                memcpy((char *)&rt->p + k->off, (char *)&cfg->defaults + k->off, k->size);
+                inherit(ps, k, rt);
             else
                 apply_default(ps, k, key_base(ps, S_ROUTE, r, k));
         }
@@ -1392,6 +1439,13 @@ static void finalize(struct parser *ps)
     }
     tls_checks(ps);
     file_checks(ps);
+    const struct key *rk = find_key(S_GATEWAY, "record");
+    record_dir_check(ps, &cfg->defaults.record, ps->seen[rk - keys], true);
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        int line = ps->rs[r].seen[rk - keys];
+        record_dir_check(ps, &cfg->routes[r].p.record, line ? line : ps->seen[rk - keys],
+                         line != 0);
+    }
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -1413,6 +1467,7 @@ static void config_free(struct config *c)
     free(c->tls.ciphers);
     free(c->tls.ciphersuites);
     free(c->metrics_path);
+    free(c->defaults.record);
     for (size_t i = 0; i < c->nlistens; i++)
         free(c->listens[i].text);
     free(c->listens);
@@ -1428,6 +1483,7 @@ static void config_free(struct config *c)
         free_strv(r->client_names, r->nclient_names);
         free(r->backend_ca);
         free(r->token_file);
+        free(r->p.record);
         token_cache_free(r->tokens);
     }
     free(c->routes);
@@ -1650,8 +1706,8 @@ static void dump_key(const struct key *k, const void *base, FILE *out)
         if (s != NULL)
             /* inih reads " ;x" as a comment, but not ";x" right after '=' */
             fprintf(out, "%s =%s%s\n", k->name, s[0] == ';' ? "" : " ", s);
-        else if (k->def != NULL && k->def[0] != '\0')
-            fprintf(out, "%s =\n", k->name); /* turned off, unlike the default */
+        else if ((k->def != NULL && k->def[0] != '\0') || k->base == B_PARAMS)
+            fprintf(out, "%s =\n", k->name); /* turned off, unlike the default or [gateway] */
         break;
     case T_LISTEN: {
         const struct listen_spec *v;

@@ -49,6 +49,8 @@ struct route_params {
     uint32_t pong_timeout_ms;
     uint32_t idle_timeout_ms;  /* 0 = never */
     uint64_t max_message_size; /* 0 = unlimited */
+    char *record;              /* recording directory (its realpath), or NULL = off */
+    int record_format;         /* enum record_format (record.h): 0 raw, 1 asciicast */
 };
 
 struct route {

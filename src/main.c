@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "record.h"
 #include "sock.h"
 #include "tls.h"
 #include "token.h"
@@ -36,11 +38,13 @@ static void usage(FILE *out)
             "  -v, --verbose       log at debug level\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
+            "      --replay FILE   print a session recording (.wsrec or .cast) and exit\n"
             "\n"
             "websockify-compatible options (positional form):\n"
             "  --heartbeat N       ping a silent client after N seconds\n"
             "  --idle-timeout N    close a connection after N seconds without payload\n"
             "  --unix-target PATH  connect to a Unix socket instead of TARGET_HOST:PORT\n"
+            "  --record FILE       record sessions in FILE's directory (record = DIR)\n"
             "  --web DIR, --cert FILE, --key FILE, --ssl-only,\n"
             "  --token-plugin TokenFile --token-source PATH\n",
             DEFAULT_CONFIG);
@@ -52,6 +56,7 @@ struct cli {
     int test, verbose;
     const char *web, *cert, *key, *heartbeat, *idle, *token_plugin, *token_source, *unix_target;
     int ssl_only;
+    const char *record; /* --record FILE: its directory becomes `record` */
 };
 
 /* Append printf output to a fixed buffer; returns -1 when it does not fit. */
@@ -87,6 +92,11 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "idle_timeout = %s\n", o->idle);
     if (o->web)
         bad |= append(ini, cap, &n, "web_root = %s\n", o->web);
+    if (o->record) { /* websockify writes FILE.N per session; wsgate one file per session in DIR */
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%s", o->record);
+        bad |= append(ini, cap, &n, "record = %s\n", dirname(copy));
+    }
     if (o->cert || o->key)
         bad |= append(ini, cap, &n, "[tls]\ncert = %s\nkey = %s\n", o->cert ? o->cert : "",
                       o->key ? o->key : (o->cert ? o->cert : ""));
@@ -343,6 +353,8 @@ int main(int argc, char **argv)
         OPT_TOKEN_PLUGIN,
         OPT_TOKEN_SOURCE,
         OPT_UNIX_TARGET,
+        OPT_REPLAY,
+        OPT_RECORD,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -359,9 +371,12 @@ int main(int argc, char **argv)
         {"token-plugin", required_argument, NULL, OPT_TOKEN_PLUGIN},
         {"token-source", required_argument, NULL, OPT_TOKEN_SOURCE},
         {"unix-target", required_argument, NULL, OPT_UNIX_TARGET},
+        {"replay", required_argument, NULL, OPT_REPLAY},
+        {"record", required_argument, NULL, OPT_RECORD},
         {NULL, 0, NULL, 0},
     };
     struct cli o = {0};
+    const char *replay = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
         switch (c) {
@@ -407,19 +422,32 @@ int main(int argc, char **argv)
         case OPT_UNIX_TARGET:
             o.unix_target = optarg;
             break;
+        case OPT_REPLAY:
+            replay = optarg;
+            break;
+        case OPT_RECORD:
+            o.record = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
         }
     }
     int npos = argc - optind;
+    if (replay) {
+        if (npos > 0 || o.config || o.test) {
+            fprintf(stderr, "wsgate: --replay FILE takes no other arguments\n");
+            return 2;
+        }
+        return record_replay(replay, stdout, stderr);
+    }
     if (o.token_plugin && strcmp(o.token_plugin, "TokenFile") != 0 &&
         strcmp(o.token_plugin, "websockify.token_plugins.TokenFile") != 0) {
         fprintf(stderr, "wsgate: --token-plugin: only TokenFile is supported\n");
         return 2;
     }
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
-                           o.token_plugin || o.token_source || o.unix_target;
+                           o.token_plugin || o.token_source || o.unix_target || o.record;
     if (npos == 0 && websockify_flags) {
         fprintf(stderr, "wsgate: websockify options need the positional form "
                         "[LISTEN_HOST:]PORT TARGET (with -c, set them in the file)\n");

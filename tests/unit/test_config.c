@@ -967,6 +967,8 @@ static void test_sample_documents_every_key(void **state)
         "log_level",
         "log_format",
         "drain_timeout",
+        "record",
+        "record_format",
         "cert",
         "key",
         "client_ca",
@@ -1062,6 +1064,62 @@ static void test_dump_round_trip(void **state)
     config_unref(c);
 }
 
+/* record / record_format: a writable directory checked at load (stored as
+ * its realpath), inherited by routes, overridden or turned off per route. */
+static void test_record_keys(void **state)
+{
+    char dir[] = "/tmp/wsgate-cfg-rec-XXXXXX", text[2048], want[1024];
+    char *dump = NULL;
+    size_t len;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(text, sizeof text,
+             "[gateway]\nrecord = %s/.\nrecord_format = asciicast\n"
+             "[route:a]\npath = /a\nbackend = 127.0.0.1:1\n"
+             "[route:b]\npath = /b\nbackend = 127.0.0.1:1\nrecord =\n"
+             "[route:c]\npath = /c\nbackend = 127.0.0.1:1\nrecord_format = raw\n",
+             dir);
+    struct config *c = load_ok(text);
+    assert_string_equal(c->defaults.record, dir); /* realpath: no "/." */
+    assert_int_equal(c->defaults.record_format, 1);
+    assert_string_equal(c->routes[0].p.record, dir);
+    assert_ptr_not_equal(c->routes[0].p.record, c->defaults.record); /* own copy */
+    assert_int_equal(c->routes[0].p.record_format, 1);
+    assert_null(c->routes[1].p.record);
+    assert_string_equal(c->routes[2].p.record, dir);
+    assert_int_equal(c->routes[2].p.record_format, 0);
+    FILE *out = open_memstream(&dump, &len);
+    config_dump(c, out);
+    fclose(out);
+    snprintf(want, sizeof want, "record = %s\nrecord_format = asciicast\n", dir);
+    assert_non_null(strstr(dump, want));
+    assert_non_null(strstr(dump, "[route:b]\npath = /b\nbackend = 127.0.0.1:1\n"));
+    assert_non_null(strstr(dump, "record =\nrecord_format = asciicast\n\n[route:c]"));
+    struct config *again = load_ok(dump);
+    assert_null(again->routes[1].p.record);
+    assert_string_equal(again->routes[0].p.record, dir);
+    config_unref(again);
+    free(dump);
+    config_unref(c);
+
+    /* Defaults: off, raw. */
+    c = load_ok(ROUTE);
+    assert_null(c->defaults.record);
+    assert_null(c->routes[0].p.record);
+    assert_int_equal(c->routes[0].p.record_format, 0);
+    config_unref(c);
+
+    /* Errors name the line where the value was set. */
+    expect_errors("[gateway]\nrecord = /nonexistent/rec\n" ROUTE,
+                  "t.ini:2: record: '/nonexistent/rec' is not a writable directory");
+    expect_errors(ROUTE "record = /etc/hostname\n",
+                  "t.ini:4: record: '/etc/hostname' is not a writable directory");
+    expect_errors(ROUTE "record_format = cast\n",
+                  "t.ini:4: record_format: invalid value 'cast' (raw | asciicast)");
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1092,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_sample_documents_every_key),
         cmocka_unit_test(test_check_file),
         cmocka_unit_test(test_dump_round_trip),
+        cmocka_unit_test(test_record_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,885 @@
+/* record.c - per-session recordings written by one writer thread.
+ *
+ * The queue is one byte ring shared by every worker: an entry is a struct
+ * entry header followed by its payload, both 8-byte aligned and contiguous
+ * (an entry that does not fit before the end of the ring leaves a pad). The
+ * ring's bytes [tail, tail + used) belong to the writer, the rest to the
+ * producers; `used` and `head` change under the lock only, and the writer
+ * reads its entries without the lock. Events that must happen once and may
+ * not be lost to a full ring (a recording stopped for lack of room, a
+ * recording closed) are flags on the handle plus an intrusive list, taken by
+ * the writer together with the ring snapshot, and handled after the entries
+ * of that snapshot: so every byte queued before a close is written before
+ * the file is closed. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "record.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
+#define MAX_PIECE (64u * 1024) /* record_data() splits larger chunks */
+#define RELEASE_EVERY (256u * 1024)
+#define OBUF_SIZE (64u * 1024)
+#define JSON_SLICE 4096u
+
+#define STAT_ADD(field, n) __atomic_add_fetch(&q.stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+
+enum kind { E_PAD = 0, E_OPEN, E_DATA };
+
+struct entry {
+    struct recording *r;
+    double t;
+    uint32_t len; /* payload bytes after the header (E_PAD: bytes to skip) */
+    uint8_t kind;
+    uint8_t dir;
+};
+
+#define W_FULL 1u  /* stop: no room in the queue */
+#define W_CLOSE 2u /* record_close() */
+
+struct recording {
+    char *path;    /* "DIR/NAME.EXT", room for a longer ID on EEXIST */
+    size_t id_end; /* offset of the extension in path */
+    char *header;  /* file header, written when the writer creates it */
+    enum record_format format;
+    double start;
+    int dead; /* atomic: producers queue nothing more */
+
+    /* under q.lock */
+    unsigned want;
+    double close_t;
+    double stop_t; /* when the queue was found full */
+    bool listed;
+    struct recording *next;                /* attention list */
+    struct recording *all_prev, *all_next; /* every handle not yet freed */
+
+    /* writer only */
+    int fd;
+    bool failed; /* stopped by the writer (open or write error) */
+    struct record_utf8 utf[2];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, idle;
+    pthread_t thread;
+    bool running, stopping, held, busy;
+    unsigned char *ring;
+    size_t cap, head, used;
+    struct recording *attention;
+    struct recording *all;
+    struct record_stats stats;
+    uint64_t rand_state;
+} q = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .wake = PTHREAD_COND_INITIALIZER,
+       .idle = PTHREAD_COND_INITIALIZER};
+
+/* ---- pure helpers ----------------------------------------------------- */
+
+/* JSON text for one code point (escaped when ASCII needs it). */
+static size_t put_cp(char *o, uint32_t cp)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if (cp < 0x80) {
+        switch (cp) {
+        case '"':
+            memcpy(o, "\\\"", 2);
+            return 2;
+        case '\\':
+            memcpy(o, "\\\\", 2);
+            return 2;
+        case '\b':
+            memcpy(o, "\\b", 2);
+            return 2;
+        case '\f':
+            memcpy(o, "\\f", 2);
+            return 2;
+        case '\n':
+            memcpy(o, "\\n", 2);
+            return 2;
+        case '\r':
+            memcpy(o, "\\r", 2);
+            return 2;
+        case '\t':
+            memcpy(o, "\\t", 2);
+            return 2;
+        default:
+            break;
+        }
+        if (cp < 0x20 || cp == 0x7f) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[cp >> 4];
+            o[5] = hex[cp & 15];
+            return 6;
+        }
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static void utf8_reset(struct record_utf8 *st)
+{
+    st->cp = 0;
+    st->need = st->seen = 0;
+    st->lower = 0x80;
+    st->upper = 0xbf;
+}
+
+/* Contract in record.h. The WHATWG UTF-8 decoder, one byte at a time. */
+size_t record_json_text(struct record_utf8 *st, const unsigned char *in, size_t len, char *out,
+                        size_t cap)
+{
+    size_t n = 0;
+
+    if (cap < 6 * len + 6)
+        return 0;
+    if (st->lower == 0)
+        utf8_reset(st);
+    if (in == NULL) {
+        if (st->need != 0)
+            n += put_cp(out + n, 0xfffd);
+        utf8_reset(st);
+        return n;
+    }
+    for (size_t i = 0; i < len;) {
+        unsigned b = in[i];
+        if (st->need == 0) {
+            i++;
+            if (b < 0x80) {
+                n += put_cp(out + n, b);
+            } else if (b >= 0xc2 && b <= 0xdf) {
+                st->need = 1;
+                st->cp = b & 0x1f;
+            } else if (b >= 0xe0 && b <= 0xef) {
+                if (b == 0xe0)
+                    st->lower = 0xa0;
+                if (b == 0xed)
+                    st->upper = 0x9f;
+                st->need = 2;
+                st->cp = b & 0xf;
+            } else if (b >= 0xf0 && b <= 0xf4) {
+                if (b == 0xf0)
+                    st->lower = 0x90;
+                if (b == 0xf4)
+                    st->upper = 0x8f;
+                st->need = 3;
+                st->cp = b & 0x7;
+            } else {
+                n += put_cp(out + n, 0xfffd);
+            }
+            continue;
+        }
+        if (b < st->lower || b > st->upper) {
+            utf8_reset(st);
+            n += put_cp(out + n, 0xfffd);
+            continue; /* the byte starts over */
+        }
+        i++;
+        st->lower = 0x80;
+        st->upper = 0xbf;
+        st->cp = (st->cp << 6) | (b & 0x3f);
+        if (++st->seen == st->need) {
+            n += put_cp(out + n, st->cp);
+            utf8_reset(st);
+        }
+    }
+    return n;
+}
+
+/* Digits at *p into *v (at most max); advances *p. 0 or -1. */
+static int take_digits(const char **p, uint64_t *v, uint64_t max)
+{
+    const char *s = *p;
+    uint64_t n = 0;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        n = n * 10 + (uint64_t)(*s - '0');
+        if (n > max)
+            return -1;
+    }
+    *p = s;
+    *v = n;
+    return 0;
+}
+
+/* Contract in record.h. */
+int record_parse_chunk_line(const char *line, double *t, enum record_dir *dir, uint64_t *len,
+                            const char **reason)
+{
+    const char *p = line;
+    uint64_t sec, frac = 0;
+    double scale = 1;
+
+    if (*p++ != '+' || take_digits(&p, &sec, 1ull << 40) < 0)
+        return -1;
+    if (*p == '.') {
+        p++;
+        const char *f = p;
+        if (take_digits(&p, &frac, 999999999ull) < 0)
+            return -1;
+        for (; f < p; f++)
+            scale *= 10;
+    }
+    *t = (double)sec + (double)frac / scale;
+    if (*p++ != ' ')
+        return -1;
+    if (strncmp(p, "stop ", 5) == 0 && p[5] != '\0') {
+        *reason = p + 5;
+        return 1;
+    }
+    if ((p[0] != 'i' && p[0] != 'o') || p[1] != ' ')
+        return -1;
+    *dir = p[0] == 'i' ? RECORD_IN : RECORD_OUT;
+    p += 2;
+    if (take_digits(&p, len, UINT32_MAX) < 0 || *p != '\0')
+        return -1;
+    return 0;
+}
+
+/* ---- file names and headers ------------------------------------------- */
+
+static uint64_t next_rand(void)
+{
+    /* xorshift64*, seeded once per process (under q.lock) */
+    uint64_t x = q.rand_state;
+    if (x == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^
+            0x9e3779b97f4a7c15ull;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    q.rand_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* n in base 36 (digits and lower-case letters) at o; returns the length. */
+static size_t base36(uint64_t n, char *o)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    char tmp[16];
+    size_t k = 0;
+
+    do {
+        tmp[k++] = digits[n % 36];
+        n /= 36;
+    } while (n != 0);
+    for (size_t i = 0; i < k; i++)
+        o[i] = tmp[k - 1 - i];
+    return k;
+}
+
+/* Copy s into o replacing control characters and (in quoted JSON) escaping;
+ * at most max bytes of s. Returns bytes written. */
+static size_t clean_text(const char *s, char *o, size_t max)
+{
+    size_t n = 0;
+
+    for (; *s && n < max; s++)
+        o[n++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+    return n;
+}
+
+/* The file header of r, malloc'd; NULL when out of memory. */
+static char *make_header(enum record_format format, const char *route, const char *client,
+                         const char *backend, double start, const char *id)
+{
+    char r[256], c[256], b[512], stamp[64];
+    time_t sec = (time_t)start;
+    struct tm tm;
+    char *out = NULL;
+    long usec = (long)((start - (double)sec) * 1e6);
+
+    if (usec < 0)
+        usec = 0;
+    if (usec > 999999)
+        usec = 999999;
+    r[clean_text(route, r, sizeof r - 1)] = '\0';
+    c[clean_text(client ? client : "-", c, sizeof c - 1)] = '\0';
+    b[clean_text(backend ? backend : "-", b, sizeof b - 1)] = '\0';
+    gmtime_r(&sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (format == RECORD_RAW) {
+        if (asprintf(&out,
+                     "WSREC 1\nroute: %s\nclient: %s\nbackend: %s\nstart: %s.%06ldZ\n"
+                     "session: %s\n\n",
+                     r, c, b, stamp, usec, id) < 0)
+            return NULL;
+        return out;
+    }
+    char title[1200], esc[6 * sizeof title + 6];
+    struct record_utf8 st = {0};
+    snprintf(title, sizeof title, "wsgate %s: %s -> %s", r, c, b);
+    size_t n = record_json_text(&st, (const unsigned char *)title, strlen(title), esc, sizeof esc);
+    n += record_json_text(&st, NULL, 0, esc + n, sizeof esc - n);
+    esc[n] = '\0';
+    if (asprintf(&out,
+                 "{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": %lld, "
+                 "\"title\": \"%s\"}\n",
+                 (long long)sec, esc) < 0)
+        return NULL;
+    return out;
+}
+
+/* ---- the queue (producers) -------------------------------------------- */
+
+/* Put the entry and its payload in the ring, under q.lock. 0, or -1 when
+ * there is no room. */
+static int ring_put(struct recording *r, enum kind kind, int dir, double t, const void *buf,
+                    size_t len)
+{
+    size_t n = sizeof(struct entry) + ALIGN8(len);
+    size_t to_end = q.cap - q.head;
+
+    if (q.ring == NULL || q.used + n > q.cap)
+        return -1;
+    if (to_end < n) { /* wrap: pad the end, use the start */
+        if (q.used + to_end + n > q.cap)
+            return -1;
+        if (to_end >= sizeof(struct entry)) {
+            struct entry pad = {.kind = E_PAD, .len = (uint32_t)(to_end - sizeof pad)};
+            memcpy(q.ring + q.head, &pad, sizeof pad);
+        }
+        q.used += to_end;
+        q.head = 0;
+    }
+    struct entry e = {
+        .r = r, .t = t, .len = (uint32_t)len, .kind = (uint8_t)kind, .dir = (uint8_t)dir};
+    memcpy(q.ring + q.head, &e, sizeof e);
+    if (len > 0)
+        memcpy(q.ring + q.head + sizeof e, buf, len);
+    q.head += n;
+    if (q.head == q.cap)
+        q.head = 0;
+    q.used += n;
+    return 0;
+}
+
+/* Ask the writer to look at r (under q.lock). */
+static void attend(struct recording *r, unsigned want)
+{
+    r->want |= want;
+    if (!r->listed) {
+        r->listed = true;
+        r->next = q.attention;
+        q.attention = r;
+    }
+}
+
+static void wake_writer(void)
+{
+    if (!q.busy)
+        pthread_cond_signal(&q.wake);
+}
+
+/* Contract in record.h. */
+struct recording *record_open(const char *dir, enum record_format format, const char *route,
+                              const char *client, const char *backend, double start,
+                              uint64_t session_id)
+{
+    char id[40], stamp[32];
+    time_t sec = (time_t)start;
+    struct tm tm;
+    struct recording *r = calloc(1, sizeof *r);
+
+    if (r == NULL)
+        return NULL;
+    pthread_mutex_lock(&q.lock);
+    size_t k = base36(session_id, id);
+    id[k++] = 'r';
+    uint64_t x = next_rand();
+    for (int i = 0; i < 5; i++, x /= 36)
+        k += base36(x % 36, id + k);
+    id[k] = '\0';
+    pthread_mutex_unlock(&q.lock);
+
+    gmtime_r(&sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    const char *ext = format == RECORD_ASCIICAST ? ".cast" : ".wsrec";
+    /* 4 spare bytes for the EEXIST suffix */
+    if (asprintf(&r->path, "%s/%s-%s-%s%s    ", dir, route, stamp, id, ext) < 0) {
+        r->path = NULL;
+        goto fail;
+    }
+    r->path[strlen(r->path) - 4] = '\0';
+    r->id_end = strlen(r->path) - strlen(ext);
+    r->header = make_header(format, route, client, backend, start, id);
+    if (r->header == NULL)
+        goto fail;
+    r->format = format;
+    r->start = start;
+    r->fd = -1;
+    utf8_reset(&r->utf[0]);
+    utf8_reset(&r->utf[1]);
+
+    pthread_mutex_lock(&q.lock);
+    if (q.running && !q.stopping && q.ring == NULL) {
+        q.ring = malloc(q.cap);
+        q.head = q.used = 0;
+    }
+    if (!q.running || q.stopping || ring_put(r, E_OPEN, 0, start, NULL, 0) < 0) {
+        if (q.running)
+            STAT_ADD(stopped, 1);
+        pthread_mutex_unlock(&q.lock);
+        goto fail;
+    }
+    r->all_next = q.all;
+    if (q.all)
+        q.all->all_prev = r;
+    q.all = r;
+    wake_writer();
+    pthread_mutex_unlock(&q.lock);
+    return r;
+fail:
+    free(r->path);
+    free(r->header);
+    free(r);
+    return NULL;
+}
+
+/* Contract in record.h. */
+void record_data(struct recording *r, enum record_dir dir, const void *buf, size_t len, double now)
+{
+    const unsigned char *p = buf;
+
+    if (r == NULL || len == 0)
+        return;
+    if (__atomic_load_n(&r->dead, __ATOMIC_RELAXED)) {
+        STAT_ADD(bytes_dropped, len);
+        return;
+    }
+    pthread_mutex_lock(&q.lock);
+    while (len > 0) {
+        size_t piece = len < MAX_PIECE ? len : MAX_PIECE;
+        if (piece > q.cap / 8)
+            piece = q.cap / 8;
+        if (ring_put(r, E_DATA, dir, now, p, piece) < 0) {
+            __atomic_store_n(&r->dead, 1, __ATOMIC_RELAXED);
+            STAT_ADD(bytes_dropped, len);
+            r->stop_t = now;
+            attend(r, W_FULL);
+            break;
+        }
+        p += piece;
+        len -= piece;
+    }
+    wake_writer();
+    pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+void record_close(struct recording *r, double now)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&q.lock);
+    r->close_t = now;
+    attend(r, W_CLOSE);
+    wake_writer();
+    pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+const char *record_path(const struct recording *r)
+{
+    return r->path;
+}
+
+/* ---- the writer ------------------------------------------------------- */
+
+static struct {
+    char buf[OBUF_SIZE];
+    size_t n;
+    struct recording *r; /* whose bytes buf holds */
+    uint64_t payload;    /* payload bytes of complete chunks among them */
+    char json[6 * JSON_SLICE + 64];
+} w;
+
+/* Stop r after an error: close its file, log once. */
+static void writer_fail(struct recording *r, const char *why, int err)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    r->failed = true;
+    __atomic_store_n(&r->dead, 1, __ATOMIC_RELAXED);
+    STAT_ADD(stopped, 1);
+    log_msg(WLOG_WARN, "recording %s stopped: %s%s%s; the session goes on", r->path, why,
+            err ? ": " : "", err ? strerror(err) : "");
+}
+
+/* write(2) all of buf to r's file; on error stop r. */
+static void write_all(struct recording *r, const char *buf, size_t len)
+{
+    while (len > 0 && r->fd >= 0) {
+        ssize_t k = write(r->fd, buf, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            writer_fail(r, "write failed", k < 0 ? errno : EIO);
+            return;
+        }
+        buf += k;
+        len -= (size_t)k;
+    }
+}
+
+/* Write the buffered bytes; their chunks count as written only when all of
+ * them reached the file. */
+static void out_flush(void)
+{
+    if (w.r != NULL && w.n > 0)
+        write_all(w.r, w.buf, w.n);
+    if (w.r != NULL && w.payload > 0) {
+        if (w.r->fd >= 0)
+            STAT_ADD(bytes_written, w.payload);
+        else
+            STAT_ADD(bytes_dropped, w.payload);
+    }
+    w.n = 0;
+    w.payload = 0;
+    w.r = NULL;
+}
+
+/* Buffer bytes for r's file. */
+static void out_put(struct recording *r, const void *p, size_t len)
+{
+    if (w.r != r)
+        out_flush();
+    w.r = r;
+    if (len > sizeof w.buf - w.n) {
+        out_flush(); /* counts the chunks before this one */
+        w.r = r;
+        if (len >= sizeof w.buf) {
+            write_all(r, p, len);
+            return;
+        }
+    }
+    memcpy(w.buf + w.n, p, len);
+    w.n += len;
+}
+
+static double offset(const struct recording *r, double t)
+{
+    return t > r->start ? t - r->start : 0.0;
+}
+
+/* Create r's file and write its header. */
+static void writer_open(struct recording *r)
+{
+    int fd = -1;
+
+    for (int attempt = 0; attempt < 10; attempt++) {
+        if (attempt > 0) { /* the name is taken: another ID suffix */
+            const char *ext = r->format == RECORD_ASCIICAST ? ".cast" : ".wsrec";
+            snprintf(r->path + r->id_end, 4 + strlen(ext) + 1, "x%d%s", attempt, ext);
+        }
+        fd = open(r->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0640);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        writer_fail(r, "cannot create the file", errno);
+        return;
+    }
+    (void)fchmod(fd, 0640); /* whatever the umask */
+    r->fd = fd;
+    STAT_ADD(opened, 1);
+    out_put(r, r->header, strlen(r->header));
+}
+
+/* One asciicast event for text already JSON-escaped. */
+static void cast_event(struct recording *r, double t, int dir, const char *text, size_t n)
+{
+    char pre[64];
+    int k = snprintf(pre, sizeof pre, "[%.6f, \"%c\", \"", offset(r, t), dir ? 'o' : 'i');
+    out_put(r, pre, (size_t)k);
+    out_put(r, text, n);
+    out_put(r, "\"]\n", 3);
+}
+
+static void writer_data(struct recording *r, const struct entry *e, const unsigned char *p)
+{
+    if (r->fd < 0) {
+        STAT_ADD(bytes_dropped, e->len);
+        return;
+    }
+    if (r->format == RECORD_RAW) {
+        char line[64];
+        int k = snprintf(line, sizeof line, "+%.6f %c %u\n", offset(r, e->t), e->dir ? 'o' : 'i',
+                         e->len);
+        out_put(r, line, (size_t)k);
+        out_put(r, p, e->len);
+        out_put(r, "\n", 1);
+    } else {
+        struct record_utf8 *st = &r->utf[e->dir ? 1 : 0];
+        size_t done = 0, n;
+        bool started = false;
+        char pre[64];
+        do {
+            size_t slice = e->len - done < JSON_SLICE ? e->len - done : JSON_SLICE;
+            n = record_json_text(st, p + done, slice, w.json, sizeof w.json);
+            done += slice;
+            if (n == 0)
+                continue;
+            if (!started) {
+                int k = snprintf(pre, sizeof pre, "[%.6f, \"%c\", \"", offset(r, e->t),
+                                 e->dir ? 'o' : 'i');
+                out_put(r, pre, (size_t)k);
+                started = true;
+            }
+            out_put(r, w.json, n);
+        } while (done < e->len);
+        if (started)
+            out_put(r, "\"]\n", 3);
+    }
+    w.payload += e->len; /* counted by out_flush() */
+}
+
+/* The last line and close(2); reason NULL for a normal end. */
+static void writer_finish(struct recording *r, double t, const char *reason)
+{
+    if (r->fd < 0)
+        return;
+    if (r->format == RECORD_RAW) {
+        char line[96];
+        int k = snprintf(line, sizeof line, "+%.6f stop %s\n", offset(r, t),
+                         reason ? reason : "closed");
+        out_put(r, line, (size_t)k);
+    } else {
+        for (int d = 0; d < 2; d++) {
+            size_t n = record_json_text(&r->utf[d], NULL, 0, w.json, sizeof w.json);
+            if (n > 0)
+                cast_event(r, t, d, w.json, n);
+        }
+    }
+    out_flush();
+    if (r->fd >= 0 && close(r->fd) < 0 && errno != EINTR) {
+        r->fd = -1;
+        writer_fail(r, "close failed", errno);
+    }
+    r->fd = -1;
+}
+
+/* Handle the flags of the attention list taken with the last snapshot. */
+static void writer_attend(struct recording *list)
+{
+    while (list != NULL) {
+        struct recording *r = list;
+        list = r->next;
+        pthread_mutex_lock(&q.lock);
+        unsigned want = r->want;
+        r->want = 0;
+        pthread_mutex_unlock(&q.lock);
+        if ((want & W_FULL) && r->fd >= 0) {
+            writer_finish(r, r->stop_t, "queue-full");
+            r->failed = true;
+            STAT_ADD(stopped, 1);
+            log_msg(WLOG_WARN,
+                    "recording %s stopped: the recording queue is full; the session goes on",
+                    r->path);
+        }
+        if (want & W_CLOSE) {
+            writer_finish(r, r->close_t, NULL);
+            pthread_mutex_lock(&q.lock);
+            if (r->all_prev)
+                r->all_prev->all_next = r->all_next;
+            else
+                q.all = r->all_next;
+            if (r->all_next)
+                r->all_next->all_prev = r->all_prev;
+            pthread_mutex_unlock(&q.lock);
+            free(r->path);
+            free(r->header);
+            free(r);
+        }
+    }
+}
+
+/* Process `used` bytes of entries from *tail, releasing ring space as it
+ * goes. */
+static void writer_drain(size_t *tail, size_t used)
+{
+    size_t done = 0, unreleased = 0;
+
+    while (done < used) {
+        size_t step;
+        if (q.cap - *tail < sizeof(struct entry)) {
+            step = q.cap - *tail;
+        } else {
+            struct entry e;
+            memcpy(&e, q.ring + *tail, sizeof e);
+            step = e.kind == E_PAD ? sizeof e + e.len : sizeof e + ALIGN8(e.len);
+            assert(e.kind <= E_DATA && step <= q.cap - *tail && done + step <= used);
+            if (e.kind == E_OPEN)
+                writer_open(e.r);
+            else if (e.kind == E_DATA)
+                writer_data(e.r, &e, q.ring + *tail + sizeof e);
+        }
+        *tail += step;
+        if (*tail == q.cap)
+            *tail = 0;
+        done += step;
+        unreleased += step;
+        if (unreleased >= RELEASE_EVERY) {
+            pthread_mutex_lock(&q.lock);
+            q.used -= unreleased;
+            pthread_mutex_unlock(&q.lock);
+            unreleased = 0;
+        }
+    }
+    out_flush();
+    pthread_mutex_lock(&q.lock);
+    q.used -= unreleased;
+    pthread_mutex_unlock(&q.lock);
+}
+
+static void *writer_main(void *arg)
+{
+    size_t tail = 0;
+
+    (void)arg;
+    pthread_mutex_lock(&q.lock);
+    for (;;) {
+        while (q.held || (q.used == 0 && q.attention == NULL && !q.stopping))
+            pthread_cond_wait(&q.wake, &q.lock);
+        if (q.used == 0 && q.attention == NULL && q.stopping)
+            break;
+        size_t used = q.used;
+        struct recording *list = q.attention;
+        q.attention = NULL;
+        for (struct recording *r = list; r != NULL; r = r->next)
+            r->listed = false;
+        q.busy = true;
+        pthread_mutex_unlock(&q.lock);
+
+        writer_drain(&tail, used);
+        writer_attend(list);
+
+        pthread_mutex_lock(&q.lock);
+        q.busy = false;
+        pthread_cond_broadcast(&q.idle);
+    }
+    /* Recordings never closed: end their files, keep the handles. */
+    for (struct recording *r = q.all; r != NULL; r = r->all_next) {
+        pthread_mutex_unlock(&q.lock);
+        writer_finish(r, r->start, "shutdown");
+        pthread_mutex_lock(&q.lock);
+    }
+    pthread_cond_broadcast(&q.idle);
+    pthread_mutex_unlock(&q.lock);
+    return NULL;
+}
+
+/* Contract in record.h. */
+int record_start(size_t queue_bytes)
+{
+    int rc;
+
+    if (queue_bytes < 4096) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&q.lock);
+    if (q.running) {
+        pthread_mutex_unlock(&q.lock);
+        errno = EALREADY;
+        return -1;
+    }
+    q.cap = ALIGN8(queue_bytes);
+    q.ring = NULL;
+    q.head = q.used = 0;
+    q.stopping = q.held = q.busy = false;
+    memset(&q.stats, 0, sizeof q.stats);
+    rc = pthread_create(&q.thread, NULL, writer_main, NULL);
+    q.running = rc == 0;
+    pthread_mutex_unlock(&q.lock);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+/* Contract in record.h. */
+void record_stop(void)
+{
+    pthread_mutex_lock(&q.lock);
+    if (!q.running) {
+        pthread_mutex_unlock(&q.lock);
+        return;
+    }
+    q.stopping = true;
+    q.held = false;
+    pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+    pthread_join(q.thread, NULL);
+    pthread_mutex_lock(&q.lock);
+    q.running = false;
+    free(q.ring);
+    q.ring = NULL;
+    pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+void record_flush(void)
+{
+    pthread_mutex_lock(&q.lock);
+    while (q.running && (q.used > 0 || q.attention != NULL || q.busy))
+        pthread_cond_wait(&q.idle, &q.lock);
+    pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+void record_get_stats(struct record_stats *out)
+{
+    out->opened = __atomic_load_n(&q.stats.opened, __ATOMIC_RELAXED);
+    out->stopped = __atomic_load_n(&q.stats.stopped, __ATOMIC_RELAXED);
+    out->bytes_written = __atomic_load_n(&q.stats.bytes_written, __ATOMIC_RELAXED);
+    out->bytes_dropped = __atomic_load_n(&q.stats.bytes_dropped, __ATOMIC_RELAXED);
+}
+
+/* Contract in record.h. */
+void record_hold(int on)
+{
+    pthread_mutex_lock(&q.lock);
+    q.held = on != 0;
+    if (!q.held)
+        pthread_cond_signal(&q.wake);
+    pthread_mutex_unlock(&q.lock);
+}

@@ -1,0 +1,131 @@
+/* record.h - per-session recordings, written off the event loop.
+ *
+ * One writer thread per process owns every recording file. Workers hand it
+ * their bytes through one bounded queue (a byte ring of record_start()'s
+ * size): record_data() copies the bytes into the ring and returns; it never
+ * blocks on I/O and allocates nothing. When the ring has no room, or when a
+ * write to the file fails (ENOSPC, EIO, ...), only that recording stops: the
+ * writer closes its file with a final "stop" line (raw format, when it can),
+ * logs one line, and later record_data() calls for it do nothing. The
+ * session goes on.
+ *
+ * Files are named ROUTE-YYYYMMDDTHHMMSSZ-ID.wsrec (raw) or .cast (asciicast
+ * v2), ID being letters and digits, created with O_EXCL and mode 0640 by the
+ * writer thread. The raw format is described in wsgate.ini(5); in short:
+ *
+ *   WSREC 1
+ *   route: NAME
+ *   client: ADDR
+ *   backend: SPEC
+ *   start: 2024-05-06T07:08:09.123456Z
+ *   session: ID
+ *   (empty line)
+ *   +SECONDS DIR LEN\n  LEN payload bytes verbatim  \n      (one per chunk)
+ *   +SECONDS stop REASON\n                                  (last line)
+ *
+ * DIR is "i" (client -> backend) or "o" (backend -> client); SECONDS is the
+ * offset from the start with 6 decimals. asciicast v2 uses the same
+ * directions; its text is the bytes decoded as UTF-8 (U+FFFD for invalid
+ * bytes, sequences split across chunks joined). */
+#ifndef WSGATE_RECORD_H
+#define WSGATE_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum record_format { RECORD_RAW = 0, RECORD_ASCIICAST = 1 };
+
+enum record_dir {
+    RECORD_IN = 0,  /* "i": payload from the client, written to the backend */
+    RECORD_OUT = 1, /* "o": payload from the backend, sent to the client */
+};
+
+/* Default ring size of the writer queue. */
+#define RECORD_QUEUE_DEFAULT (16u << 20)
+
+struct recording;
+
+/* Start the writer thread with a queue of queue_bytes (>= 4096; the ring is
+ * allocated at the first record_open()). Returns 0, or -1 with errno (when
+ * already started: EALREADY). */
+int record_start(size_t queue_bytes);
+
+/* Write everything queued, close the files of recordings still open (as if
+ * record_close() had been called), stop and join the thread. Call after the
+ * workers have stopped. No-op when not started. */
+void record_stop(void);
+
+/* Begin the recording of one session, in directory dir (must exist), at
+ * start (seconds since the epoch, e.g. ev_now()). route: the route name
+ * (letters, digits, '_', '.', '-'); client and backend: text for the header
+ * (control characters are replaced). session_id makes the file name unique
+ * together with the process. Returns a handle owned by the caller until
+ * record_close(), or NULL when the writer is not running, the queue is full
+ * or memory is short (the session then goes on unrecorded). The file itself
+ * is created by the writer; failures are logged by it. */
+struct recording *record_open(const char *dir, enum record_format format, const char *route,
+                              const char *client, const char *backend, double start,
+                              uint64_t session_id);
+
+/* Record len bytes of payload going in direction dir at time now (seconds
+ * since the epoch). Copies them into the queue; never blocks. After a stop
+ * (queue full, write error) it does nothing. h may be NULL (no-op). */
+void record_data(struct recording *h, enum record_dir dir, const void *buf, size_t len, double now);
+
+/* End the recording at time now: the writer writes what is queued, the
+ * closing line, closes the file and frees h. h may be NULL. h must not be
+ * used afterwards. Never blocks. */
+void record_close(struct recording *h, double now);
+
+/* The file path of h ("DIR/ROUTE-STAMP-ID.EXT"), fixed at record_open(). If
+ * the name was taken, the writer picks another and this reports the final
+ * one after record_flush(). */
+const char *record_path(const struct recording *h);
+
+/* Wait until everything queued so far has been written (tests, shutdown). */
+void record_flush(void);
+
+/* Counters since record_start(). */
+struct record_stats {
+    uint64_t opened;        /* files created */
+    uint64_t stopped;       /* recordings stopped early (queue full, write error, open error) */
+    uint64_t bytes_written; /* payload bytes written to files */
+    uint64_t bytes_dropped; /* payload bytes not recorded because a recording stopped */
+};
+void record_get_stats(struct record_stats *out);
+
+/* Tests only: while held, the writer takes nothing from the queue. */
+void record_hold(int on);
+
+/* ---- pure helpers (no I/O), exposed for --replay and the tests ---------- */
+
+/* UTF-8 decoder state carried across chunks of one direction. */
+struct record_utf8 {
+    uint32_t cp;
+    uint8_t need, seen, lower, upper;
+};
+
+/* Append the JSON string body (without quotes) for the bytes in[0..len) to
+ * out[0..cap), decoding UTF-8 with state st (a sequence cut at the end stays
+ * in st for the next call); invalid bytes become U+FFFD (WHATWG: one per
+ * maximal subpart). out needs room for 6 bytes per input byte plus 6; returns
+ * the bytes written. With in == NULL (end of stream) a cut sequence left in
+ * st is flushed as U+FFFD. */
+size_t record_json_text(struct record_utf8 *st, const unsigned char *in, size_t len, char *out,
+                        size_t cap);
+
+/* Parse a raw chunk line "+SECONDS DIR LEN" (without its newline). Returns 0
+ * with *t, *dir, *len set, 1 for a "+SECONDS stop REASON" line (*t set,
+ * *reason pointing into line), or -1 when malformed. */
+int record_parse_chunk_line(const char *line, double *t, enum record_dir *dir, uint64_t *len,
+                            const char **reason);
+
+/* `wsgate --replay FILE`: print a raw recording (header lines, then each
+ * chunk as "[+SECONDS DIR LEN]" on a line followed by the payload verbatim
+ * and a newline when the payload did not end with one) or the output text of
+ * an asciicast file to out. Returns 0, or 1 after writing a message naming
+ * FILE to errout. */
+int record_replay(const char *file, FILE *out, FILE *errout);
+
+#endif
