@@ -136,6 +136,11 @@ static const struct key keys[] = {
     {S_GATEWAY, "log_format", T_ENUM, CFG(log_format), .def = "text", .choices = log_formats},
     {S_GATEWAY, "drain_timeout", T_DURATION, CFG(drain_timeout_ms), .max = 24 * MS_HOUR,
      .def = "30"},
+    {S_GATEWAY, "compression", T_BOOL, PAR(compression), .def = "off", .flags = F_ROUTE},
+    {S_GATEWAY, "compression_level", T_UINT, PAR(compression_level), .max = 9, .def = "1",
+     .flags = F_ROUTE},
+    {S_GATEWAY, "compression_window_bits", T_UINT, PAR(compression_window_bits), .min = 9,
+     .max = 15, .def = "12", .flags = F_ROUTE},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, CFG(tls.cert)},

@@ -47,8 +47,11 @@ struct route_params {
     uint32_t connect_timeout_ms;
     uint32_t ping_interval_ms; /* 0 = never */
     uint32_t pong_timeout_ms;
-    uint32_t idle_timeout_ms;  /* 0 = never */
-    uint64_t max_message_size; /* 0 = unlimited */
+    uint32_t idle_timeout_ms;         /* 0 = never */
+    uint64_t max_message_size;        /* 0 = unlimited */
+    bool compression;                 /* permessage-deflate when the client offers it */
+    uint32_t compression_level;       /* zlib level 0..9 */
+    uint32_t compression_window_bits; /* 9..15: server window, client window asked for */
 };
 
 struct route {
