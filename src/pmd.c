@@ -424,6 +424,22 @@ enum pmd_status pmd_inflate(struct pmd *p, const uint8_t *in, size_t inlen, bool
             p->msg_in = true;
         } else if (tail_left)
             p->tail_fed = (uint8_t)(p->tail_fed + ate);
+        if (got) {
+            /* the first fault in byte order wins, however input and output
+             * are cut: the output zlib made before it found bad data, and
+             * bad UTF-8 within the allowed size before "too big" */
+            bool big = p->max_message && got > p->max_message - p->msg_out;
+            size_t ok = big ? (size_t)(p->max_message - p->msg_out) : got;
+            if (p->text) {
+                p->utf8 = utf8_feed(p->utf8, out + made, ok);
+                if (p->utf8 == UTF8_REJECT)
+                    return inflate_fail(p, code, reason, WS_CLOSE_BAD_DATA, "invalid UTF-8");
+            }
+            if (big)
+                return inflate_fail(p, code, reason, WS_CLOSE_TOO_BIG, "message too big");
+            p->msg_out += got;
+            made += got;
+        }
         p->pending = z->avail_out == 0;
         if (rc == Z_STREAM_END) {
             p->ended = true;
@@ -436,17 +452,6 @@ enum pmd_status pmd_inflate(struct pmd *p, const uint8_t *in, size_t inlen, bool
             return inflate_fail(p, code, reason, WS_CLOSE_BAD_DATA, "invalid compressed data");
         } else if (in0 > 0 && got == 0 && ate == 0 && out0 > 0) {
             return inflate_fail(p, code, reason, WS_CLOSE_BAD_DATA, "invalid compressed data");
-        }
-        if (got) {
-            if (p->max_message && got > p->max_message - p->msg_out)
-                return inflate_fail(p, code, reason, WS_CLOSE_TOO_BIG, "message too big");
-            p->msg_out += got;
-            if (p->text) {
-                p->utf8 = utf8_feed(p->utf8, out + made, got);
-                if (p->utf8 == UTF8_REJECT)
-                    return inflate_fail(p, code, reason, WS_CLOSE_BAD_DATA, "invalid UTF-8");
-            }
-            made += got;
         }
     }
     *consumed = used;
