@@ -357,6 +357,56 @@ static void test_inflate_python(void **state)
     check_inflate(false, 10, 3, 1);
 }
 
+/* Every byte of a message comes out before its final frame: PMD_DONE for a
+ * non-final part means zlib holds nothing more (output buffers of 1..9). */
+static void test_inflate_no_pending(void **state)
+{
+    struct msgs plain, z;
+    uint8_t res[70000];
+    (void)state;
+
+    three_msgs(&plain, 20000);
+    /* a message ending in a long match: its input is used up while zlib
+     * still copies the match */
+    plain.p[3] = malloc(300);
+    for (size_t i = 0; i < 300; i++)
+        plain.p[3][i] = (uint8_t)("abc"[i % 3]);
+    plain.n[3] = 300;
+    plain.count = 4;
+    py("c", 15, true, &plain, &z);
+    for (size_t outcap = 1; outcap < 10; outcap++) {
+        struct pmd p;
+        struct pmd_params pp = params(false, false, 12, 15);
+        size_t len, used, made;
+        uint16_t code;
+        const char *reason;
+        pmd_init(&p, &pp, 1, 0);
+        for (size_t i = 0; i < 4; i++) {
+            /* the whole message as a non-final part, then an empty final one */
+            size_t pos = 0;
+            len = 0;
+            for (;;) {
+                enum pmd_status st = pmd_inflate(&p, z.p[i] + pos, z.n[i] - pos, false, false,
+                                                 res + len, outcap, &used, &made, &code, &reason);
+                pos += used;
+                len += made;
+                if (st == PMD_DONE)
+                    break;
+                assert_int_equal(st, PMD_MORE);
+            }
+            assert_int_equal(len, plain.n[i]);
+            assert_memory_equal(res, plain.p[i], len);
+            assert_int_equal(
+                pmd_inflate(&p, NULL, 0, true, false, res, outcap, &used, &made, &code, &reason),
+                PMD_DONE);
+            assert_int_equal(made, 0);
+        }
+        pmd_free(&p);
+    }
+    msgs_free(&plain);
+    msgs_free(&z);
+}
+
 /* A stream that uses the context fails on an inflater that resets after each
  * message (client_no_context_takeover): proof that the reset happens. */
 static void test_inflate_no_takeover_resets(void **state)
@@ -652,6 +702,10 @@ static void test_corrupt(void **state)
     check_bad(reserved_btype, sizeof reserved_btype, false, "reserved block type");
     static const uint8_t bad_stored[] = {0x00, 0x05, 0x00, 0x00, 0x00}; /* NLEN != ~LEN */
     check_bad(bad_stored, sizeof bad_stored, false, "stored length");
+    /* a stored block of 100 bytes with 3 given: the tail is taken as more
+     * of its bytes, so only the block boundary check sees it */
+    static const uint8_t short_stored[] = {0x00, 0x64, 0x00, 0x9b, 0xff, 'a', 'b', 'c'};
+    check_bad(short_stored, sizeof short_stored, false, "truncated stored block");
 
     pmd_init(&p, &pp, 1, 0);
     size_t n = pmd_deflate(&p, (const uint8_t *)text, strlen(text), z, sizeof z);
@@ -936,6 +990,7 @@ int main(void)
         cmocka_unit_test(test_negotiate_declines),
         cmocka_unit_test(test_negotiate_fallback),
         cmocka_unit_test(test_inflate_python),
+        cmocka_unit_test(test_inflate_no_pending),
         cmocka_unit_test(test_inflate_no_takeover_resets),
         cmocka_unit_test(test_inflate_final_block),
         cmocka_unit_test(test_deflate_python),
