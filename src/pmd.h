@@ -9,12 +9,14 @@
  * into a caller frame buffer. Memory per session (measured by the unit test
  * through the zalloc/zfree hooks, zlib 1.2.13, x86-64):
  *   nothing before the first compressed message in either direction;
- *   inflater, window bits W: 2^W + ~7.1 KiB   (12: 11.2 KiB; 15: 39.2 KiB)
- *   deflater, window bits W, memLevel W-7:    2^(W+2) + 2^(W+3) + ~5.7 KiB
- *                                             (12: 53.7 KiB; 9: 11.7 KiB)
- * With compression_window_bits = 12 a session that asked the client for
- * client_max_window_bits=12 holds at most ~64.9 KiB of zlib state once both
- * directions were used; see tests/unit/test_pmd.c (test_memory) for the
+ *   inflater, window bits W: 2^W + ~7 KiB       (9: 7672 B, 12: 11256 B, 15: 39928 B)
+ *   deflater, window bits W, memLevel W-7: 8 * 2^W + ~5.8 KiB
+ *                                              (9: 10048 B, 12: 38720 B, 15: 268096 B)
+ * With compression_window_bits = 12 and a client that offered
+ * client_max_window_bits (Chromium does) a session holds 49976 B once both
+ * directions were used (test_memory asserts <= 64 KiB); a client that did not
+ * (Firefox) compresses with 15 bits, so 38720 + 39928 B. See
+ * tests/unit/test_pmd.c (test_memory) for the
  * exact figures it asserts. */
 #ifndef WSGATE_PMD_H
 #define WSGATE_PMD_H
