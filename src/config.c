@@ -141,6 +141,11 @@ static const struct key keys[] = {
     {S_GATEWAY, "record", T_STRING, PAR(record), .flags = F_ROUTE},
     {S_GATEWAY, "record_format", T_ENUM, PAR(record_format), .def = "raw", .flags = F_ROUTE,
      .choices = record_formats},
+    {S_GATEWAY, "compression", T_BOOL, PAR(compression), .def = "off", .flags = F_ROUTE},
+    {S_GATEWAY, "compression_level", T_UINT, PAR(compression_level), .max = 9, .def = "1",
+     .flags = F_ROUTE},
+    {S_GATEWAY, "compression_window_bits", T_UINT, PAR(compression_window_bits), .min = 9,
+     .max = 15, .def = "12", .flags = F_ROUTE},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, CFG(tls.cert)},

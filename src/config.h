@@ -51,6 +51,9 @@ struct route_params {
     uint64_t max_message_size; /* 0 = unlimited */
     char *record;              /* recording directory (its realpath), or NULL = off */
     int record_format;         /* enum record_format (record.h): 0 raw, 1 asciicast */
+    bool compression;                 /* permessage-deflate when the client offers it */
+    uint32_t compression_level;       /* zlib level 0..9 */
+    uint32_t compression_window_bits; /* 9..15: server window, client window asked for */
 };
 
 struct route {

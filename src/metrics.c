@@ -183,6 +183,15 @@ char *metrics_render(struct metrics *m, size_t *len)
         outf(&o, "wsgate_bytes_total{route=\"%s\",direction=\"down\"} %llu\n", r->name,
              (unsigned long long)SUM(bytes_down));
     }
+    outf(&o, "# HELP wsgate_wire_bytes_total WebSocket frame bytes on the client connection, "
+             "compressed or not (up = from the client).\n"
+             "# TYPE wsgate_wire_bytes_total counter\n");
+    for (struct route_stats *r = head; r; r = r->next) {
+        outf(&o, "wsgate_wire_bytes_total{route=\"%s\",direction=\"up\"} %llu\n", r->name,
+             (unsigned long long)SUM(wire_up));
+        outf(&o, "wsgate_wire_bytes_total{route=\"%s\",direction=\"down\"} %llu\n", r->name,
+             (unsigned long long)SUM(wire_down));
+    }
     outf(&o, "# HELP wsgate_backend_connect_seconds Time to connect to a backend.\n"
              "# TYPE wsgate_backend_connect_seconds histogram\n");
     for (struct route_stats *r = head; r; r = r->next) {

@@ -36,6 +36,7 @@ struct route_counters {
     uint64_t results[RESULT_COUNT];
     uint64_t failures[METRICS_NSTATUS];
     uint64_t bytes_up, bytes_down;
+    uint64_t wire_up, wire_down; /* frame bytes on the client connection (headers included) */
     uint64_t connect_buckets[METRICS_NBUCKETS + 1]; /* last = +Inf */
     uint64_t connect_count;
     uint64_t connect_usec_sum;

@@ -174,6 +174,7 @@ static void end_message(struct ws_decoder *d)
 {
     d->msg_op = 0;
     d->msg_len = 0;
+    d->msg_compressed = false;
     d->utf8 = UTF8_ACCEPT;
 }
 
@@ -212,6 +213,8 @@ static uint16_t set_length(struct ws_decoder *d, uint64_t len, const char **reas
         }
         return 0;
     }
+    if (d->msg_compressed)
+        return 0; /* the decompressed size is what counts (pmd.c) */
     if (d->max_message && len > d->max_message - d->msg_len) {
         *reason = "message too big";
         return WS_CLOSE_TOO_BIG;
@@ -233,8 +236,14 @@ static uint16_t header_step(struct ws_decoder *d, const char **reason)
         uint8_t op = b & 0x0F;
         d->fin = (b & 0x80) != 0;
         d->op = op;
-        if (b & 0x70)
+        if (b & 0x30)
             *reason = "reserved bits set";
+        else if ((b & 0x40) && !d->rsv1_ok)
+            *reason = "reserved bits set";
+        else if ((b & 0x40) && op_is_control(op))
+            *reason = "RSV1 on a control frame";
+        else if ((b & 0x40) && op == WS_OP_CONT)
+            *reason = "RSV1 on a continuation frame";
         else if (op == WS_OP_CONT && d->msg_op == 0)
             *reason = "continuation without a message";
         else if ((op == WS_OP_TEXT || op == WS_OP_BINARY) && d->msg_op != 0)
@@ -249,6 +258,7 @@ static uint16_t header_step(struct ws_decoder *d, const char **reason)
         if (op == WS_OP_TEXT || op == WS_OP_BINARY) {
             d->msg_op = op;
             d->msg_len = 0;
+            d->msg_compressed = (b & 0x40) != 0;
             d->utf8 = UTF8_ACCEPT;
         }
         d->state = ST_B1;
@@ -330,7 +340,7 @@ static size_t data_range(struct ws_decoder *d, struct ws_event *ev, size_t off, 
     if (d->remaining == 0) {
         next_frame(d);
         if (d->fin) {
-            if (d->msg_op == WS_OP_TEXT && d->utf8 != UTF8_ACCEPT)
+            if (d->msg_op == WS_OP_TEXT && !d->msg_compressed && d->utf8 != UTF8_ACCEPT)
                 return fail(d, ev, WS_CLOSE_BAD_DATA, "truncated UTF-8 at message end", off + n);
             fin = true;
         }
@@ -340,6 +350,7 @@ static size_t data_range(struct ws_decoder *d, struct ws_event *ev, size_t off, 
     ev->off = off;
     ev->len = n;
     ev->fin = fin;
+    ev->compressed = d->msg_compressed;
     if (fin)
         end_message(d);
     return off + n;
@@ -410,7 +421,7 @@ size_t ws_decode(struct ws_decoder *d, uint8_t *buf, size_t len, struct ws_event
         ws_unmask(p, n, d->mask, d->mask_pos);
         d->mask_pos = (d->mask_pos + n) & 3;
         d->remaining -= n;
-        if (d->msg_op == WS_OP_TEXT) {
+        if (d->msg_op == WS_OP_TEXT && !d->msg_compressed) {
             d->utf8 = utf8_feed(d->utf8, p, n);
             if (d->utf8 == UTF8_REJECT)
                 return fail(d, ev, WS_CLOSE_BAD_DATA, "invalid UTF-8", pos + n);
@@ -429,6 +440,14 @@ size_t ws_header_len(uint64_t len)
     if (len <= 0xFFFF)
         return 4;
     return 10;
+}
+
+/* ws_header, then RSV1 added to the first byte. */
+size_t ws_header_rsv1(uint8_t *out, enum ws_opcode op, uint64_t len)
+{
+    size_t n = ws_header(out, op, len);
+    out[0] |= 0x40;
+    return n;
 }
 
 /* FIN + opcode, then the shortest length encoding; servers never mask. */

@@ -63,11 +63,16 @@ struct ws_event {
     uint16_t close_code;   /* WS_EV_CONTROL close: code received (1005 if none);
                               WS_EV_ERROR: 1002, 1007 or 1009 to send */
     const char *reason;    /* WS_EV_ERROR: short static text for the close reason and log */
+    bool compressed;       /* WS_EV_DATA: the message had RSV1 on its first frame
+                              (permessage-deflate): off/len are compressed bytes, not
+                              checked against max_message nor as UTF-8 (pmd.h does) */
 };
 
 struct ws_decoder {
     /* settings */
     uint64_t max_message; /* 0 = unlimited */
+    bool rsv1_ok;         /* permessage-deflate negotiated: RSV1 marks the first frame of a
+                             compressed message (set after ws_decoder_init) */
     /* state: private to ws.c */
     int state; /* which part of the frame comes next (ST_* in ws.c) */
     uint8_t hdr[WS_MAX_HEADER];
@@ -75,10 +80,11 @@ struct ws_decoder {
     uint8_t op;                /* opcode of the current frame */
     bool fin;
     uint8_t mask[4];
-    size_t mask_pos;    /* index of the next mask byte (0..3) */
-    uint64_t remaining; /* payload bytes left in the current frame */
-    uint8_t msg_op;     /* opcode of the message in progress (0 = none) */
-    uint64_t msg_len;   /* bytes of the message so far */
+    size_t mask_pos;     /* index of the next mask byte (0..3) */
+    uint64_t remaining;  /* payload bytes left in the current frame */
+    uint8_t msg_op;      /* opcode of the message in progress (0 = none) */
+    bool msg_compressed; /* the message in progress had RSV1 */
+    uint64_t msg_len;    /* bytes of the message so far */
     utf8_state utf8;
     bool failed;
     uint16_t err_code; /* repeated by every call after a failure */
@@ -107,6 +113,9 @@ void ws_unmask(uint8_t *data, size_t n, const uint8_t mask[4], size_t phase);
 /* Write a server frame header (FIN set, unmasked) for opcode and payload
  * length into out (at least WS_MAX_SERVER_HEADER bytes). Returns its length. */
 size_t ws_header(uint8_t *out, enum ws_opcode op, uint64_t len);
+/* The same with RSV1 set: the frame of a message compressed with
+ * permessage-deflate (RFC 7692 6.1). */
+size_t ws_header_rsv1(uint8_t *out, enum ws_opcode op, uint64_t len);
 /* Header length ws_header would write for len. */
 size_t ws_header_len(uint64_t len);
 

@@ -17,6 +17,7 @@ FAMILIES = {
     "wsgate_sessions_total": "counter",
     "wsgate_handshake_failures_total": "counter",
     "wsgate_bytes_total": "counter",
+    "wsgate_wire_bytes_total": "counter",
     "wsgate_backend_connect_seconds": "histogram",
 }
 RESULTS = ("normal", "client_dropped", "protocol_error", "backend_error", "timeout",

@@ -985,6 +985,9 @@ static void test_sample_documents_every_key(void **state)
         "backend_tls",
         "backend_ca",
         "backend_tls_verify",
+        "compression",
+        "compression_level",
+        "compression_window_bits",
     };
     char line[512];
     bool found[sizeof every / sizeof every[0]] = {false};
@@ -1003,6 +1006,41 @@ static void test_sample_documents_every_key(void **state)
     for (size_t i = 0; i < sizeof every / sizeof every[0]; i++)
         if (!found[i])
             fail_msg("%s is not documented in etc/wsgate.ini", every[i]);
+}
+
+/* compression, compression_level, compression_window_bits: defaults,
+ * inheritance from [gateway], route overrides and bounds. */
+static void test_compression_keys(void **state)
+{
+    (void)state;
+    struct config *c = load_ok(ROUTE);
+    assert_false(c->defaults.compression);
+    assert_int_equal(c->defaults.compression_level, 1);
+    assert_int_equal(c->defaults.compression_window_bits, 12);
+    assert_false(c->routes[0].p.compression);
+    assert_int_equal(c->routes[0].p.compression_window_bits, 12);
+    config_unref(c);
+
+    c = load_ok("[gateway]\ncompression = on\ncompression_level = 9\n"
+                "compression_window_bits = 9\n" ROUTE
+                "[route:own]\npath = /own\nbackend = 127.0.0.1:1\ncompression = off\n"
+                "compression_level = 0\ncompression_window_bits = 15\n");
+    assert_true(c->routes[0].p.compression);
+    assert_int_equal(c->routes[0].p.compression_level, 9);
+    assert_int_equal(c->routes[0].p.compression_window_bits, 9);
+    assert_false(c->routes[1].p.compression);
+    assert_int_equal(c->routes[1].p.compression_level, 0);
+    assert_int_equal(c->routes[1].p.compression_window_bits, 15);
+    config_unref(c);
+
+    expect_errors(ROUTE "compression = maybe\n",
+                  "t.ini:4: compression: invalid value 'maybe' (on or off)");
+    expect_errors(ROUTE "compression_level = 10\n",
+                  "t.ini:4: compression_level: '10' out of range (0..9)");
+    expect_errors("[gateway]\ncompression_window_bits = 8\n" ROUTE,
+                  "t.ini:2: compression_window_bits: '8' out of range (9..15)");
+    expect_errors(ROUTE "compression_window_bits = 16\n",
+                  "t.ini:4: compression_window_bits: '16' out of range (9..15)");
 }
 
 static void test_check_file(void **state)
@@ -1095,7 +1133,10 @@ static void test_record_keys(void **state)
     snprintf(want, sizeof want, "record = %s\nrecord_format = asciicast\n", dir);
     assert_non_null(strstr(dump, want));
     assert_non_null(strstr(dump, "[route:b]\npath = /b\nbackend = 127.0.0.1:1\n"));
-    assert_non_null(strstr(dump, "record =\nrecord_format = asciicast\n\n[route:c]"));
+    const char *rb = strstr(dump, "[route:b]"), *rc = strstr(dump, "[route:c]");
+    const char *off = strstr(rb, "record =\nrecord_format = asciicast\n");
+    assert_non_null(off);
+    assert_true(off < rc);
     struct config *again = load_ok(dump);
     assert_null(again->routes[1].p.record);
     assert_string_equal(again->routes[0].p.record, dir);
@@ -1148,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_fixture_bad),
         cmocka_unit_test(test_sample_config),
         cmocka_unit_test(test_sample_documents_every_key),
+        cmocka_unit_test(test_compression_keys),
         cmocka_unit_test(test_check_file),
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_record_keys),
