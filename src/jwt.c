@@ -113,14 +113,17 @@ static bool b64url_char(unsigned char c)
     return isalnum(c) || c == '-' || c == '_';
 }
 
-/* Contract in jwt.h. Translated to standard base64 with padding, then
- * decoded by EVP_DecodeBlock (which takes whitespace, excluded here). */
+/* Contract in jwt.h. Translated to standard base64 and decoded by
+ * EVP_DecodeBlock (which takes whitespace, excluded here): the whole
+ * groups straight into out, a last partial group padded, via a small
+ * buffer. */
 long jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap)
 {
-    unsigned char tmp[JWT_MAX_TOKEN + 4];
-    size_t pad = (4 - len % 4) % 4;
+    unsigned char tmp[JWT_MAX_TOKEN + 4], last[3];
+    size_t full = len / 4 * 4, rest = len % 4;
+    size_t outlen = full / 4 * 3 + (rest ? rest - 1 : 0);
 
-    if (len % 4 == 1 || len + pad > sizeof tmp || (len + pad) / 4 * 3 > cap)
+    if (rest == 1 || len > JWT_MAX_TOKEN || outlen > cap)
         return -1;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
@@ -128,13 +131,15 @@ long jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t ca
             return -1;
         tmp[i] = c == '-' ? '+' : c == '_' ? '/' : c;
     }
-    memset(tmp + len, '=', pad);
-    if (len == 0)
-        return 0;
-    int n = EVP_DecodeBlock(out, tmp, (int)(len + pad));
-    if (n < 0 || (size_t)n < pad)
+    if (full > 0 && EVP_DecodeBlock(out, tmp, (int)full) != (int)(full / 4 * 3))
         return -1;
-    return (long)((size_t)n - pad);
+    if (rest > 0) {
+        memset(tmp + len, '=', 4 - rest);
+        if (EVP_DecodeBlock(last, tmp + full, 4) != 3)
+            return -1;
+        memcpy(out + full / 4 * 3, last, rest - 1);
+    }
+    return (long)outlen;
 }
 
 /* ---- keys ---------------------------------------------------------------- */
@@ -174,8 +179,7 @@ static int pkey_kind(EVP_PKEY *pkey, char *err, size_t errlen)
 static EVP_PKEY *load_pem(const unsigned char *data, size_t len, char *err, size_t errlen)
 {
     EVP_PKEY *pkey = NULL;
-    OSSL_DECODER_CTX *dctx =
-        OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, NULL, EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+    OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, NULL, 0, NULL, NULL);
     const unsigned char *p = data;
     size_t left = len;
 
