@@ -1488,7 +1488,14 @@ static void access_checks(struct parser *ps)
                 .issuer = p->token_jwt_issuer,
                 .leeway_ms = p->token_jwt_leeway_ms,
             };
-            if (p->ntoken_jwt_algorithms == 0)
+            size_t ai = (size_t)(find_key(S_ROUTE, "token_jwt_algorithms") - keys);
+            int aline = ps->rs[r].seen[ai] ? ps->rs[r].seen[ai] : ps->seen[ai];
+            bool reported = false; /* a bad value on that line, already an error */
+            for (size_t e = 0; aline && e < ps->nerrs; e++)
+                reported = reported || ps->errs[e].line == aline;
+            if (p->ntoken_jwt_algorithms == 0 && reported)
+                ;
+            else if (p->ntoken_jwt_algorithms == 0)
                 add_error(ps, key_line(ps, r, "token_jwt_key"),
                           "token_jwt_algorithms: required with token_jwt_key (route '%s')",
                           rt->name);
