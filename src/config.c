@@ -19,6 +19,8 @@
 #include <limits.h>
 #include <sys/stat.h>
 
+#include "auth.h"
+#include "jwt.h"
 #include "token.h"
 
 #include <ini.h>
@@ -98,6 +100,7 @@ struct key {
 #define CFG_ARRAY(m, n) CFG(m), .off2 = offsetof(struct config, n)
 #define RTE_ARRAY(m, n) RTE(m), .off2 = offsetof(struct route, n)
 #define NOFIELD .base = B_NONE
+#define PAR_ARRAY(m, n) PAR(m), .off2 = offsetof(struct route_params, n)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -107,6 +110,7 @@ static const char *const record_formats[] = {"raw", "asciicast", NULL}; /* enum 
 static int check_token(const char *item, char *err, size_t errlen);
 static int check_origin(const char *item, char *err, size_t errlen);
 static int check_dns_name(const char *item, char *err, size_t errlen);
+static int check_backend_pattern(const char *item, char *err, size_t errlen);
 
 /* Every key of DESIGN.md's schema. Keys with F_ROUTE are listed once, under
  * [gateway]; in a [route:NAME] they override that value for the route. To
@@ -146,6 +150,19 @@ static const struct key keys[] = {
      .flags = F_ROUTE},
     {S_GATEWAY, "compression_window_bits", T_UINT, PAR(compression_window_bits), .min = 9,
      .max = 15, .def = "12", .flags = F_ROUTE},
+    /* access (route keys; a [gateway] value is every route's default) */
+    {S_GATEWAY, "token_jwt_key", T_STRING, PAR(token_jwt_key), .flags = F_ROUTE},
+    {S_GATEWAY, "token_jwt_algorithms", T_LIST,
+     PAR_ARRAY(token_jwt_algorithms, ntoken_jwt_algorithms), .flags = F_ROUTE | F_REPEAT,
+     .check = jwt_check_alg_name},
+    {S_GATEWAY, "token_jwt_audience", T_STRING, PAR(token_jwt_audience), .flags = F_ROUTE},
+    {S_GATEWAY, "token_jwt_issuer", T_STRING, PAR(token_jwt_issuer), .flags = F_ROUTE},
+    {S_GATEWAY, "token_jwt_leeway", T_DURATION, PAR(token_jwt_leeway_ms), .max = MS_HOUR,
+     .def = "30s", .flags = F_ROUTE},
+    {S_GATEWAY, "token_cookie", T_STRING, PAR(token_cookie), .flags = F_ROUTE},
+    {S_GATEWAY, "basic_auth_file", T_STRING, PAR(basic_auth_file), .flags = F_ROUTE},
+    {S_GATEWAY, "allowed_backends", T_LIST, PAR_ARRAY(allowed_backends, nallowed_backends),
+     .flags = F_ROUTE | F_REPEAT, .check = check_backend_pattern},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, CFG(tls.cert)},
@@ -588,6 +605,24 @@ static int check_dns_name(const char *item, char *err, size_t errlen)
             seterr(err, errlen, "'%s' is not a valid name", item);
             return -1;
         }
+    }
+    return 0;
+}
+
+/* allowed_backends entry: CIDR, host:port, host:*, *:port. */
+static int check_backend_pattern(const char *item, char *err, size_t errlen)
+{
+    struct backend_pattern bp;
+
+    return auth_backend_pattern_parse(item, &bp, err, errlen);
+}
+
+/* A cookie name: an RFC 6265 token. */
+static int check_cookie_name(const char *s, char *err, size_t errlen)
+{
+    if (check_token(s, err, errlen) < 0) {
+        seterr(err, errlen, "'%s' is not a valid cookie name", s);
+        return -1;
     }
     return 0;
 }
@@ -1343,24 +1378,7 @@ static void file_checks(struct parser *ps)
             add_error(ps, ps->rs[r].seen[tk - keys], "token_file: %s", msg);
             continue;
         }
-        if (rt->nbackends)
-            add_error(ps, ps->rs[r].seen[tk - keys],
-                      "token_file: route '%s' has both token_file and backend", rt->name);
     }
-}
-
-/* Copy [gateway]'s value of the F_ROUTE key k into rt (strings duplicated). */
-static void inherit(struct parser *ps, const struct key *k, struct route *rt)
-{
-    char *s;
-
-    memcpy((char *)&rt->p + k->off, (char *)&ps->cfg->defaults + k->off, k->size);
-    if (k->type != T_STRING)
-        return;
-    memcpy(&s, (char *)&rt->p + k->off, sizeof s);
-    if (s != NULL && (s = strdup(s)) == NULL)
-        ps->oom = true;
-    memcpy((char *)&rt->p + k->off, &s, sizeof s);
 }
 
 /* A `record` directory set on line `line` must be a writable directory now;
@@ -1391,6 +1409,163 @@ static void record_dir_check(struct parser *ps, char **dir, int line, bool repor
     *dir = real;
 }
 
+/* Copy the [gateway] value of the F_ROUTE key k into a route's params:
+ * strings and lists are duplicated (each route_params owns its own). */
+static void inherit_param(struct parser *ps, const struct key *k, struct route_params *dst,
+                          const struct route_params *src)
+{
+    char *d = (char *)dst + k->off;
+
+    memcpy(d, (const char *)src + k->off, k->size);
+    if (k->type == T_STRING || k->type == T_PATH) {
+        char *v;
+        memcpy(&v, d, sizeof v);
+        if (v != NULL && (v = strdup(v)) == NULL)
+            ps->oom = true;
+        memcpy(d, &v, sizeof v);
+    } else if (k->type == T_LIST) {
+        char **v, **copy = NULL;
+        size_t n;
+        memcpy(&v, d, sizeof v);
+        memcpy(&n, (const char *)src + k->off2, sizeof n);
+        if (n > 0 && (copy = calloc(n, sizeof *copy)) == NULL)
+            ps->oom = true;
+        for (size_t i = 0; copy != NULL && i < n; i++)
+            if ((copy[i] = strdup(v[i])) == NULL)
+                ps->oom = true;
+        if (copy == NULL)
+            n = 0;
+        memcpy(d, &copy, sizeof copy);
+        memcpy((char *)dst + k->off2, &n, sizeof n);
+    }
+}
+
+/* Free the strings and lists of a route_params (the table says which). */
+static void free_params(struct route_params *p)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        if (k->base != B_PARAMS)
+            continue;
+        char *f = (char *)p + k->off;
+        if (k->type == T_STRING || k->type == T_PATH) {
+            char *v;
+            memcpy(&v, f, sizeof v);
+            free(v);
+        } else if (k->type == T_LIST) {
+            char **v;
+            size_t n;
+            memcpy(&v, f, sizeof v);
+            memcpy(&n, (char *)p + k->off2, sizeof n);
+            free_strv(v, n);
+        }
+    }
+}
+
+/* The line a key got its value from in route r: the route's own line, else
+ * [gateway]'s, else the route header. */
+static int key_line(struct parser *ps, size_t r, const char *name)
+{
+    const struct key *k = find_key(S_ROUTE, name);
+    size_t i = (size_t)(k - keys);
+
+    if (ps->rs[r].seen[i])
+        return ps->rs[r].seen[i];
+    return ps->seen[i] ? ps->seen[i] : ps->cfg->routes[r].line;
+}
+
+/* Access keys (DESIGN "Access that scales out"): one token source per
+ * route and no backend lines with it; the JWT key and basic_auth_file are
+ * loaded now, so a bad one is a configuration error. */
+static void access_checks(struct parser *ps)
+{
+    struct config *cfg = ps->cfg;
+    char msg[512];
+
+    if (cfg->defaults.basic_auth_file) {
+        msg[0] = '\0';
+        cfg->basic_auth = basic_auth_cache_new(cfg->defaults.basic_auth_file, msg, sizeof msg);
+        if (cfg->basic_auth == NULL)
+            ps->oom = true;
+    }
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        struct route *rt = &cfg->routes[r];
+        const struct route_params *p = &rt->p;
+        /* Token sources, in DESIGN's order; token_redis: add its row here. */
+        const struct {
+            const char *key;
+            bool set;
+        } sources[] = {
+            {"token_file", rt->token_file != NULL},
+            {"token_jwt_key", p->token_jwt_key != NULL},
+        };
+        const char *source = NULL;
+        for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+            if (!sources[i].set)
+                continue;
+            if (source != NULL)
+                add_error(ps, key_line(ps, r, sources[i].key),
+                          "%s: route '%s' already has a token source (%s); at most one",
+                          sources[i].key, rt->name, source);
+            else
+                source = sources[i].key;
+        }
+        if (source != NULL && rt->nbackends > 0)
+            add_error(ps, ps->rs[r].seen[find_key(S_ROUTE, "backend") - keys],
+                      "backend: route '%s' takes its backend from %s; remove the backend lines",
+                      rt->name, source);
+        if (p->token_jwt_key) {
+            struct jwt_settings js = {
+                .algorithms = p->token_jwt_algorithms,
+                .nalgorithms = p->ntoken_jwt_algorithms,
+                .audience = p->token_jwt_audience,
+                .issuer = p->token_jwt_issuer,
+                .leeway_ms = p->token_jwt_leeway_ms,
+            };
+            size_t ai = (size_t)(find_key(S_ROUTE, "token_jwt_algorithms") - keys);
+            int aline = ps->rs[r].seen[ai] ? ps->rs[r].seen[ai] : ps->seen[ai];
+            bool reported = false; /* a bad value on that line, already an error */
+            for (size_t e = 0; aline && e < ps->nerrs; e++)
+                reported = reported || ps->errs[e].line == aline;
+            if (p->ntoken_jwt_algorithms == 0 && reported)
+                ;
+            else if (p->ntoken_jwt_algorithms == 0)
+                add_error(ps, key_line(ps, r, "token_jwt_key"),
+                          "token_jwt_algorithms: required with token_jwt_key (route '%s')",
+                          rt->name);
+            else if (jwt_verifier_new(p->token_jwt_key, &js, &rt->jwt, msg, sizeof msg) < 0)
+                add_error(ps, key_line(ps, r, "token_jwt_key"), "token_jwt_key: %s", msg);
+        } else if (ps->rs[r].seen[find_key(S_ROUTE, "token_jwt_algorithms") - keys]) {
+            add_error(ps, ps->rs[r].seen[find_key(S_ROUTE, "token_jwt_algorithms") - keys],
+                      "token_jwt_algorithms: needs token_jwt_key");
+        }
+        if (p->token_cookie && check_cookie_name(p->token_cookie, msg, sizeof msg) < 0)
+            add_error(ps, key_line(ps, r, "token_cookie"), "token_cookie: %s", msg);
+        if (p->basic_auth_file) {
+            struct basic_auth *t = NULL;
+            if (basic_auth_load(p->basic_auth_file, &t, msg, sizeof msg) < 0) {
+                msg[strcspn(msg, "\n")] = '\0';
+                add_error(ps, key_line(ps, r, "basic_auth_file"), "basic_auth_file: %s", msg);
+            }
+            basic_auth_free(t);
+            if ((rt->basic_auth = basic_auth_cache_new(p->basic_auth_file, msg, sizeof msg)) ==
+                NULL)
+                ps->oom = true;
+        }
+        if (p->nallowed_backends > 0) {
+            rt->allowed = calloc(p->nallowed_backends, sizeof *rt->allowed);
+            if (rt->allowed == NULL) {
+                ps->oom = true;
+                continue;
+            }
+            for (size_t i = 0; i < p->nallowed_backends; i++)
+                if (auth_backend_pattern_parse(p->allowed_backends[i], &rt->allowed[i], NULL, 0) ==
+                    0) /* checked when read */
+                    rt->nallowed++;
+        }
+    }
+}
+
 /* After the last line: defaults, inheritance, required keys and the checks
  * that span several lines. Order-independent: a [route:NAME] before [gateway]
  * inherits the same values as one after it. */
@@ -1411,13 +1586,14 @@ static void finalize(struct parser *ps)
             const struct key *k = &keys[i];
             if ((k->sect != S_ROUTE && !(k->flags & F_ROUTE)) || seen[i] != 0)
                 continue;
-            if ((k->flags & F_REQUIRED) && k->type == T_BACKEND && rt->token_file)
-                continue; /* token_file picks the backend */
+            if ((k->flags & F_REQUIRED) && k->type == T_BACKEND &&
+                (rt->token_file || rt->p.token_jwt_key))
+                continue; /* the token source picks the backend */
             if (k->flags & F_REQUIRED)
                 add_error(ps, rt->line, "%s: route '%s' needs %s %s", k->name, rt->name,
                           (k->flags & F_REPEAT) ? "at least one" : "a", k->name);
             else if (k->flags & F_ROUTE)
-                inherit(ps, k, rt);
+                inherit_param(ps, k, &rt->p, &cfg->defaults);
             else
                 apply_default(ps, k, key_base(ps, S_ROUTE, r, k));
         }
@@ -1451,6 +1627,7 @@ static void finalize(struct parser *ps)
         record_dir_check(ps, &cfg->routes[r].p.record, line ? line : ps->seen[rk - keys],
                          line != 0);
     }
+    access_checks(ps);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -1472,7 +1649,6 @@ static void config_free(struct config *c)
     free(c->tls.ciphers);
     free(c->tls.ciphersuites);
     free(c->metrics_path);
-    free(c->defaults.record);
     for (size_t i = 0; i < c->nlistens; i++)
         free(c->listens[i].text);
     free(c->listens);
@@ -1488,9 +1664,14 @@ static void config_free(struct config *c)
         free_strv(r->client_names, r->nclient_names);
         free(r->backend_ca);
         free(r->token_file);
-        free(r->p.record);
         token_cache_free(r->tokens);
+        free_params(&r->p);
+        jwt_verifier_free(r->jwt);
+        basic_auth_cache_free(r->basic_auth);
+        free(r->allowed);
     }
+    free_params(&c->defaults);
+    basic_auth_cache_free(c->basic_auth);
     free(c->routes);
     free(c);
 }

@@ -15,6 +15,9 @@
 struct route_stats;
 struct tls_state;
 struct token_cache;
+struct jwt_verifier;
+struct basic_auth_cache;
+struct backend_pattern;
 
 enum log_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
 enum log_format { LOGF_TEXT = 0, LOGF_JSON };
@@ -54,6 +57,18 @@ struct route_params {
     bool compression;                 /* permessage-deflate when the client offers it */
     uint32_t compression_level;       /* zlib level 0..9 */
     uint32_t compression_window_bits; /* 9..15: server window, client window asked for */
+    /* Access (DESIGN "Access that scales out"); strings and lists are owned
+     * by each route_params (inherited values are copies). */
+    char *token_jwt_key;         /* key file, or NULL */
+    char **token_jwt_algorithms; /* allow-list, with token_jwt_key */
+    size_t ntoken_jwt_algorithms;
+    char *token_jwt_audience;     /* NULL = aud not checked */
+    char *token_jwt_issuer;       /* NULL = iss not checked */
+    uint32_t token_jwt_leeway_ms; /* clock skew for exp/nbf */
+    char *token_cookie;           /* cookie name to take the token from, or NULL */
+    char *basic_auth_file;        /* "user:hash" file, or NULL */
+    char **allowed_backends;      /* as written; parsed in route->allowed */
+    size_t nallowed_backends;
 };
 
 struct route {
@@ -77,6 +92,10 @@ struct route {
     bool backend_tls_verify;    /* verify the backend certificate and host name */
     void *backend_ssl_ctx;      /* SSL_CTX for backend_tls, made by tls.c (not owned) */
     struct route_params p;
+    struct jwt_verifier *jwt;            /* with p.token_jwt_key (jwt.h) */
+    struct basic_auth_cache *basic_auth; /* with p.basic_auth_file (auth.h) */
+    struct backend_pattern *allowed;     /* p.allowed_backends parsed (auth.h); empty = any */
+    size_t nallowed;
     size_t index;              /* position in config->routes */
     struct route_stats *stats; /* live counters, attached by the gateway (never freed by config) */
     int line;                  /* line of the [route:NAME] header */
@@ -117,6 +136,7 @@ struct config {
 
     struct route *routes;
     size_t nroutes;
+    struct basic_auth_cache *basic_auth; /* [gateway] basic_auth_file: web_root files */
 };
 
 /* Load and validate FILE. On success returns 0 and stores a configuration with

@@ -25,6 +25,7 @@
 /* By path: in the autotools build "-I." (top_builddir) comes first and holds
  * autoconf's own config.h, which "config.h" would find instead of ours. */
 #include "../../src/config.h"
+#include "../../src/auth.h"
 
 #ifndef TEST_DATA_DIR
 #error "TEST_DATA_DIR must name tests/data"
@@ -947,6 +948,81 @@ static void test_sample_config(void **state)
     config_unref(c);
 }
 
+/* Access keys: inheritance from [gateway] (copies, not shared), the JWT key
+ * loaded at config load, one token source per route, no backend lines with
+ * one, and each problem named FILE:LINE: key. */
+static void test_access_keys(void **state)
+{
+    char secret[256], text[2048];
+    const char *rsa = TEST_DATA_DIR "/jwt/rsa-public.pem";
+    const char *users = TEST_DATA_DIR "/auth/users";
+    (void)state;
+
+    snprintf(secret, sizeof secret, "%s/wsgate-cfg-secret-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(secret);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "0123456789abcdef0123456789abcdef\n", 33), 33);
+    close(fd);
+
+    snprintf(text, sizeof text,
+             "[gateway]\ntoken_jwt_key = %s\ntoken_jwt_algorithms = HS256\n"
+             "token_cookie = wsg\nallowed_backends = 10.0.0.0/8, *:5900\n"
+             "allowed_backends = vnc.internal:*\n"
+             "[route:a]\npath = /a\ntoken_jwt_leeway = 5s\ntoken_jwt_audience = gw\n"
+             "[route:b]\npath = /b\ntoken_jwt_key =\nbackend = 127.0.0.1:1\n"
+             "basic_auth_file = %s\n",
+             secret, users);
+    struct config *c = load_ok(text);
+    const struct route *a = &c->routes[0], *b = &c->routes[1];
+    assert_non_null(a->jwt);
+    assert_int_equal(a->p.token_jwt_leeway_ms, 5000);
+    assert_string_equal(a->p.token_jwt_audience, "gw");
+    assert_string_equal(a->p.token_cookie, "wsg");
+    assert_ptr_not_equal(a->p.token_cookie, c->defaults.token_cookie);
+    assert_int_equal(a->p.nallowed_backends, 3);
+    assert_int_equal(a->nallowed, 3);
+    assert_string_equal(a->allowed[2].host, "vnc.internal");
+    assert_null(a->basic_auth);
+    assert_null(b->jwt);
+    assert_int_equal(b->p.token_jwt_leeway_ms, 30000);
+    assert_string_equal(b->p.token_cookie, "wsg");
+    assert_non_null(b->basic_auth);
+    assert_int_equal(b->nallowed, 3);
+    config_unref(c);
+
+    snprintf(text, sizeof text,
+             "[route:r]\npath = /\ntoken_file = %s\ntoken_jwt_key = %s\n"
+             "token_jwt_algorithms = HS256\nbackend = 127.0.0.1:1\n",
+             users, secret);
+    expect_errors(text, "t.ini:4: token_jwt_key: route 'r' already has a token source "
+                        "(token_file); at most one\n"
+                        "t.ini:6: backend: route 'r' takes its backend from token_file; remove "
+                        "the backend lines");
+    snprintf(text, sizeof text, "[route:r]\npath = /\ntoken_jwt_key = %s\n", secret);
+    expect_errors(text, "t.ini:3: token_jwt_algorithms: required with token_jwt_key (route 'r')");
+    snprintf(text, sizeof text, "[route:r]\npath = /\ntoken_jwt_key = %s\ntoken_jwt_algorithms =\n",
+             secret);
+    expect_errors(text, "t.ini:3: token_jwt_algorithms: required with token_jwt_key (route 'r')");
+    snprintf(text, sizeof text,
+             "[route:r]\npath = /\ntoken_jwt_key = %s\ntoken_jwt_algorithms = HS256, none\n",
+             secret);
+    expect_errors(text, "t.ini:4: token_jwt_algorithms: 'none' is never accepted");
+    snprintf(text, sizeof text,
+             "[route:r]\npath = /\ntoken_jwt_key = %s\ntoken_jwt_algorithms = RS256,HS256\n", rsa);
+    expect_errors(text,
+                  "t.ini:3: token_jwt_key: HS256 needs an HMAC secret, the key is an RSA key");
+    expect_errors("[route:r]\npath = /\nbackend = 127.0.0.1:1\ntoken_jwt_algorithms = ES256\n"
+                  "allowed_backends = 10.0.0.1/8\ntoken_cookie = a b\n"
+                  "basic_auth_file = /nonexistent/users\n",
+                  "t.ini:4: token_jwt_algorithms: needs token_jwt_key\n"
+                  "t.ini:5: allowed_backends: '10.0.0.1/8': address has bits set beyond /8\n"
+                  "t.ini:6: token_cookie: 'a b' is not a valid cookie name\n"
+                  "t.ini:7: basic_auth_file: /nonexistent/users: cannot read: No such file or "
+                  "directory");
+    unlink(secret);
+}
+
 /* Every key of DESIGN.md's schema appears in the sample (maybe commented). */
 static void test_sample_documents_every_key(void **state)
 {
@@ -988,6 +1064,14 @@ static void test_sample_documents_every_key(void **state)
         "compression",
         "compression_level",
         "compression_window_bits",
+        "token_jwt_key",
+        "token_jwt_algorithms",
+        "token_jwt_audience",
+        "token_jwt_issuer",
+        "token_jwt_leeway",
+        "token_cookie",
+        "basic_auth_file",
+        "allowed_backends",
     };
     char line[512];
     bool found[sizeof every / sizeof every[0]] = {false};
@@ -1193,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_check_file),
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_record_keys),
+        cmocka_unit_test(test_access_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
