@@ -15,6 +15,7 @@
 struct route_stats;
 struct tls_state;
 struct token_cache;
+struct redis_target;
 
 enum log_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
 enum log_format { LOGF_TEXT = 0, LOGF_JSON };
@@ -47,8 +48,11 @@ struct route_params {
     uint32_t connect_timeout_ms;
     uint32_t ping_interval_ms; /* 0 = never */
     uint32_t pong_timeout_ms;
-    uint32_t idle_timeout_ms;  /* 0 = never */
-    uint64_t max_message_size; /* 0 = unlimited */
+    uint32_t idle_timeout_ms;        /* 0 = never */
+    uint64_t max_message_size;       /* 0 = unlimited */
+    char *token_redis;               /* token store source as written, or NULL */
+    char *token_redis_prefix;        /* key prefix, or NULL */
+    char *token_redis_password_file; /* AUTH password file, or NULL */
 };
 
 struct route {
@@ -67,6 +71,7 @@ struct route {
     size_t nclient_names;
     char *token_file;           /* websockify TokenFile source, or NULL */
     struct token_cache *tokens; /* its cache (token.h), when token_file is set */
+    struct redis_target *redis; /* parsed p.token_redis with prefix and password (redis_target.h) */
     bool backend_tls;           /* TLS to the backend */
     char *backend_ca;           /* CA file for backend_tls; NULL = system store */
     bool backend_tls_verify;    /* verify the backend certificate and host name */
@@ -106,6 +111,7 @@ struct config {
     char *health_path;   /* NULL = not served */
     char *metrics_path;  /* NULL = not served */
     uint32_t drain_timeout_ms;
+    char *resolver; /* DNS server "IPv4[:port]" or "[IPv6][:port]"; NULL = the system's */
     struct tls_settings tls;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
     void (*tls_state_free)(void *);
