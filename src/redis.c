@@ -373,11 +373,15 @@ static void conn_fail(struct conn *c, const char *reason)
         list_del(&c->queue, q);
         answer_later(q, REDIS_UNAVAILABLE);
     }
-    if (!c->outage || strcmp(c->reason, reason) != 0)
+    /* Once per outage; again only when the server refuses us in a new way
+     * (it is back, but AUTH or SELECT fails), not for every retry. */
+    bool refused = strstr(reason, " failed: ") != NULL;
+    if (!c->outage || (refused && strcmp(c->reason, reason) != 0)) {
         log_msg(WLOG_WARN, "redis %s: unavailable: %s (token lookups answer 503)", c->t.name,
                 reason);
+        snprintf(c->reason, sizeof c->reason, "%s", reason);
+    }
     c->outage = true;
-    snprintf(c->reason, sizeof c->reason, "%s", reason);
     ev_timer_stop(ctx->loop, &c->timer);
     ev_timer_set(&c->timer, c->backoff, 0.);
     ev_timer_start(ctx->loop, &c->timer);

@@ -15,8 +15,8 @@
  * A connection that fails, or a lookup that times out on it, is closed;
  * while it is down, lookups answer REDIS_UNAVAILABLE at once, and it is
  * reconnected after a back-off (250 ms doubling, capped at 5 s). An outage
- * is logged once when it starts (again only if its reason changes, e.g. the
- * server is back but AUTH fails) and once when it ends. Tokens and passwords
+ * is logged once when it starts (again only when the server answers but
+ * refuses AUTH or SELECT in a new way) and once when it ends. Tokens and passwords
  * never appear in log lines.
  *
  * Host names of Redis servers are resolved with the worker's resolver
