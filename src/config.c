@@ -21,6 +21,7 @@
 
 #include "auth.h"
 #include "jwt.h"
+#include "redis_target.h"
 #include "token.h"
 
 #include <ini.h>
@@ -187,6 +188,13 @@ static const struct key keys[] = {
     {S_ROUTE, "backend_tls", T_BOOL, RTE(backend_tls), .def = "off"},
     {S_ROUTE, "backend_ca", T_STRING, RTE(backend_ca)},
     {S_ROUTE, "backend_tls_verify", T_BOOL, RTE(backend_tls_verify), .def = "on"},
+
+    /* access that scales out: Redis token store, DNS */
+    {S_GATEWAY, "token_redis", T_STRING, PAR(token_redis), .flags = F_ROUTE},
+    {S_GATEWAY, "token_redis_prefix", T_STRING, PAR(token_redis_prefix), .flags = F_ROUTE},
+    {S_GATEWAY, "token_redis_password_file", T_STRING, PAR(token_redis_password_file),
+     .flags = F_ROUTE},
+    {S_GATEWAY, "resolver", T_STRING, CFG(resolver)},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1566,6 +1574,154 @@ static void access_checks(struct parser *ps)
     }
 }
 
+/* The token_redis a route will have: its own, else the [gateway] one. */
+static const char *route_token_redis(struct parser *ps, size_t r)
+{
+    const struct key *k = find_key(S_GATEWAY, "token_redis");
+
+    return ps->rs[r].seen[k - keys] ? ps->cfg->routes[r].p.token_redis
+                                    : ps->cfg->defaults.token_redis;
+}
+
+/* A route that does not set string key k gets its own copy of [gateway]'s. */
+static void inherit_string(struct parser *ps, const struct key *k, struct route *rt)
+{
+    const char *def;
+    char *copy = NULL;
+
+    memcpy(&def, (char *)&ps->cfg->defaults + k->off, sizeof def);
+    if (def != NULL && (copy = strdup(def)) == NULL)
+        ps->oom = true;
+    memcpy((char *)&rt->p + k->off, &copy, sizeof copy);
+}
+
+/* The line where route r's key k was set, else where [gateway] set it. */
+static int route_key_line(struct parser *ps, size_t r, const char *name)
+{
+    const struct key *k = find_key(S_GATEWAY, name);
+    int line = ps->rs[r].seen[k - keys];
+
+    return line ? line : ps->seen[k - keys];
+}
+
+static int read_file(const char *file, char **buf, size_t *len);
+
+/* Read a secret file: its content minus one trailing newline, non-empty,
+ * without NUL bytes. NULL with err set otherwise. */
+static char *read_secret(const char *file, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+
+    if (read_file(file, &buf, &len) < 0) {
+        seterr(err, errlen, "cannot read '%s': %s", file, strerror(errno));
+        return NULL;
+    }
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    if (len == 0 || memchr(buf, '\0', len) != NULL || memchr(buf, '\n', len) != NULL) {
+        seterr(err, errlen, "'%s' must hold the password on one line", file);
+        free(buf);
+        return NULL;
+    }
+    char *s = strndup(buf, len);
+    explicit_bzero(buf, len);
+    free(buf);
+    if (s == NULL)
+        seterr(err, errlen, "out of memory");
+    return s;
+}
+
+/* `resolver =`: a numeric DNS server address with an optional port. */
+static int check_resolver(const char *s, char *err, size_t errlen)
+{
+    char host[INET6_ADDRSTRLEN + 8], buf[sizeof(struct in6_addr)];
+    unsigned port;
+    bool v6;
+
+    if (strchr(s, ':') == NULL || (s[0] == '[' && strstr(s, "]:") == NULL)) {
+        char with_port[INET6_ADDRSTRLEN + 16];
+        snprintf(with_port, sizeof with_port, "%s:53", s);
+        return check_resolver(with_port, err, errlen);
+    }
+    if (split_hostport(s, host, sizeof host, &port, &v6, err, errlen) < 0)
+        return -1;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) != 1) {
+        seterr(err, errlen, "'%s': expected a numeric DNS server: IPv4[:port] or [IPv6][:port]", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* token_redis: parse each route's source, read its password file, and
+ * refuse a second token source or backend lines next to it. */
+static void redis_checks(struct parser *ps)
+{
+    struct config *cfg = ps->cfg;
+    char msg[512];
+
+    if (cfg->resolver && check_resolver(cfg->resolver, msg, sizeof msg) < 0)
+        add_error(ps, ps->seen[find_key(S_GATEWAY, "resolver") - keys], "resolver: %s", msg);
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        struct route *rt = &cfg->routes[r];
+        int line = route_key_line(ps, r, "token_redis");
+        if (rt->p.token_redis == NULL) {
+            static const char *const needs[] = {"token_redis_prefix", "token_redis_password_file"};
+            char *const vals[] = {rt->p.token_redis_prefix, rt->p.token_redis_password_file};
+            for (size_t i = 0; i < 2; i++)
+                if (ps->rs[r].seen[find_key(S_GATEWAY, needs[i]) - keys] && vals[i] && vals[i][0])
+                    add_error(ps, route_key_line(ps, r, needs[i]), "%s: needs token_redis",
+                              needs[i]);
+            continue;
+        }
+        if (rt->token_file) {
+            add_error(ps, line, "token_redis: route '%s' has both token_file and token_redis",
+                      rt->name);
+            continue;
+        }
+        if (rt->nbackends) {
+            add_error(ps,
+                      ps->rs[r].seen[find_key(S_GATEWAY, "token_redis") - keys]
+                          ? line
+                          : ps->rs[r].seen[find_key(S_ROUTE, "backend") - keys],
+                      "token_redis: route '%s' has both token_redis%s and backend", rt->name,
+                      ps->rs[r].seen[find_key(S_GATEWAY, "token_redis") - keys]
+                          ? ""
+                          : " (from [gateway]; set token_redis = to turn it off)");
+            continue;
+        }
+        struct redis_target *t = calloc(1, sizeof *t);
+        if (t == NULL) {
+            ps->oom = true;
+            return;
+        }
+        if (redis_target_parse(rt->p.token_redis, t, msg, sizeof msg) < 0) {
+            add_error(ps, line, "token_redis: %s", msg);
+            free(t);
+            continue;
+        }
+        rt->redis = t;
+        if (rt->p.token_redis_prefix) {
+            free(t->prefix);
+            if ((t->prefix = strdup(rt->p.token_redis_prefix)) == NULL)
+                ps->oom = true;
+        }
+        if (rt->p.token_redis_password_file) {
+            int pline = route_key_line(ps, r, "token_redis_password_file");
+            if (t->password != NULL) {
+                add_error(ps, pline,
+                          "token_redis_password_file: token_redis already holds a password");
+                continue;
+            }
+            if ((t->password = read_secret(rt->p.token_redis_password_file, msg, sizeof msg)) ==
+                NULL)
+                add_error(ps, pline, "token_redis_password_file: %s", msg);
+        }
+    }
+}
+
 /* After the last line: defaults, inheritance, required keys and the checks
  * that span several lines. Order-independent: a [route:NAME] before [gateway]
  * inherits the same values as one after it. */
@@ -1587,11 +1743,13 @@ static void finalize(struct parser *ps)
             if ((k->sect != S_ROUTE && !(k->flags & F_ROUTE)) || seen[i] != 0)
                 continue;
             if ((k->flags & F_REQUIRED) && k->type == T_BACKEND &&
-                (rt->token_file || rt->p.token_jwt_key))
+                (rt->token_file || rt->p.token_jwt_key || route_token_redis(ps, r) != NULL))
                 continue; /* the token source picks the backend */
             if (k->flags & F_REQUIRED)
                 add_error(ps, rt->line, "%s: route '%s' needs %s %s", k->name, rt->name,
                           (k->flags & F_REPEAT) ? "at least one" : "a", k->name);
+            else if ((k->flags & F_ROUTE) && k->type == T_STRING)
+                inherit_string(ps, k, rt);
             else if (k->flags & F_ROUTE)
                 inherit_param(ps, k, &rt->p, &cfg->defaults);
             else
@@ -1628,6 +1786,7 @@ static void finalize(struct parser *ps)
                          line != 0);
     }
     access_checks(ps);
+    redis_checks(ps);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -1649,6 +1808,7 @@ static void config_free(struct config *c)
     free(c->tls.ciphers);
     free(c->tls.ciphersuites);
     free(c->metrics_path);
+    free(c->resolver);
     for (size_t i = 0; i < c->nlistens; i++)
         free(c->listens[i].text);
     free(c->listens);
@@ -1669,6 +1829,9 @@ static void config_free(struct config *c)
         jwt_verifier_free(r->jwt);
         basic_auth_cache_free(r->basic_auth);
         free(r->allowed);
+        if (r->redis != NULL)
+            redis_target_free(r->redis);
+        free(r->redis);
     }
     free_params(&c->defaults);
     basic_auth_cache_free(c->basic_auth);

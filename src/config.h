@@ -18,6 +18,7 @@ struct token_cache;
 struct jwt_verifier;
 struct basic_auth_cache;
 struct backend_pattern;
+struct redis_target;
 
 enum log_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
 enum log_format { LOGF_TEXT = 0, LOGF_JSON };
@@ -69,6 +70,9 @@ struct route_params {
     char *basic_auth_file;        /* "user:hash" file, or NULL */
     char **allowed_backends;      /* as written; parsed in route->allowed */
     size_t nallowed_backends;
+    char *token_redis;               /* token store source as written, or NULL */
+    char *token_redis_prefix;        /* key prefix, or NULL */
+    char *token_redis_password_file; /* AUTH password file, or NULL */
 };
 
 struct route {
@@ -87,6 +91,7 @@ struct route {
     size_t nclient_names;
     char *token_file;           /* websockify TokenFile source, or NULL */
     struct token_cache *tokens; /* its cache (token.h), when token_file is set */
+    struct redis_target *redis; /* parsed p.token_redis with prefix and password (redis_target.h) */
     bool backend_tls;           /* TLS to the backend */
     char *backend_ca;           /* CA file for backend_tls; NULL = system store */
     bool backend_tls_verify;    /* verify the backend certificate and host name */
@@ -130,6 +135,7 @@ struct config {
     char *health_path;   /* NULL = not served */
     char *metrics_path;  /* NULL = not served */
     uint32_t drain_timeout_ms;
+    char *resolver; /* DNS server "IPv4[:port]" or "[IPv6][:port]"; NULL = the system's */
     struct tls_settings tls;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
     void (*tls_state_free)(void *);

@@ -105,7 +105,9 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "backend = unix:%s\n", o->unix_target);
     else if (target)
         bad |= append(ini, cap, &n, "backend = %s\n", target);
-    if (o->token_source)
+    if (o->token_source && o->token_plugin && strstr(o->token_plugin, "TokenRedis") != NULL)
+        bad |= append(ini, cap, &n, "token_redis = %s\n", o->token_source);
+    else if (o->token_source)
         bad |= append(ini, cap, &n, "token_file = %s\n", o->token_source);
     return bad ? -1 : 0;
 }
@@ -442,8 +444,10 @@ int main(int argc, char **argv)
         return record_replay(replay, stdout, stderr);
     }
     if (o.token_plugin && strcmp(o.token_plugin, "TokenFile") != 0 &&
-        strcmp(o.token_plugin, "websockify.token_plugins.TokenFile") != 0) {
-        fprintf(stderr, "wsgate: --token-plugin: only TokenFile is supported\n");
+        strcmp(o.token_plugin, "websockify.token_plugins.TokenFile") != 0 &&
+        strcmp(o.token_plugin, "TokenRedis") != 0 &&
+        strcmp(o.token_plugin, "websockify.token_plugins.TokenRedis") != 0) {
+        fprintf(stderr, "wsgate: --token-plugin: only TokenFile and TokenRedis are supported\n");
         return 2;
     }
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
  * autoconf's own config.h, which "config.h" would find instead of ours. */
 #include "../../src/config.h"
 #include "../../src/auth.h"
+#include "../../src/redis_target.h"
 
 #ifndef TEST_DATA_DIR
 #error "TEST_DATA_DIR must name tests/data"
@@ -734,6 +736,104 @@ static void test_key_dependencies(void **state)
     assert_non_null(strstr(err, "t.ini:3: token_file: "));
 }
 
+/* token_redis, its prefix and password file (inherited from [gateway] like
+ * the other route keys), and resolver. */
+static void test_token_redis(void **state)
+{
+    char text[1024], pwfile[256];
+    (void)state;
+
+    snprintf(pwfile, sizeof pwfile, "%s/wsgate-redis-pw-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(pwfile);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "s3cret\n", 7), 7);
+    close(fd);
+
+    /* in a route, URL form */
+    struct config *c = load_ok("[route:r]\npath = /\ntoken_redis = redis://10.0.0.5:6380/2\n"
+                               "token_redis_prefix = ws:\n");
+    struct route *r = &c->routes[0];
+    assert_string_equal(r->p.token_redis, "redis://10.0.0.5:6380/2");
+    assert_non_null(r->redis);
+    assert_string_equal(r->redis->host, "10.0.0.5");
+    assert_int_equal(r->redis->port, 6380);
+    assert_int_equal(r->redis->db, 2);
+    assert_string_equal(r->redis->prefix, "ws:");
+    assert_null(r->redis->password);
+    assert_int_equal(r->nbackends, 0);
+    assert_null(c->resolver);
+    config_unref(c);
+
+    /* from [gateway], with the password file; one route turns it off */
+    snprintf(text, sizeof text,
+             "[gateway]\ntoken_redis = redis-host:6379:1::ns\ntoken_redis_password_file = %s\n"
+             "resolver = 127.0.0.1:5353\n"
+             "[route:a]\npath = /a\n"
+             "[route:b]\npath = /b\ntoken_redis =\nbackend = 127.0.0.1:1\n"
+             "[route:c]\npath = /c\ntoken_redis_prefix = other:\n",
+             pwfile);
+    c = load_ok(text);
+    assert_string_equal(c->resolver, "127.0.0.1:5353");
+    assert_non_null(c->routes[0].redis);
+    assert_string_equal(c->routes[0].redis->host, "redis-host");
+    assert_int_equal(c->routes[0].redis->db, 1);
+    assert_string_equal(c->routes[0].redis->password, "s3cret");
+    assert_string_equal(c->routes[0].redis->prefix, "ns:");
+    assert_null(c->routes[1].redis);
+    assert_null(c->routes[1].p.token_redis);
+    assert_string_equal(c->routes[2].redis->prefix, "other:");
+    assert_string_equal(c->routes[2].redis->password, "s3cret");
+    assert_true(c->routes[0].p.token_redis != c->defaults.token_redis); /* own copies */
+    config_unref(c);
+
+    /* errors name file, line and key */
+    expect_errors("[route:r]\npath = /\ntoken_file = /etc/hostname\ntoken_redis = redis://h\n",
+                  "t.ini:4: token_redis: route 'r' has both token_file and token_redis");
+    expect_errors("[route:r]\npath = /\ntoken_redis = redis://h\nbackend = 127.0.0.1:1\n",
+                  "t.ini:3: token_redis: route 'r' has both token_redis and backend");
+    expect_errors("[gateway]\ntoken_redis = redis://h\n[route:r]\npath = /\n"
+                  "backend = 127.0.0.1:1\n",
+                  "t.ini:5: token_redis: route 'r' has both token_redis (from [gateway]; set "
+                  "token_redis = to turn it off) and backend");
+    expect_errors("[route:r]\npath = /\ntoken_redis = redis://h:0\n",
+                  "t.ini:3: token_redis: redis:// URL: invalid port (1-65535)");
+    expect_errors("[route:r]\npath = /\ntoken_redis = redis://h\n"
+                  "token_redis_password_file = /nonexistent/pw\n",
+                  "t.ini:4: token_redis_password_file: cannot read '/nonexistent/pw': No such "
+                  "file or directory");
+    snprintf(text, sizeof text,
+             "[route:r]\npath = /\ntoken_redis = redis://:x@h\ntoken_redis_password_file = %s\n",
+             pwfile);
+    expect_errors(text, "t.ini:4: token_redis_password_file: token_redis already holds a "
+                        "password");
+    expect_errors("[route:r]\npath = /\nbackend = 127.0.0.1:1\ntoken_redis_prefix = x\n",
+                  "t.ini:4: token_redis_prefix: needs token_redis");
+    expect_errors("[route:r]\npath = /\n",
+                  "t.ini:1: backend: route 'r' needs at least one backend");
+    expect_errors("[gateway]\nresolver = dns.example:53\n" ROUTE,
+                  "t.ini:2: resolver: 'dns.example:53': expected a numeric DNS server: IPv4[:port] "
+                  "or [IPv6][:port]");
+    expect_errors("[gateway]\nresolver = 127.0.0.1:0\n" ROUTE,
+                  "t.ini:2: resolver: '127.0.0.1:0': invalid port '0' (1-65535)");
+    c = load_ok("[gateway]\nresolver = [::1]\n" ROUTE);
+    config_unref(c);
+    c = load_ok("[gateway]\nresolver = 10.0.0.1\n" ROUTE);
+    config_unref(c);
+    /* an empty password file is refused */
+    fd = open(pwfile, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(text, sizeof text,
+             "[route:r]\npath = /\ntoken_redis = redis://h\ntoken_redis_password_file = %s\n",
+             pwfile);
+    char want[512];
+    snprintf(want, sizeof want,
+             "t.ini:4: token_redis_password_file: '%s' must hold the password on one line", pwfile);
+    expect_errors(text, want);
+    unlink(pwfile);
+}
+
 /* inih's line limit: 199 characters are fine, 200 are an error. */
 static void test_long_lines(void **state)
 {
@@ -1072,6 +1172,10 @@ static void test_sample_documents_every_key(void **state)
         "token_cookie",
         "basic_auth_file",
         "allowed_backends",
+        "token_redis",
+        "token_redis_prefix",
+        "token_redis_password_file",
+        "resolver",
     };
     char line[512];
     bool found[sizeof every / sizeof every[0]] = {false};
@@ -1278,6 +1382,7 @@ int main(void)
         cmocka_unit_test(test_dump_round_trip),
         cmocka_unit_test(test_record_keys),
         cmocka_unit_test(test_access_keys),
+        cmocka_unit_test(test_token_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
