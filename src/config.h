@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "netaddr.h"
+
 struct route_stats;
 struct tls_state;
 struct token_cache;
@@ -25,12 +27,25 @@ struct sockaddr_any {
     socklen_t len;
 };
 
-/* A `listen =` line. */
+/* What a listener listens on. */
+enum listen_kind {
+    LISTEN_INET = 0, /* host:port: one spec per address a name resolves to */
+    LISTEN_UNIX,     /* unix:/path (addr is its sockaddr_un) */
+    LISTEN_SYSTEMD,  /* systemd or systemd:NAME: sockets passed by systemd */
+};
+
+/* A `listen =` line (a host name gives one per address). */
 struct listen_spec {
-    char *text; /* as written, without the " tls" flag */
-    struct sockaddr_any addr;
+    char *text; /* the address as written (numeric for a resolved name), without the words */
+    struct sockaddr_any addr; /* LISTEN_INET, LISTEN_UNIX; len 0 for systemd */
     bool tls;
     int line;
+    enum listen_kind kind;
+    bool tls_auto;      /* "auto" (with tls) */
+    bool proxy;         /* "proxy": every connection starts with a PROXY header */
+    bool admin;         /* "admin": only health_path and metrics_path */
+    unsigned mode;      /* unix: permissions of the socket file ("mode=0660") */
+    char *systemd_name; /* systemd:NAME; NULL = every passed socket */
 };
 
 /* A `backend =` line: one or more resolved addresses (a host name may resolve
@@ -47,8 +62,10 @@ struct route_params {
     uint32_t connect_timeout_ms;
     uint32_t ping_interval_ms; /* 0 = never */
     uint32_t pong_timeout_ms;
-    uint32_t idle_timeout_ms;  /* 0 = never */
-    uint64_t max_message_size; /* 0 = unlimited */
+    uint32_t idle_timeout_ms;        /* 0 = never */
+    uint64_t max_message_size;       /* 0 = unlimited */
+    uint32_t max_connections_per_ip; /* [gateway]: from accept on; route: its sessions; 0 = off */
+    uint32_t handshake_rate_per_ip;  /* upgrades per second per client address; 0 = off */
 };
 
 struct route {
@@ -65,12 +82,15 @@ struct route {
     uint32_t max_connections; /* 0 = no route limit */
     char **client_names;      /* allowed_client_names: verified client CN/SAN DNS names */
     size_t nclient_names;
-    char *token_file;           /* websockify TokenFile source, or NULL */
-    struct token_cache *tokens; /* its cache (token.h), when token_file is set */
-    bool backend_tls;           /* TLS to the backend */
-    char *backend_ca;           /* CA file for backend_tls; NULL = system store */
-    bool backend_tls_verify;    /* verify the backend certificate and host name */
-    void *backend_ssl_ctx;      /* SSL_CTX for backend_tls, made by tls.c (not owned) */
+    char *token_file;                 /* websockify TokenFile source, or NULL */
+    struct token_cache *tokens;       /* its cache (token.h), when token_file is set */
+    bool backend_tls;                 /* TLS to the backend */
+    char *backend_ca;                 /* CA file for backend_tls; NULL = system store */
+    bool backend_tls_verify;          /* verify the backend certificate and host name */
+    void *backend_ssl_ctx;            /* SSL_CTX for backend_tls, made by tls.c (not owned) */
+    struct netcidr *allowed_networks; /* client address outside -> 403; none = any */
+    size_t nallowed_networks;
+    int backend_proxy_protocol; /* 0 off, 1 v1, 2 v2 (the version) */
     struct route_params p;
     size_t index;              /* position in config->routes */
     struct route_stats *stats; /* live counters, attached by the gateway (never freed by config) */
@@ -106,6 +126,10 @@ struct config {
     char *health_path;   /* NULL = not served */
     char *metrics_path;  /* NULL = not served */
     uint32_t drain_timeout_ms;
+    struct netcidr *trusted_proxies; /* peers whose forwarding headers are believed */
+    size_t ntrusted_proxies;
+    int real_ip_header;   /* enum real_ip_header (netaddr.h) */
+    uint32_t ipv6_prefix; /* IPv6 clients count per this prefix for the per-IP limits */
     struct tls_settings tls;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
     void (*tls_state_free)(void *);
