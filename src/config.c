@@ -64,6 +64,7 @@ enum type {
     T_LISTEN,   /* "host:port[ tls]", appended to an array of listen_spec */
     T_BACKEND,  /* "host:port" | "[v6]:port" | "unix:/path", appended to backend_spec[] */
     T_LIST,     /* comma list, each item checked and appended to a char *[] */
+    T_NETS,     /* comma list of CIDR networks or "unix", appended to a struct netcidr[] */
 };
 
 /* Which struct a key's offset points into. */
@@ -107,6 +108,10 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 static const char *const record_formats[] = {"raw", "asciicast", NULL}; /* enum record_format */
+/* index = enum real_ip_header; "" = off */
+static const char *const real_ip_headers[] = {"", "X-Forwarded-For", "Forwarded", "X-Real-IP",
+                                              NULL};
+static const char *const proxy_versions[] = {"off", "v1", "v2", NULL}; /* index = version */
 
 static int check_token(const char *item, char *err, size_t errlen);
 static int check_origin(const char *item, char *err, size_t errlen);
@@ -164,6 +169,15 @@ static const struct key keys[] = {
     {S_GATEWAY, "basic_auth_file", T_STRING, PAR(basic_auth_file), .flags = F_ROUTE},
     {S_GATEWAY, "allowed_backends", T_LIST, PAR_ARRAY(allowed_backends, nallowed_backends),
      .flags = F_ROUTE | F_REPEAT, .check = check_backend_pattern},
+    {S_GATEWAY, "trusted_proxies", T_NETS, CFG_ARRAY(trusted_proxies, ntrusted_proxies),
+     .flags = F_REPEAT},
+    {S_GATEWAY, "real_ip_header", T_ENUM, CFG(real_ip_header), .def = "",
+     .choices = real_ip_headers},
+    {S_GATEWAY, "max_connections_per_ip", T_UINT, PAR(max_connections_per_ip),
+     .max = MAX_CONNECTIONS, .def = "0", .flags = F_ROUTE},
+    {S_GATEWAY, "handshake_rate_per_ip", T_UINT, PAR(handshake_rate_per_ip), .max = 1000000,
+     .def = "0", .flags = F_ROUTE},
+    {S_GATEWAY, "ipv6_prefix", T_UINT, CFG(ipv6_prefix), .min = 1, .max = 128, .def = "64"},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, CFG(tls.cert)},
@@ -195,6 +209,10 @@ static const struct key keys[] = {
     {S_GATEWAY, "token_redis_password_file", T_STRING, PAR(token_redis_password_file),
      .flags = F_ROUTE},
     {S_GATEWAY, "resolver", T_STRING, CFG(resolver)},
+    {S_ROUTE, "allowed_networks", T_NETS, RTE_ARRAY(allowed_networks, nallowed_networks),
+     .flags = F_REPEAT},
+    {S_ROUTE, "backend_proxy_protocol", T_ENUM, RTE(backend_proxy_protocol), .def = "off",
+     .choices = proxy_versions},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -758,40 +776,191 @@ static int check_path(const char *s, char *err, size_t errlen)
     return 0;
 }
 
-/* "ADDR[ tls]" -> listen_spec (text without the flag). */
-static int parse_listen_line(const struct key *k, const char *value, int line,
-                             struct listen_spec *ls, char *err, size_t errlen)
+/* The words after a listen address: tls, auto (with tls), proxy, admin,
+ * mode=0NNN (unix only). 0 or -1 with a message. */
+static int parse_listen_words(const char *opt, struct listen_spec *ls, bool *mode_set, char *err,
+                              size_t errlen)
 {
-    size_t alen = strcspn(value, " \t");
-    const char *opt = value + alen;
-    char *addr = strndup(value, alen);
+    static const char *const words[] = {"tls", "auto", "proxy", "admin"};
 
-    memset(ls, 0, sizeof *ls);
-    if (addr == NULL) {
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
+    ls->mode = 0660;
+    *mode_set = false;
     for (;;) {
         opt += strspn(opt, " \t");
         if (*opt == '\0')
             break;
         size_t olen = strcspn(opt, " \t");
-        if (olen == 3 && strncmp(opt, "tls", 3) == 0 && !ls->tls) {
-            ls->tls = true;
+        bool *flag[] = {&ls->tls, &ls->tls_auto, &ls->proxy, &ls->admin};
+        size_t w;
+        for (w = 0; w < sizeof words / sizeof words[0]; w++)
+            if (olen == strlen(words[w]) && strncmp(opt, words[w], olen) == 0)
+                break;
+        if (w < sizeof words / sizeof words[0]) {
+            if (*flag[w]) {
+                seterr(err, errlen, "'%s' given twice", words[w]);
+                return -1;
+            }
+            *flag[w] = true;
+        } else if (olen > 5 && strncmp(opt, "mode=", 5) == 0 && !*mode_set) {
+            char *end;
+            unsigned long m = strtoul(opt + 5, &end, 8);
+            if (opt[5] != '0' || end != opt + olen || olen < 8 || olen > 9 || m > 07777) {
+                seterr(err, errlen, "'%.*s': expected mode=0NNN (octal, e.g. mode=0660)", (int)olen,
+                       opt);
+                return -1;
+            }
+            ls->mode = (unsigned)m;
+            *mode_set = true;
         } else {
-            seterr(err, errlen, "unknown listen option '%.*s' (only 'tls')", (int)olen, opt);
-            goto fail;
+            seterr(err, errlen, "unknown listen option '%.*s' (tls, auto, proxy, admin, mode=0NNN)",
+                   (int)olen, opt);
+            return -1;
         }
         opt += olen;
     }
-    if (config_parse_listen(addr, &ls->addr, err, errlen) < 0)
+    if (ls->tls_auto && !ls->tls) {
+        seterr(err, errlen, "'auto' needs 'tls'");
+        return -1;
+    }
+    if (*mode_set && ls->kind != LISTEN_UNIX) {
+        seterr(err, errlen, "mode= applies to unix: listeners only");
+        return -1;
+    }
+    return 0;
+}
+
+/* A host name (not a numeric address): every address it resolves to, as
+ * listen_specs copying tmpl, numeric text. 0 or -1 with a message. */
+static int resolve_listen(const char *addr, const struct listen_spec *tmpl,
+                          struct listen_spec **out, size_t *nout, char *err, size_t errlen)
+{
+    char host[256], serv[12], num[INET6_ADDRSTRLEN];
+    struct addrinfo hints, *res = NULL;
+    unsigned port;
+    bool v6;
+
+    if (split_hostport(addr, host, sizeof host, &port, &v6, err, errlen) < 0)
+        return -1;
+    if (v6 || !valid_host_name(host) || looks_ipv4(host))
+        return config_parse_listen(addr, &(struct sockaddr_any){0}, err, errlen);
+    snprintf(serv, sizeof serv, "%u", port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    int rc = getaddrinfo(host, serv, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        seterr(err, errlen, "cannot resolve '%s': %s", host,
+               rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        if (res != NULL)
+            freeaddrinfo(res);
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(struct sockaddr_storage))
+            continue;
+        struct listen_spec ls = *tmpl;
+        memcpy(&ls.addr.ss, ai->ai_addr, ai->ai_addrlen);
+        ls.addr.len = ai->ai_addrlen;
+        bool dup = false;
+        for (size_t i = 0; i < *nout; i++)
+            dup |= (*out)[i].addr.len == ls.addr.len &&
+                   memcmp(&(*out)[i].addr.ss, &ls.addr.ss, ls.addr.len) == 0;
+        if (dup)
+            continue;
+        const void *ip = ai->ai_family == AF_INET
+                             ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                             : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        inet_ntop(ai->ai_family, ip, num, sizeof num);
+        char text[INET6_ADDRSTRLEN + 16];
+        snprintf(text, sizeof text, ai->ai_family == AF_INET ? "%s:%u" : "[%s]:%u", num, port);
+        struct listen_spec *grown = realloc(*out, (*nout + 1) * sizeof *grown);
+        if (grown != NULL)
+            *out = grown;
+        if (grown == NULL || (ls.text = strdup(text)) == NULL) {
+            freeaddrinfo(res);
+            seterr(err, errlen, "out of memory");
+            return -1;
+        }
+        (*out)[(*nout)++] = ls;
+    }
+    freeaddrinfo(res);
+    if (*nout == 0) {
+        seterr(err, errlen, "'%s' resolves to no IPv4 or IPv6 address", host);
+        return -1;
+    }
+    return 0;
+}
+
+/* "ADDR[ words]" -> one or more listen_specs (*out malloc'd, *nout of them).
+ * ADDR: host:port, [v6]:port, :port, unix:/path, systemd, systemd:NAME. */
+static int parse_listen_line(const struct key *k, const char *value, int line,
+                             struct listen_spec **out, size_t *nout, char *err, size_t errlen)
+{
+    size_t alen = strcspn(value, " \t");
+    char *addr = strndup(value, alen);
+    struct listen_spec ls;
+    bool mode_set;
+
+    *out = NULL;
+    *nout = 0;
+    memset(&ls, 0, sizeof ls);
+    if (addr == NULL) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    ls.line = line;
+    if (strncmp(addr, "unix:", 5) == 0)
+        ls.kind = LISTEN_UNIX;
+    else if (strcmp(addr, "systemd") == 0 || strncmp(addr, "systemd:", 8) == 0)
+        ls.kind = LISTEN_SYSTEMD;
+    if (parse_listen_words(value + alen, &ls, &mode_set, err, errlen) < 0)
         goto fail;
-    ls->text = addr;
-    ls->line = line;
+    if (ls.kind == LISTEN_UNIX) {
+        struct backend_spec b;
+        memset(&b, 0, sizeof b);
+        if (parse_unix_backend(addr, &b, err, errlen) < 0)
+            goto fail;
+        ls.addr = b.addrs[0];
+        config_free_backend(&b);
+    } else if (ls.kind == LISTEN_SYSTEMD) {
+        const char *name = addr[7] == ':' ? addr + 8 : NULL;
+        if (name != NULL && (*name == '\0' || strlen(name) > 255 || strchr(name, ':') != NULL)) {
+            seterr(err, errlen, "'%s': expected systemd or systemd:NAME (a FileDescriptorName)",
+                   addr);
+            goto fail;
+        }
+        if (name != NULL && (ls.systemd_name = strdup(name)) == NULL) {
+            seterr(err, errlen, "out of memory");
+            goto fail;
+        }
+    } else if (config_parse_listen(addr, &ls.addr, err, errlen) < 0) {
+        /* not numeric: a host name resolves to every address it has */
+        int rc = resolve_listen(addr, &ls, out, nout, err, errlen);
+        free(addr);
+        return rc;
+    }
+    *out = malloc(sizeof ls);
+    if (*out == NULL) {
+        free(ls.systemd_name);
+        seterr(err, errlen, "out of memory");
+        goto fail;
+    }
+    ls.text = addr;
+    (*out)[0] = ls;
+    *nout = 1;
     return 0;
 fail:
+    free(ls.systemd_name);
     free(addr);
     return -1;
+}
+
+static void free_listen(struct listen_spec *ls)
+{
+    free(ls->text);
+    free(ls->systemd_name);
 }
 
 /* The setters: parse value as k's type and, when field is not NULL, store it
@@ -890,17 +1059,52 @@ static int set_string(const struct key *k, void *base, void *field, const char *
 static int set_listen(const struct key *k, void *base, void *field, const char *value, int line,
                       char *err, size_t errlen)
 {
-    struct listen_spec ls;
+    struct listen_spec *ls;
+    size_t n, done = 0;
 
-    if (parse_listen_line(k, value, line, &ls, err, errlen) < 0)
+    if (parse_listen_line(k, value, line, &ls, &n, err, errlen) < 0) {
+        for (size_t i = 0; i < n; i++)
+            free_listen(&ls[i]);
+        free(ls);
         return -1;
-    if (field != NULL && array_push(base, k, &ls, sizeof ls) == 0)
-        return 0;
-    free(ls.text);
-    if (field == NULL)
+    }
+    while (field != NULL && done < n && array_push(base, k, &ls[done], sizeof ls[done]) == 0)
+        done++;
+    for (size_t i = done; i < n; i++)
+        free_listen(&ls[i]);
+    free(ls);
+    if (field == NULL || done == n)
         return 0;
     seterr(err, errlen, "out of memory");
     return -1;
+}
+
+/* Appends every network of the comma list (all or none). */
+static int set_nets(const struct key *k, void *base, void *field, const char *value, int line,
+                    char *err, size_t errlen)
+{
+    char **items;
+    size_t n;
+    int rc = 0;
+
+    if (split_list(value, NULL, &items, &n, err, errlen) < 0)
+        return -1;
+    struct netcidr *nets = n ? calloc(n, sizeof *nets) : NULL;
+    if (n && nets == NULL) {
+        seterr(err, errlen, "out of memory");
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (netcidr_parse(items[i], &nets[i], err, errlen) < 0)
+            rc = -1;
+    for (size_t i = 0; rc == 0 && field != NULL && i < n; i++)
+        if (array_push(base, k, &nets[i], sizeof nets[i]) < 0) {
+            seterr(err, errlen, "out of memory");
+            rc = -1;
+        }
+    free(nets);
+    free_strv(items, n);
+    return rc;
 }
 
 static int set_backend(const struct key *k, void *base, void *field, const char *value, int line,
@@ -958,7 +1162,7 @@ static setter_fn *const setters[] = {
     [T_DURATION] = set_number, [T_SIZE] = set_number,   [T_UINT] = set_number,
     [T_BOOL] = set_bool,       [T_STRING] = set_string, [T_ENUM] = set_enum,
     [T_PATH] = set_string,     [T_LISTEN] = set_listen, [T_BACKEND] = set_backend,
-    [T_LIST] = set_list,
+    [T_LIST] = set_list,       [T_NETS] = set_nets,
 };
 
 /* Parse value as k's type and, when base is not NULL, store it into the
@@ -1767,8 +1971,15 @@ static void finalize(struct parser *ps)
     }
     for (size_t i = 0; i < cfg->nlistens; i++) {
         for (size_t j = 0; j < i; j++) {
-            const struct sockaddr_any *a = &cfg->listens[i].addr, *b = &cfg->listens[j].addr;
-            if (a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0) {
+            const struct listen_spec *x = &cfg->listens[i], *y = &cfg->listens[j];
+            const struct sockaddr_any *a = &x->addr, *b = &y->addr;
+            bool same = x->kind == y->kind &&
+                        (x->kind == LISTEN_SYSTEMD
+                             ? (x->systemd_name == NULL) == (y->systemd_name == NULL) &&
+                                   (x->systemd_name == NULL ||
+                                    strcmp(x->systemd_name, y->systemd_name) == 0)
+                             : a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0);
+            if (same) {
                 add_error(ps, cfg->listens[i].line,
                           "listen: duplicate listen address '%s' (first on line %d)",
                           cfg->listens[i].text, cfg->listens[j].line);
@@ -1810,7 +2021,8 @@ static void config_free(struct config *c)
     free(c->metrics_path);
     free(c->resolver);
     for (size_t i = 0; i < c->nlistens; i++)
-        free(c->listens[i].text);
+        free_listen(&c->listens[i]);
+    free(c->trusted_proxies);
     free(c->listens);
     for (size_t i = 0; i < c->nroutes; i++) {
         struct route *r = &c->routes[i];
@@ -1823,6 +2035,7 @@ static void config_free(struct config *c)
         free_strv(r->subprotocols, r->nsubprotocols);
         free_strv(r->client_names, r->nclient_names);
         free(r->backend_ca);
+        free(r->allowed_networks);
         free(r->token_file);
         token_cache_free(r->tokens);
         free_params(&r->p);
@@ -2061,8 +2274,14 @@ static void dump_key(const struct key *k, const void *base, FILE *out)
     case T_LISTEN: {
         const struct listen_spec *v;
         memcpy(&v, field, sizeof v);
-        for (size_t j = 0; j < n; j++)
-            fprintf(out, "%s = %s%s\n", k->name, v[j].text, v[j].tls ? " tls" : "");
+        for (size_t j = 0; j < n; j++) {
+            fprintf(out, "%s = %s%s%s%s%s", k->name, v[j].text, v[j].tls ? " tls" : "",
+                    v[j].tls_auto ? " auto" : "", v[j].proxy ? " proxy" : "",
+                    v[j].admin ? " admin" : "");
+            if (v[j].kind == LISTEN_UNIX)
+                fprintf(out, " mode=0%o", v[j].mode);
+            fputc('\n', out);
+        }
         break;
     }
     case T_BACKEND: {
@@ -2070,6 +2289,14 @@ static void dump_key(const struct key *k, const void *base, FILE *out)
         memcpy(&v, field, sizeof v);
         for (size_t j = 0; j < n; j++)
             fprintf(out, "%s = %s\n", k->name, v[j].text);
+        break;
+    }
+    case T_NETS: {
+        const struct netcidr *v;
+        char nb[INET6_ADDRSTRLEN + 8];
+        memcpy(&v, field, sizeof v);
+        for (size_t j = 0; j < n; j++)
+            fprintf(out, "%s = %s\n", k->name, netcidr_str(&v[j], nb, sizeof nb));
         break;
     }
     case T_LIST: {

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "netaddr.h"
+
 struct route_stats;
 struct tls_state;
 struct token_cache;
@@ -29,12 +31,25 @@ struct sockaddr_any {
     socklen_t len;
 };
 
-/* A `listen =` line. */
+/* What a listener listens on. */
+enum listen_kind {
+    LISTEN_INET = 0, /* host:port: one spec per address a name resolves to */
+    LISTEN_UNIX,     /* unix:/path (addr is its sockaddr_un) */
+    LISTEN_SYSTEMD,  /* systemd or systemd:NAME: sockets passed by systemd */
+};
+
+/* A `listen =` line (a host name gives one per address). */
 struct listen_spec {
-    char *text; /* as written, without the " tls" flag */
-    struct sockaddr_any addr;
+    char *text; /* the address as written (numeric for a resolved name), without the words */
+    struct sockaddr_any addr; /* LISTEN_INET, LISTEN_UNIX; len 0 for systemd */
     bool tls;
     int line;
+    enum listen_kind kind;
+    bool tls_auto;      /* "auto" (with tls) */
+    bool proxy;         /* "proxy": every connection starts with a PROXY header */
+    bool admin;         /* "admin": only health_path and metrics_path */
+    unsigned mode;      /* unix: permissions of the socket file ("mode=0660") */
+    char *systemd_name; /* systemd:NAME; NULL = every passed socket */
 };
 
 /* A `backend =` line: one or more resolved addresses (a host name may resolve
@@ -73,6 +88,8 @@ struct route_params {
     char *token_redis;               /* token store source as written, or NULL */
     char *token_redis_prefix;        /* key prefix, or NULL */
     char *token_redis_password_file; /* AUTH password file, or NULL */
+    uint32_t max_connections_per_ip; /* [gateway]: from accept on; route: its sessions; 0 = off */
+    uint32_t handshake_rate_per_ip;  /* upgrades per second per client address; 0 = off */
 };
 
 struct route {
@@ -96,6 +113,9 @@ struct route {
     char *backend_ca;           /* CA file for backend_tls; NULL = system store */
     bool backend_tls_verify;    /* verify the backend certificate and host name */
     void *backend_ssl_ctx;      /* SSL_CTX for backend_tls, made by tls.c (not owned) */
+    struct netcidr *allowed_networks; /* client address outside -> 403; none = any */
+    size_t nallowed_networks;
+    int backend_proxy_protocol; /* 0 off, 1 v1, 2 v2 (the version) */
     struct route_params p;
     struct jwt_verifier *jwt;            /* with p.token_jwt_key (jwt.h) */
     struct basic_auth_cache *basic_auth; /* with p.basic_auth_file (auth.h) */
@@ -136,6 +156,10 @@ struct config {
     char *metrics_path;  /* NULL = not served */
     uint32_t drain_timeout_ms;
     char *resolver; /* DNS server "IPv4[:port]" or "[IPv6][:port]"; NULL = the system's */
+    struct netcidr *trusted_proxies; /* peers whose forwarding headers are believed */
+    size_t ntrusted_proxies;
+    int real_ip_header;   /* enum real_ip_header (netaddr.h) */
+    uint32_t ipv6_prefix; /* IPv6 clients count per this prefix for the per-IP limits */
     struct tls_settings tls;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
     void (*tls_state_free)(void *);

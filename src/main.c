@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "listener.h"
 #include "log.h"
 #include "record.h"
 #include "sock.h"
@@ -45,6 +46,8 @@ static void usage(FILE *out)
             "  --idle-timeout N    close a connection after N seconds without payload\n"
             "  --unix-target PATH  connect to a Unix socket instead of TARGET_HOST:PORT\n"
             "  --record FILE       record sessions in FILE's directory (record = DIR)\n"
+            "  --unix-listen PATH  listen on a Unix socket instead of [LISTEN_HOST:]PORT\n"
+            "  --unix-listen-mode MODE  its permissions, octal (default 0660)\n"
             "  --web DIR, --cert FILE, --key FILE, --ssl-only,\n"
             "  --token-plugin TokenFile --token-source PATH\n",
             DEFAULT_CONFIG);
@@ -55,6 +58,7 @@ struct cli {
     const char *config;
     int test, verbose;
     const char *web, *cert, *key, *heartbeat, *idle, *token_plugin, *token_source, *unix_target;
+    const char *unix_listen, *unix_listen_mode;
     int ssl_only;
     const char *record; /* --record FILE: its directory becomes `record` */
 };
@@ -81,9 +85,16 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
 {
     size_t n = 0;
     int bad = 0;
-    /* "6080" alone listens on every IPv4 address, as websockify does. */
-    bad |= append(ini, cap, &n, "[gateway]\nlisten = %s%s%s\n", strchr(listen, ':') ? "" : ":",
-                  listen, o->ssl_only || o->cert ? " tls" : "");
+    /* "6080" alone listens on every IPv4 address, as websockify does;
+     * --unix-listen replaces the TCP listener, as in websockify. */
+    if (o->unix_listen)
+        bad |= append(ini, cap, &n, "[gateway]\nlisten = unix:%s mode=%s%s%s\n", o->unix_listen,
+                      o->unix_listen_mode && o->unix_listen_mode[0] != '0' ? "0" : "",
+                      o->unix_listen_mode ? o->unix_listen_mode : "0660",
+                      o->ssl_only || o->cert ? " tls" : "");
+    else
+        bad |= append(ini, cap, &n, "[gateway]\nlisten = %s%s%s\n", strchr(listen, ':') ? "" : ":",
+                      listen, o->ssl_only || o->cert ? " tls" : "");
     if (o->verbose)
         bad |= append(ini, cap, &n, "log_level = debug\n");
     if (o->heartbeat)
@@ -150,6 +161,8 @@ static int probe_listeners(const struct config *cfg, const struct config *old)
     for (size_t i = 0; i < cfg->nlistens; i++) {
         const struct listen_spec *l = &cfg->listens[i];
         int known = 0;
+        if (l->kind != LISTEN_INET)
+            continue; /* unix and systemd: listeners_prepare() */
         for (size_t j = 0; old && j < old->nlistens; j++)
             known |= old->listens[j].addr.len == l->addr.len &&
                      memcmp(&old->listens[j].addr.ss, &l->addr.ss, l->addr.len) == 0;
@@ -207,6 +220,12 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         config_unref(cfg);
         return;
     }
+    if (listeners_prepare(cfg, err, sizeof(err)) < 0) {
+        log_msg(WLOG_ERROR, "SIGHUP: %s; keeping the running configuration", err);
+        listeners_retain(gw.cfg);
+        config_unref(cfg);
+        return;
+    }
     int kept_old;
     if (tls_attach(cfg, gw.cfg, &kept_old, err, sizeof(err)) < 0) {
         log_msg(WLOG_ERROR, "SIGHUP: %s; keeping the running configuration", err);
@@ -230,6 +249,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     apply_log_settings(cfg);
     for (unsigned i = 0; i < gw.nworkers; i++)
         worker_post(&gw.workers[i], WCMD_RELOAD);
+    listeners_retain(cfg); /* unix sockets cfg dropped go once the workers let go */
     log_msg(WLOG_INFO, "SIGHUP: reloaded %s: %zu listener(s), %zu route(s)", config_file,
             cfg->nlistens, cfg->nroutes);
 }
@@ -298,6 +318,11 @@ static int run(struct config *cfg)
     }
     if (rc == 0 && probe_listeners(cfg, NULL) < 0)
         rc = 1;
+    listeners_systemd_init();
+    if (rc == 0 && listeners_prepare(cfg, err, sizeof(err)) < 0) {
+        log_msg(WLOG_ERROR, "%s", err);
+        rc = 1;
+    }
     gw.workers = calloc(gw.nworkers, sizeof(*gw.workers));
     if (!gw.workers) {
         log_msg(WLOG_ERROR, "out of memory");
@@ -333,6 +358,7 @@ static int run(struct config *cfg)
         worker_destroy(&gw.workers[i]);
     free(gw.workers);
     token_watch_stop();
+    listeners_retain(NULL); /* unix socket files are removed */
     metrics_free(&gw.metrics);
     config_unref(gw.cfg);
     ev_loop_destroy(loop);
@@ -357,6 +383,8 @@ int main(int argc, char **argv)
         OPT_UNIX_TARGET,
         OPT_REPLAY,
         OPT_RECORD,
+        OPT_UNIX_LISTEN,
+        OPT_UNIX_LISTEN_MODE,
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -375,6 +403,8 @@ int main(int argc, char **argv)
         {"unix-target", required_argument, NULL, OPT_UNIX_TARGET},
         {"replay", required_argument, NULL, OPT_REPLAY},
         {"record", required_argument, NULL, OPT_RECORD},
+        {"unix-listen", required_argument, NULL, OPT_UNIX_LISTEN},
+        {"unix-listen-mode", required_argument, NULL, OPT_UNIX_LISTEN_MODE},
         {NULL, 0, NULL, 0},
     };
     struct cli o = {0};
@@ -430,6 +460,12 @@ int main(int argc, char **argv)
         case OPT_RECORD:
             o.record = optarg;
             break;
+        case OPT_UNIX_LISTEN:
+            o.unix_listen = optarg;
+            break;
+        case OPT_UNIX_LISTEN_MODE:
+            o.unix_listen_mode = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -451,7 +487,8 @@ int main(int argc, char **argv)
         return 2;
     }
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
-                           o.token_plugin || o.token_source || o.unix_target || o.record;
+                           o.token_plugin || o.token_source || o.unix_target || o.record ||
+                           o.unix_listen || o.unix_listen_mode;
     if (npos == 0 && websockify_flags) {
         fprintf(stderr, "wsgate: websockify options need the positional form "
                         "[LISTEN_HOST:]PORT TARGET (with -c, set them in the file)\n");
@@ -462,8 +499,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (o.unix_listen_mode && !o.unix_listen) {
+        fprintf(stderr, "wsgate: --unix-listen-mode needs --unix-listen\n");
+        return 2;
+    }
     int need_target = !o.unix_target && !o.token_source;
-    if (npos > 0 && (npos > 2 || (need_target && npos != 2))) {
+    /* with --unix-listen the listen port may be left out: "--unix-listen P TARGET" */
+    int unix_one = o.unix_listen && npos == 1 && need_target;
+    if (npos > 0 && !unix_one && (npos > 2 || (need_target && npos != 2))) {
         usage(stderr);
         return 2;
     }
@@ -475,8 +518,8 @@ int main(int argc, char **argv)
     if (npos > 0) {
         char ini[4096];
         name = "<command line>";
-        if (positional_ini(&o, argv[optind], npos == 2 ? argv[optind + 1] : NULL, ini,
-                           sizeof(ini)) < 0) {
+        const char *target = unix_one ? argv[optind] : npos == 2 ? argv[optind + 1] : NULL;
+        if (positional_ini(&o, argv[optind], target, ini, sizeof(ini)) < 0) {
             fprintf(stderr, "wsgate: command line too long\n");
             return 2;
         }

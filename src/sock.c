@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -28,6 +29,49 @@ int sock_listen(const struct sockaddr_any *addr, int reuseport)
         goto fail;
     if (listen(fd, 1024) < 0)
         goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+/* A listening Unix socket; a stale socket file is replaced. */
+int sock_listen_unix(const struct sockaddr_any *addr, unsigned mode)
+{
+    const char *path = ((const struct sockaddr_un *)&addr->ss)->sun_path;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            errno = EEXIST;
+            return -1;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0)
+            return -1;
+        int rc = connect(probe, (const struct sockaddr *)&addr->ss, addr->len);
+        int e = errno;
+        close(probe);
+        if (rc == 0 || e != ECONNREFUSED) {
+            errno = EADDRINUSE; /* someone listens there (or might: EAGAIN) */
+            return -1;
+        }
+        if (unlink(path) < 0 && errno != ENOENT)
+            return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
+        goto fail;
+    /* before listen(): nobody can connect with the wrong permissions */
+    if (chmod(path, mode) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        unlink(path);
+        errno = e;
+        goto fail;
+    }
     return fd;
 fail:;
     int e = errno;

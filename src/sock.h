@@ -11,6 +11,12 @@
  * when reuseport, IPV6_V6ONLY for IPv6). Returns the fd or -1 with errno. */
 int sock_listen(const struct sockaddr_any *addr, int reuseport);
 
+/* A non-blocking listening Unix socket at addr (AF_UNIX) whose file gets
+ * permissions mode. A socket file nobody listens on (connect refused) is
+ * replaced; a live socket fails with EADDRINUSE, any other file with EEXIST.
+ * Returns the fd or -1 with errno. */
+int sock_listen_unix(const struct sockaddr_any *addr, unsigned mode);
+
 /* Check that addr is free: bind a socket without SO_REUSEPORT and close it.
  * Workers share their listening ports through SO_REUSEPORT, which would also
  * let a second gateway silently share the port with a first one. Returns 0

@@ -35,23 +35,37 @@ static void close_listeners(struct worker *w)
 }
 
 /* Open the listeners of cfg this worker does not have yet and close those cfg
- * no longer names. Errors are logged; the rest goes on. */
+ * no longer names (a spec may have several: systemd passes many sockets).
+ * Errors are logged; the rest goes on. */
 static int sync_listeners(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
     struct listener *keep = NULL;
     int rc = 0;
     for (size_t i = 0; i < cfg->nlistens; i++) {
         struct listener **pp = &w->listeners, *l;
-        while ((l = *pp) && !listener_matches(l, &cfg->listens[i]))
-            pp = &l->next;
-        if (l) {
+        int found = 0;
+        while ((l = *pp)) {
+            if (!listener_matches(l, &cfg->listens[i])) {
+                pp = &l->next;
+                continue;
+            }
             *pp = l->next; /* already open: keep it */
-        } else if (!(l = listener_open(w, cfg, &cfg->listens[i], err, errlen))) {
+            l->next = keep;
+            keep = l;
+            found = 1;
+        }
+        if (found)
+            continue;
+        if (!(l = listener_open(w, cfg, &cfg->listens[i], err, errlen))) {
             rc = -1;
             continue;
         }
-        l->next = keep;
-        keep = l;
+        while (l) {
+            struct listener *next = l->next;
+            l->next = keep;
+            keep = l;
+            l = next;
+        }
     }
     close_listeners(w);
     w->listeners = keep;

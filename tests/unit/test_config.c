@@ -621,7 +621,7 @@ static void test_error_messages(void **state)
         {"[gateway]\nlisten = 8080\n" ROUTE, "t.ini:2: listen: '8080': expected host:port"},
         {"[gateway]\nlisten =\n" ROUTE, "t.ini:2: listen: '': expected host:port"},
         {"[gateway]\nlisten = 1.2.3.4:80 ssl\n" ROUTE,
-         "t.ini:2: listen: unknown listen option 'ssl' (only 'tls')"},
+         "t.ini:2: listen: unknown listen option 'ssl' (tls, auto, proxy, admin, mode=0NNN)"},
         {"[gateway]\nlisten = 1.2.3.4:80\nlisten = 1.2.3.4:80\n" ROUTE,
          "t.ini:3: listen: duplicate listen address '1.2.3.4:80' (first on line 2)"},
         {"[gateway]\nlisten = [::]:80\nlisten = :81\nlisten = [0::0]:80\n" ROUTE,
@@ -1176,6 +1176,13 @@ static void test_sample_documents_every_key(void **state)
         "token_redis_prefix",
         "token_redis_password_file",
         "resolver",
+        "trusted_proxies",
+        "real_ip_header",
+        "max_connections_per_ip",
+        "handshake_rate_per_ip",
+        "ipv6_prefix",
+        "allowed_networks",
+        "backend_proxy_protocol",
     };
     char line[512];
     bool found[sizeof every / sizeof every[0]] = {false};
@@ -1349,6 +1356,158 @@ static void test_record_keys(void **state)
     rmdir(dir);
 }
 
+/* "Who is connecting": listen words, unix and systemd listeners, host names,
+ * trusted_proxies, real_ip_header, per-IP limits and their inheritance,
+ * allowed_networks, backend_proxy_protocol; and the dump of all of them. */
+static void test_edge_keys(void **state)
+{
+    char buf[64], *one = NULL, *two = NULL;
+    size_t len;
+    (void)state;
+    struct config *c = load_ok("[gateway]\n"
+                               "listen = 127.0.0.1:1 proxy\n"
+                               "listen = 127.0.0.1:2 tls auto proxy admin\n"
+                               "listen = unix:/run/w.sock mode=0600 proxy\n"
+                               "listen = unix:/run/x.sock\n"
+                               "listen = systemd\n"
+                               "listen = systemd:web tls\n"
+                               "listen = localhost:3\n"
+                               "trusted_proxies = 10.0.0.0/8, ::1/128, unix\n"
+                               "trusted_proxies = 192.168.1.1\n"
+                               "real_ip_header = x-forwarded-for\n"
+                               "max_connections_per_ip = 20\n"
+                               "handshake_rate_per_ip = 5\n"
+                               "ipv6_prefix = 56\n"
+                               "[tls]\ncert = /c.pem\n"
+                               "[route:a]\npath = /a\nbackend = 127.0.0.1:1\n"
+                               "allowed_networks = 192.0.2.0/24, 2001:db8::/32\n"
+                               "backend_proxy_protocol = v2\n"
+                               "max_connections_per_ip = 3\n"
+                               "[route:b]\npath = /b\nbackend = 127.0.0.1:1\n");
+    assert_true(c->nlistens >= 7);
+    const struct listen_spec *l = c->listens;
+    assert_true(l[0].proxy && !l[0].tls && !l[0].admin && l[0].kind == LISTEN_INET);
+    assert_true(l[1].tls && l[1].tls_auto && l[1].proxy && l[1].admin);
+    assert_int_equal(l[2].kind, LISTEN_UNIX);
+    assert_string_equal(l[2].text, "unix:/run/w.sock");
+    assert_int_equal(l[2].mode, 0600);
+    assert_string_equal(((struct sockaddr_un *)&l[2].addr.ss)->sun_path, "/run/w.sock");
+    assert_int_equal(l[3].mode, 0660);
+    assert_int_equal(l[4].kind, LISTEN_SYSTEMD);
+    assert_null(l[4].systemd_name);
+    assert_int_equal(l[5].kind, LISTEN_SYSTEMD);
+    assert_string_equal(l[5].systemd_name, "web");
+    assert_true(l[5].tls);
+    /* localhost: every address, numeric text, same line */
+    for (size_t i = 6; i < c->nlistens; i++) {
+        assert_int_equal(l[i].line, 8);
+        assert_true(strcmp(l[i].text, "127.0.0.1:3") == 0 || strcmp(l[i].text, "[::1]:3") == 0);
+    }
+    assert_int_equal(c->ntrusted_proxies, 4);
+    assert_string_equal(netcidr_str(&c->trusted_proxies[2], buf, sizeof buf), "unix");
+    assert_string_equal(netcidr_str(&c->trusted_proxies[3], buf, sizeof buf), "192.168.1.1/32");
+    assert_int_equal(c->real_ip_header, REAL_IP_XFF);
+    assert_int_equal(c->ipv6_prefix, 56);
+    assert_int_equal(c->defaults.max_connections_per_ip, 20);
+    assert_int_equal(c->defaults.handshake_rate_per_ip, 5);
+    assert_int_equal(c->routes[0].p.max_connections_per_ip, 3);
+    assert_int_equal(c->routes[0].p.handshake_rate_per_ip, 5); /* inherited */
+    assert_int_equal(c->routes[1].p.max_connections_per_ip, 20);
+    assert_int_equal(c->routes[0].nallowed_networks, 2);
+    assert_string_equal(netcidr_str(&c->routes[0].allowed_networks[1], buf, sizeof buf),
+                        "2001:db8::/32");
+    assert_int_equal(c->routes[0].backend_proxy_protocol, 2);
+    assert_int_equal(c->routes[1].backend_proxy_protocol, 0);
+    assert_int_equal(c->routes[1].nallowed_networks, 0);
+
+    FILE *out = open_memstream(&one, &len);
+    config_dump(c, out);
+    fclose(out);
+    assert_non_null(strstr(one, "listen = 127.0.0.1:2 tls auto proxy admin\n"));
+    assert_non_null(strstr(one, "listen = unix:/run/w.sock proxy mode=0600\n"));
+    assert_non_null(strstr(one, "listen = unix:/run/x.sock mode=0660\n"));
+    assert_non_null(strstr(one, "listen = systemd\nlisten = systemd:web tls\n"));
+    assert_non_null(strstr(one, "trusted_proxies = 10.0.0.0/8\ntrusted_proxies = ::1/128\n"
+                                "trusted_proxies = unix\n"));
+    assert_non_null(strstr(one, "real_ip_header = X-Forwarded-For\n"));
+    assert_non_null(strstr(one, "ipv6_prefix = 56\n"));
+    assert_non_null(strstr(one, "allowed_networks = 192.0.2.0/24\n"));
+    assert_non_null(strstr(one, "backend_proxy_protocol = v2\n"));
+    struct config *again = load_ok(one);
+    out = open_memstream(&two, &len);
+    config_dump(again, out);
+    fclose(out);
+    assert_string_equal(strchr(one, '\n'), strchr(two, '\n'));
+    free(one);
+    free(two);
+    config_unref(again);
+    config_unref(c);
+
+    c = load_ok("[gateway]\nlisten = 127.0.0.1:1\n" ROUTE);
+    assert_int_equal(c->real_ip_header, REAL_IP_OFF);
+    assert_int_equal(c->ipv6_prefix, 64);
+    assert_int_equal(c->ntrusted_proxies, 0);
+    assert_int_equal(c->defaults.max_connections_per_ip, 0);
+    assert_false(c->listens[0].proxy);
+    config_unref(c);
+}
+
+static void test_edge_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[gateway]\nlisten = 127.0.0.1:1 auto\n" ROUTE, "t.ini:2: listen: 'auto' needs 'tls'"},
+        {"[gateway]\nlisten = 127.0.0.1:1 mode=0600\n" ROUTE,
+         "t.ini:2: listen: mode= applies to unix: listeners only"},
+        {"[gateway]\nlisten = unix:/a mode=600\n" ROUTE,
+         "t.ini:2: listen: 'mode=600': expected mode=0NNN (octal, e.g. mode=0660)"},
+        {"[gateway]\nlisten = unix:/a mode=0689\n" ROUTE,
+         "t.ini:2: listen: 'mode=0689': expected mode=0NNN (octal, e.g. mode=0660)"},
+        {"[gateway]\nlisten = unix:/a proxy proxy\n" ROUTE, "t.ini:2: listen: 'proxy' given twice"},
+        {"[gateway]\nlisten = unix:rel\n" ROUTE,
+         "t.ini:2: listen: 'unix:rel': the unix socket path must be absolute"},
+        {"[gateway]\nlisten = systemd:\n" ROUTE,
+         "t.ini:2: listen: 'systemd:': expected systemd or systemd:NAME (a FileDescriptorName)"},
+        {"[gateway]\nlisten = systemd:a\nlisten = systemd:a proxy\n" ROUTE,
+         "t.ini:3: listen: duplicate listen address 'systemd:a' (first on line 2)"},
+        {"[gateway]\nlisten = unix:/a\nlisten = unix:/a proxy\n" ROUTE,
+         "t.ini:3: listen: duplicate listen address 'unix:/a' (first on line 2)"},
+        {"[gateway]\nlisten = no-such-host.invalid:80\n" ROUTE, NULL},
+        {"[gateway]\ntrusted_proxies = 10.0.0.1/8\n" ROUTE,
+         "t.ini:2: trusted_proxies: '10.0.0.1/8': address has bits set beyond the /8 prefix"},
+        {"[gateway]\ntrusted_proxies = 10.0.0.0/8,\n" ROUTE,
+         "t.ini:2: trusted_proxies: empty item in the list"},
+        {"[gateway]\ntrusted_proxies = fe80::1%eth0\n" ROUTE,
+         "t.ini:2: trusted_proxies: 'fe80::1%eth0' is not an address or network (1.2.3.0/24, "
+         "::1/128, unix)"},
+        {"[gateway]\nreal_ip_header = X-Client-IP\n" ROUTE,
+         "t.ini:2: real_ip_header: invalid value 'X-Client-IP' ( | X-Forwarded-For | Forwarded "
+         "| X-Real-IP)"},
+        {"[gateway]\nipv6_prefix = 0\n" ROUTE, "t.ini:2: ipv6_prefix: '0' out of range (1..128)"},
+        {"[gateway]\nipv6_prefix = 129\n" ROUTE,
+         "t.ini:2: ipv6_prefix: '129' out of range (1..128)"},
+        {"[gateway]\nallowed_networks = 10.0.0.0/8\n" ROUTE,
+         "t.ini:2: allowed_networks: only allowed in [route:NAME]"},
+        {"[route:r]\npath = /\nbackend = 127.0.0.1:1\nbackend_proxy_protocol = v3\n",
+         "t.ini:4: backend_proxy_protocol: invalid value 'v3' (off | v1 | v2)"},
+        {"[route:r]\npath = /\nbackend = 127.0.0.1:1\nipv6_prefix = 48\n",
+         "t.ini:4: ipv6_prefix: only allowed in [gateway]"},
+        {"[route:r]\npath = /\nbackend = 127.0.0.1:1\nallowed_networks = 1.2.3.4/33\n",
+         "t.ini:4: allowed_networks: '1.2.3.4/33': invalid prefix length (0..32)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].want != NULL) {
+            expect_errors(cases[i].text, cases[i].want);
+            continue;
+        }
+        struct config *c = (struct config *)1;
+        assert_int_equal(config_load_string("t.ini", cases[i].text, &c, err, sizeof err), -1);
+        assert_non_null(strstr(err, "t.ini:2: listen: cannot resolve 'no-such-host.invalid'"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1383,6 +1542,8 @@ int main(void)
         cmocka_unit_test(test_record_keys),
         cmocka_unit_test(test_access_keys),
         cmocka_unit_test(test_token_redis),
+        cmocka_unit_test(test_edge_keys),
+        cmocka_unit_test(test_edge_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
