@@ -160,6 +160,7 @@ static const struct key keys[] = {
     {S_ROUTE, "backend_tls", T_BOOL, RTE(backend_tls), .def = "off"},
     {S_ROUTE, "backend_ca", T_STRING, RTE(backend_ca)},
     {S_ROUTE, "backend_tls_verify", T_BOOL, RTE(backend_tls_verify), .def = "on"},
+    {S_ROUTE, "host", T_STRING, RTE(host)},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1350,6 +1351,7 @@ static void finalize(struct parser *ps)
 {
     struct config *cfg = ps->cfg;
     const struct key *path_key = find_key(S_ROUTE, "path");
+    const struct key *host_key = find_key(S_ROUTE, "host");
 
     for (size_t i = 0; i < NKEYS; i++) {
         const struct key *k = &keys[i];
@@ -1374,8 +1376,12 @@ static void finalize(struct parser *ps)
                 apply_default(ps, k, key_base(ps, S_ROUTE, r, k));
         }
         rt->prefix = rt->path != NULL && rt->path[strlen(rt->path) - 1] == '/';
+        char msg[256];
+        if (rt->host && route_host_check(rt->host, msg, sizeof msg) < 0)
+            add_error(ps, seen[host_key - keys], "host: %s", msg);
         for (size_t o = 0; rt->path != NULL && o < r; o++) {
-            if (cfg->routes[o].path != NULL && strcmp(cfg->routes[o].path, rt->path) == 0) {
+            if (cfg->routes[o].path != NULL && strcmp(cfg->routes[o].path, rt->path) == 0 &&
+                route_same_host(cfg->routes[o].host, rt->host)) {
                 add_error(ps, seen[path_key - keys],
                           "path: duplicate route path '%s' (also in [route:%s], line %d)", rt->path,
                           cfg->routes[o].name, ps->rs[o].seen[path_key - keys]);
@@ -1396,6 +1402,9 @@ static void finalize(struct parser *ps)
     }
     tls_checks(ps);
     file_checks(ps);
+    char msg[256];
+    if (ps->nerrs == 0 && !ps->oom && route_table_build(cfg, msg, sizeof msg) < 0)
+        add_error(ps, 0, "%s", msg);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -1432,8 +1441,10 @@ static void config_free(struct config *c)
         free_strv(r->client_names, r->nclient_names);
         free(r->backend_ca);
         free(r->token_file);
+        free(r->host);
         token_cache_free(r->tokens);
     }
+    route_table_free(c->route_table);
     free(c->routes);
     free(c);
 }
