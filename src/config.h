@@ -88,6 +88,17 @@ struct tls_settings {
     int min_version; /* 0 = TLS 1.2, 1 = TLS 1.3 */
     char *ciphers;
     char *ciphersuites;
+    int client_cert; /* with client_ca: 0 = required, 1 = optional (verified when sent) */
+};
+
+/* A [tls:NAME] section: another server certificate, chosen by SNI against
+ * the certificate's own names. */
+struct tls_cert {
+    char *name; /* NAME */
+    char *cert; /* PEM chain */
+    char *key;  /* NULL = in the cert file */
+    char *key_password_file;
+    int line; /* of the [tls:NAME] header */
 };
 
 struct config {
@@ -109,6 +120,8 @@ struct config {
     char *metrics_path;  /* NULL = not served */
     uint32_t drain_timeout_ms;
     struct tls_settings tls;
+    struct tls_cert *tls_certs; /* [tls:NAME] sections in file order */
+    size_t ntls_certs;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
     void (*tls_state_free)(void *);
 
