@@ -51,7 +51,7 @@
 
 /* ---- the key table ---------------------------------------------------- */
 
-enum section { S_NONE, S_GATEWAY, S_TLS, S_ROUTE, S_SKIP };
+enum section { S_NONE, S_GATEWAY, S_TLS, S_ROUTE, S_SKIP, S_TLSCERT };
 
 enum type {
     T_DURATION, /* "30", "250ms", "30s", "5m", "1h" -> milliseconds */
@@ -69,10 +69,11 @@ enum type {
 
 /* Which struct a key's offset points into. */
 enum base {
-    B_NONE,   /* stored nowhere (feature not implemented yet): validated only */
-    B_CONFIG, /* struct config */
-    B_PARAMS, /* struct route_params: config->defaults, or route->p in a route */
-    B_ROUTE,  /* struct route */
+    B_NONE,    /* stored nowhere (feature not implemented yet): validated only */
+    B_CONFIG,  /* struct config */
+    B_PARAMS,  /* struct route_params: config->defaults, or route->p in a route */
+    B_ROUTE,   /* struct route */
+    B_TLSCERT, /* struct tls_cert: the current [tls:NAME] */
 };
 
 #define F_REPEAT 0x01u   /* may be given several times; the values accumulate */
@@ -103,6 +104,8 @@ struct key {
 #define RTE_ARRAY(m, n) RTE(m), .off2 = offsetof(struct route, n)
 #define NOFIELD .base = B_NONE
 #define PAR_ARRAY(m, n) PAR(m), .off2 = offsetof(struct route_params, n)
+#define TCE(m)                                                                                     \
+    .base = B_TLSCERT, .off = offsetof(struct tls_cert, m), .size = MSIZE(struct tls_cert, m)
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -112,6 +115,7 @@ static const char *const record_formats[] = {"raw", "asciicast", NULL}; /* enum 
 static const char *const real_ip_headers[] = {"", "X-Forwarded-For", "Forwarded", "X-Real-IP",
                                               NULL};
 static const char *const proxy_versions[] = {"off", "v1", "v2", NULL}; /* index = version */
+static const char *const client_cert_modes[] = {"required", "optional", NULL};
 
 static int check_token(const char *item, char *err, size_t errlen);
 static int check_origin(const char *item, char *err, size_t errlen);
@@ -187,6 +191,13 @@ static const struct key keys[] = {
     {S_TLS, "min_version", T_ENUM, CFG(tls.min_version), .def = "1.2", .choices = tls_versions},
     {S_TLS, "ciphers", T_STRING, CFG(tls.ciphers)},
     {S_TLS, "ciphersuites", T_STRING, CFG(tls.ciphersuites)},
+    {S_TLS, "client_cert", T_ENUM, CFG(tls.client_cert), .def = "required",
+     .choices = client_cert_modes},
+
+    /* [tls:NAME] */
+    {S_TLSCERT, "cert", T_STRING, TCE(cert), .flags = F_REQUIRED},
+    {S_TLSCERT, "key", T_STRING, TCE(key)},
+    {S_TLSCERT, "key_password_file", T_STRING, TCE(key_password_file)},
 
     /* [route:NAME] (plus the F_ROUTE keys above) */
     {S_ROUTE, "path", T_PATH, RTE(path), .flags = F_REQUIRED},
@@ -213,6 +224,7 @@ static const struct key keys[] = {
      .flags = F_REPEAT},
     {S_ROUTE, "backend_proxy_protocol", T_ENUM, RTE(backend_proxy_protocol), .def = "off",
      .choices = proxy_versions},
+    {S_ROUTE, "host", T_STRING, RTE(host)},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1204,6 +1216,8 @@ struct parser {
 
     int seen[NKEYS];        /* [gateway] and [tls]: line where each key was first set */
     struct route_state *rs; /* parallel to cfg->routes */
+    size_t tcert;           /* index in cfg->tls_certs when sect == S_TLSCERT */
+    struct route_state *ts; /* parallel to cfg->tls_certs */
 
     struct error *errs;
     size_t nerrs;
@@ -1307,6 +1321,48 @@ static bool valid_route_name(const char *s, size_t len)
     return true;
 }
 
+/* A "[tls:NAME]" header line: a new certificate section. */
+static void begin_tls_cert(struct parser *ps, const char *name, size_t len)
+{
+    struct config *cfg = ps->cfg;
+    const char *cname = name + 4;
+    size_t clen = len - 4;
+
+    if (!valid_route_name(cname, clen)) {
+        add_error(ps, ps->line,
+                  "[%.*s]: a certificate name must be non-empty and use only letters, digits, "
+                  "'_', '.' and '-'",
+                  (int)len, name);
+        return;
+    }
+    for (size_t i = 0; i < cfg->ntls_certs; i++) {
+        if (strlen(cfg->tls_certs[i].name) == clen &&
+            memcmp(cfg->tls_certs[i].name, cname, clen) == 0) {
+            add_error(ps, ps->line, "[%.*s]: duplicate certificate name (first on line %d)",
+                      (int)len, name, cfg->tls_certs[i].line);
+            return;
+        }
+    }
+    struct tls_cert *certs = realloc(cfg->tls_certs, (cfg->ntls_certs + 1) * sizeof *certs);
+    if (certs != NULL)
+        cfg->tls_certs = certs;
+    struct route_state *ts = realloc(ps->ts, (cfg->ntls_certs + 1) * sizeof *ts);
+    if (ts != NULL)
+        ps->ts = ts;
+    char *dup = strndup(cname, clen);
+    if (certs == NULL || ts == NULL || dup == NULL) {
+        free(dup);
+        ps->oom = true;
+        return;
+    }
+    memset(&certs[cfg->ntls_certs], 0, sizeof *certs);
+    memset(&ts[cfg->ntls_certs], 0, sizeof *ts);
+    certs[cfg->ntls_certs].name = dup;
+    certs[cfg->ntls_certs].line = ps->line;
+    ps->tcert = cfg->ntls_certs++;
+    ps->sect = S_TLSCERT;
+}
+
 /* A "[NAME]" header line: switch the current section. */
 static void begin_section(struct parser *ps, const char *name, size_t len)
 {
@@ -1321,6 +1377,10 @@ static void begin_section(struct parser *ps, const char *name, size_t len)
     }
     if (len == 3 && memcmp(name, "tls", 3) == 0) {
         ps->sect = S_TLS;
+        return;
+    }
+    if (len >= 4 && memcmp(name, "tls:", 4) == 0) {
+        begin_tls_cert(ps, name, len);
         return;
     }
     if (len < plen || memcmp(name, prefix, plen) != 0) {
@@ -1443,7 +1503,7 @@ static char *read_line(char *str, int num, void *stream)
 
 static const char *section_name(enum section s)
 {
-    return s == S_GATEWAY ? "gateway" : s == S_TLS ? "tls" : "route";
+    return s == S_GATEWAY ? "gateway" : s == S_TLS || s == S_TLSCERT ? "tls" : "route";
 }
 
 /* The key of section sect called name, NULL if none. */
@@ -1470,6 +1530,8 @@ static void *key_base(struct parser *ps, enum section sect, size_t route, const 
         return r != NULL ? (void *)&r->p : (void *)&ps->cfg->defaults;
     case B_ROUTE:
         return r;
+    case B_TLSCERT:
+        return sect == S_TLSCERT ? &ps->cfg->tls_certs[route] : NULL;
     case B_NONE:
         break;
     }
@@ -1499,7 +1561,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     k = find_key(ps->sect, name);
     if (k == NULL) {
-        const char *where = ps->sect == S_ROUTE ? ps->cfg->routes[ps->route].name : "";
+        const char *where = ps->sect == S_ROUTE     ? ps->cfg->routes[ps->route].name
+                            : ps->sect == S_TLSCERT ? ps->cfg->tls_certs[ps->tcert].name
+                                                    : "";
         if (ps->sect != S_GATEWAY && find_key(S_GATEWAY, name) != NULL)
             add_error(ps, ps->line, "%s: only allowed in [gateway]", name);
         else if (ps->sect == S_GATEWAY && find_key(S_ROUTE, name) != NULL)
@@ -1509,7 +1573,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
                       *where ? ":" : "", where);
         return 1;
     }
-    seen = ps->sect == S_ROUTE ? ps->rs[ps->route].seen : ps->seen;
+    seen = ps->sect == S_ROUTE     ? ps->rs[ps->route].seen
+           : ps->sect == S_TLSCERT ? ps->ts[ps->tcert].seen
+                                   : ps->seen;
     size_t ki = (size_t)(k - keys);
     if (seen[ki] != 0 && !(k->flags & F_REPEAT)) {
         add_error(ps, ps->line, "%s: duplicate key (first set on line %d)", name, seen[ki]);
@@ -1517,7 +1583,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
     }
     if (seen[ki] == 0)
         seen[ki] = ps->line;
-    if (set_value(k, key_base(ps, ps->sect, ps->route, k), value, ps->line, msg, sizeof msg) < 0)
+    size_t idx = ps->sect == S_TLSCERT ? ps->tcert : ps->route;
+    if (set_value(k, key_base(ps, ps->sect, idx, k), value, ps->line, msg, sizeof msg) < 0)
         add_error(ps, ps->line, "%s: %s", name, msg);
     return 1;
 }
@@ -1549,6 +1616,20 @@ static void tls_checks(struct parser *ps)
     }
     if (cfg->tls.key && !cfg->tls.cert)
         add_error(ps, ps->seen[key - keys], "key: [tls] key needs [tls] cert");
+    const struct key *cc = find_key(S_TLS, "client_cert");
+    if (cfg->tls.client_cert != 0 && !cfg->tls.client_ca)
+        add_error(ps, ps->seen[cc - keys], "client_cert: optional needs [tls] client_ca");
+    const struct key *tc = find_key(S_TLSCERT, "cert");
+    for (size_t i = 0; i < cfg->ntls_certs; i++) {
+        const struct tls_cert *t = &cfg->tls_certs[i];
+        if (!ps->ts[i].seen[tc - keys])
+            add_error(ps, t->line, "cert: [tls:%s] needs a cert", t->name);
+        else if (!cfg->tls.cert)
+            add_error(ps, t->line,
+                      "[tls:%s]: needs a default certificate ([tls] cert, for clients without "
+                      "SNI)",
+                      t->name);
+    }
     for (size_t r = 0; r < cfg->nroutes; r++) {
         struct route *rt = &cfg->routes[r];
         if (rt->nclient_names && !cfg->tls.client_ca)
@@ -1933,10 +2014,11 @@ static void finalize(struct parser *ps)
 {
     struct config *cfg = ps->cfg;
     const struct key *path_key = find_key(S_ROUTE, "path");
+    const struct key *host_key = find_key(S_ROUTE, "host");
 
     for (size_t i = 0; i < NKEYS; i++) {
         const struct key *k = &keys[i];
-        if (k->sect != S_ROUTE && ps->seen[i] == 0)
+        if (k->sect != S_ROUTE && k->sect != S_TLSCERT && ps->seen[i] == 0)
             apply_default(ps, k, key_base(ps, k->sect, 0, k));
     }
     for (size_t r = 0; r < cfg->nroutes; r++) {
@@ -1960,8 +2042,12 @@ static void finalize(struct parser *ps)
                 apply_default(ps, k, key_base(ps, S_ROUTE, r, k));
         }
         rt->prefix = rt->path != NULL && rt->path[strlen(rt->path) - 1] == '/';
+        char msg[256];
+        if (rt->host && route_host_check(rt->host, msg, sizeof msg) < 0)
+            add_error(ps, seen[host_key - keys], "host: %s", msg);
         for (size_t o = 0; rt->path != NULL && o < r; o++) {
-            if (cfg->routes[o].path != NULL && strcmp(cfg->routes[o].path, rt->path) == 0) {
+            if (cfg->routes[o].path != NULL && strcmp(cfg->routes[o].path, rt->path) == 0 &&
+                route_same_host(cfg->routes[o].host, rt->host)) {
                 add_error(ps, seen[path_key - keys],
                           "path: duplicate route path '%s' (also in [route:%s], line %d)", rt->path,
                           cfg->routes[o].name, ps->rs[o].seen[path_key - keys]);
@@ -1998,6 +2084,9 @@ static void finalize(struct parser *ps)
     }
     access_checks(ps);
     redis_checks(ps);
+    char msg[256];
+    if (ps->nerrs == 0 && !ps->oom && route_table_build(cfg, msg, sizeof msg) < 0)
+        add_error(ps, 0, "%s", msg);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -2018,6 +2107,13 @@ static void config_free(struct config *c)
     free(c->tls.key_password_file);
     free(c->tls.ciphers);
     free(c->tls.ciphersuites);
+    for (size_t i = 0; i < c->ntls_certs; i++) {
+        free(c->tls_certs[i].name);
+        free(c->tls_certs[i].cert);
+        free(c->tls_certs[i].key);
+        free(c->tls_certs[i].key_password_file);
+    }
+    free(c->tls_certs);
     free(c->metrics_path);
     free(c->resolver);
     for (size_t i = 0; i < c->nlistens; i++)
@@ -2037,6 +2133,7 @@ static void config_free(struct config *c)
         free(r->backend_ca);
         free(r->allowed_networks);
         free(r->token_file);
+        free(r->host);
         token_cache_free(r->tokens);
         free_params(&r->p);
         jwt_verifier_free(r->jwt);
@@ -2048,6 +2145,7 @@ static void config_free(struct config *c)
     }
     free_params(&c->defaults);
     basic_auth_cache_free(c->basic_auth);
+    route_table_free(c->route_table);
     free(c->routes);
     free(c);
 }
@@ -2081,6 +2179,7 @@ static int load_text(const char *name, const char *text, size_t len, struct conf
         add_error(&ps, 0, "cannot parse (inih error %d)", rc);
     finalize(&ps);
     free(ps.rs);
+    free(ps.ts);
     if (ps.nerrs > 0 || ps.oom) {
         *errs = take_errors(&ps);
         config_free(ps.cfg);
@@ -2336,6 +2435,12 @@ void config_dump(const struct config *c, FILE *out)
             any = true;
             dump_key(k, k->base == B_PARAMS ? (const void *)&c->defaults : (const void *)c, out);
         }
+    }
+    for (size_t t = 0; t < c->ntls_certs; t++) {
+        fprintf(out, "\n[tls:%s]\n", c->tls_certs[t].name);
+        for (size_t i = 0; i < NKEYS; i++)
+            if (dump_in(&keys[i], S_TLSCERT, 0))
+                dump_key(&keys[i], &c->tls_certs[t], out);
     }
     for (size_t r = 0; r < c->nroutes; r++) {
         const struct route *rt = &c->routes[r];

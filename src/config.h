@@ -15,6 +15,7 @@
 #include "netaddr.h"
 
 struct route_stats;
+struct route_table;
 struct tls_state;
 struct token_cache;
 struct jwt_verifier;
@@ -121,6 +122,7 @@ struct route {
     struct basic_auth_cache *basic_auth; /* with p.basic_auth_file (auth.h) */
     struct backend_pattern *allowed;     /* p.allowed_backends parsed (auth.h); empty = any */
     size_t nallowed;
+    char *host;                /* `host =`: exact name, "*.domain" or NULL = any host */
     size_t index;              /* position in config->routes */
     struct route_stats *stats; /* live counters, attached by the gateway (never freed by config) */
     int line;                  /* line of the [route:NAME] header */
@@ -135,6 +137,17 @@ struct tls_settings {
     int min_version; /* 0 = TLS 1.2, 1 = TLS 1.3 */
     char *ciphers;
     char *ciphersuites;
+    int client_cert; /* with client_ca: 0 = required, 1 = optional (verified when sent) */
+};
+
+/* A [tls:NAME] section: another server certificate, chosen by SNI against
+ * the certificate's own names. */
+struct tls_cert {
+    char *name; /* NAME */
+    char *cert; /* PEM chain */
+    char *key;  /* NULL = in the cert file */
+    char *key_password_file;
+    int line; /* of the [tls:NAME] header */
 };
 
 struct config {
@@ -161,12 +174,15 @@ struct config {
     int real_ip_header;   /* enum real_ip_header (netaddr.h) */
     uint32_t ipv6_prefix; /* IPv6 clients count per this prefix for the per-IP limits */
     struct tls_settings tls;
+    struct tls_cert *tls_certs; /* [tls:NAME] sections in file order */
+    size_t ntls_certs;
     struct tls_state *tls_state; /* contexts made by tls.c, freed with the config */
     void (*tls_state_free)(void *);
 
     struct route *routes;
     size_t nroutes;
     struct basic_auth_cache *basic_auth; /* [gateway] basic_auth_file: web_root files */
+    struct route_table *route_table; /* lookup index (route.c); NULL = linear scan */
 };
 
 /* Load and validate FILE. On success returns 0 and stores a configuration with
@@ -194,10 +210,37 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
 /* Free what config_parse_backend() put in b (not b itself). */
 void config_free_backend(struct backend_spec *b);
 
-/* The route for a request path (query string already stripped): exact paths
- * match exactly, paths ending in '/' match everything under them (and the path
- * without its trailing slash); the longest match wins. NULL when none. */
-const struct route *config_match_route(const struct config *c, const char *path, size_t len);
+/* The route for a request: HOST is the raw Host header value (hlen bytes,
+ * may be NULL = no host), PATH the request path (query string already
+ * stripped). Host classes are tried in order: routes whose `host` equals the
+ * normalised Host, then wildcard routes "*.domain" from the longest matching
+ * suffix to the shortest (any depth below domain), then routes without a
+ * host; the first class with a path match wins. A malformed Host matches only
+ * routes without a host. Paths: exact paths match exactly, paths ending in
+ * '/' match everything under them (and the path without its trailing slash);
+ * the longest match wins. NULL when none. */
+const struct route *config_match_route(const struct config *c, const char *host, size_t hlen,
+                                       const char *path, size_t len);
+
+/* Normalise a Host header value: port and IPv6 brackets removed, ASCII lower
+ * case, one trailing dot dropped ("WWW.Example.COM.:8080" -> "www.example.com",
+ * "[::1]:8080" -> "::1"). Writes a NUL-terminated name into out[cap]; returns
+ * its length, or -1 when malformed (bad port, bare IPv6, blanks or controls)
+ * or longer than cap - 1. */
+int route_host_normalize(const char *in, size_t len, char *out, size_t cap);
+
+/* Check a configured `host =` value (name, "*.domain", IPv4 or [IPv6]; no
+ * port). 0, or -1 with a message in err. */
+int route_host_check(const char *host, char *err, size_t errlen);
+
+/* True when two configured host values name the same host class and key
+ * (NULL and "" are both "any host"). */
+bool route_same_host(const char *a, const char *b);
+
+/* Build c->route_table from c->routes (after they are complete and valid).
+ * 0, or -1 with err. */
+int route_table_build(struct config *c, char *err, size_t errlen);
+void route_table_free(struct route_table *t);
 
 /* For `wsgate -t`: load FILE and print to OUT either every error, one
  * "FILE:LINE: key: message" per line, or "FILE: configuration OK". Returns 0

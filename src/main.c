@@ -49,7 +49,21 @@ static void usage(FILE *out)
             "  --unix-listen PATH  listen on a Unix socket instead of [LISTEN_HOST:]PORT\n"
             "  --unix-listen-mode MODE  its permissions, octal (default 0660)\n"
             "  --web DIR, --cert FILE, --key FILE, --ssl-only,\n"
-            "  --token-plugin TokenFile --token-source PATH\n",
+            "  --token-plugin TokenFile --token-source PATH\n"
+            "  --ssl-target        TLS to the target (certificate and host name verified)\n"
+            "  --verify-client --cafile FILE   require a client certificate from FILE's CAs\n"
+            "  --cafile FILE       alone: verify a client certificate when one is sent\n"
+            "  --ssl-version V     minimum TLS version: tlsv1_2 (also default, tlsv1_1) or\n"
+            "                      tlsv1_3\n"
+            "  --ssl-ciphers LIST  OpenSSL cipher list for TLS 1.2\n"
+            "  --log-file FILE     append the log to FILE instead of stderr\n"
+            "  --run-once          serve one WebSocket session, then exit\n"
+            "  --timeout N         after N seconds, exit as soon as no session is open\n"
+            "  --file-only         (always so) --web never lists directories\n"
+            "  --host-token        the Host header (port stripped) is the token\n"
+            "  -6, --prefer-ipv6   a bare PORT or localhost listens on IPv6\n"
+            "  --target-config F   = --token-plugin TokenFile --token-source F\n"
+            "See wsgate(8) for every websockify option and its answer.\n",
             DEFAULT_CONFIG);
 }
 
@@ -61,7 +75,52 @@ struct cli {
     const char *unix_listen, *unix_listen_mode;
     int ssl_only;
     const char *record; /* --record FILE: its directory becomes `record` */
+    const char *cafile, *ssl_version, *ssl_ciphers, *log_file, *timeout;
+    int ssl_target, verify_client, run_once, file_only, host_token, prefer_ipv6;
+    const char *min_version; /* from ssl_version */
 };
+
+/* websockify options wsgate will not take, with the wsgate way (exit 2). */
+static const struct refusal {
+    const char *opt;
+    int has_arg;
+    const char *way;
+} refusals[] = {
+    {"daemon", 0, "wsgate stays in the foreground: run it under systemd or in a container"},
+    {"inetd", 0,
+     "wsgate opens its own listeners (listen = ...): let systemd or the container restart it"},
+    {"libserver", 0, "wsgate has one engine (event-loop workers): drop the option"},
+    {"syslog", 1,
+     "wsgate logs to stderr: journald or the container runtime reads it (log_format = json "
+     "for structured lines)"},
+    {"legacy-syslog", 0, "wsgate logs to stderr: journald or the container runtime reads it"},
+    {"wrap-mode", 1,
+     "wrap mode is not supported: run the program as its own service and give wsgate its "
+     "host:port"},
+    {"traffic", 0, "per-frame traces are not printed: use -v (log_level = debug) and /metrics"},
+    {"key-password", 1,
+     "a password never goes on the command line: use [tls] key_password_file in a "
+     "configuration file (-c)"},
+};
+#define NREFUSALS (sizeof(refusals) / sizeof(refusals[0]))
+
+/* Print the refusal of --opt; returns the usage exit code. */
+static int refuse(const char *opt, const char *way)
+{
+    fprintf(stderr, "wsgate: %s is not supported: %s\n", opt, way);
+    return 2;
+}
+
+/* "localhost" as websockify resolves it; -6 prefers IPv6. Other hosts are
+ * numeric and kept as written. */
+static const char *listen_host(const struct cli *o, const char *host, size_t len)
+{
+    if (len == 0)
+        return o->prefer_ipv6 ? "[::]" : "";
+    if (len == 9 && memcmp(host, "localhost", 9) == 0)
+        return o->prefer_ipv6 ? "[::1]" : "127.0.0.1";
+    return NULL;
+}
 
 /* Append printf output to a fixed buffer; returns -1 when it does not fit. */
 static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
@@ -78,6 +137,29 @@ static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     return 0;
 }
 
+/* --host-token: one route per token of the token source, chosen by the Host
+ * header (port stripped) instead of ?token=. The source is read once, at
+ * start (the command-line form has no reload). */
+static int host_token_routes(const struct cli *o, char *ini, size_t cap, size_t *n)
+{
+    struct token_table *t = NULL;
+    char err[512];
+    int bad = 0;
+    if (token_load(o->token_source, &t, err, sizeof(err)) < 0) {
+        fprintf(stderr, "wsgate: --token-source: %s\n", err);
+        return -1;
+    }
+    const char *token, *target;
+    for (size_t i = 0; (token = token_at(t, i, &target)) != NULL; i++) {
+        bad |= append(ini, cap, n, "[route:host-token-%zu]\nhost = %s\npath = /\nbackend = %s\n",
+                      i + 1, token, target);
+        if (o->ssl_target)
+            bad |= append(ini, cap, n, "backend_tls = on\n");
+    }
+    token_free(t);
+    return bad;
+}
+
 /* Build the configuration of "wsgate [LISTEN_HOST:]PORT TARGET" as INI text,
  * so that it goes through the same validation as a file. */
 static int positional_ini(const struct cli *o, const char *listen, const char *target, char *ini,
@@ -85,16 +167,25 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
 {
     size_t n = 0;
     int bad = 0;
-    /* "6080" alone listens on every IPv4 address, as websockify does;
-     * --unix-listen replaces the TCP listener, as in websockify. */
-    if (o->unix_listen)
+    /* "6080" alone listens on every IPv4 address, as websockify does (every
+     * IPv6 address with -6); --unix-listen replaces the TCP listener, as in
+     * websockify. */
+    if (o->unix_listen) {
         bad |= append(ini, cap, &n, "[gateway]\nlisten = unix:%s mode=%s%s%s\n", o->unix_listen,
                       o->unix_listen_mode && o->unix_listen_mode[0] != '0' ? "0" : "",
                       o->unix_listen_mode ? o->unix_listen_mode : "0660",
                       o->ssl_only || o->cert ? " tls" : "");
-    else
-        bad |= append(ini, cap, &n, "[gateway]\nlisten = %s%s%s\n", strchr(listen, ':') ? "" : ":",
-                      listen, o->ssl_only || o->cert ? " tls" : "");
+    } else {
+        const char *colon = strrchr(listen, ':');
+        const char *port = colon ? colon + 1 : listen;
+        size_t hlen = colon ? (size_t)(colon - listen) : 0;
+        const char *host = listen_host(o, listen, hlen);
+        bad |= append(ini, cap, &n, "[gateway]\nlisten = %.*s:%s%s\n",
+                      host ? (int)strlen(host) : (int)hlen, host ? host : listen, port,
+                      o->ssl_only || o->cert ? " tls" : "");
+    }
+    if (o->run_once)
+        bad |= append(ini, cap, &n, "max_connections = 1\n");
     if (o->verbose)
         bad |= append(ini, cap, &n, "log_level = debug\n");
     if (o->heartbeat)
@@ -111,7 +202,22 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
     if (o->cert || o->key)
         bad |= append(ini, cap, &n, "[tls]\ncert = %s\nkey = %s\n", o->cert ? o->cert : "",
                       o->key ? o->key : (o->cert ? o->cert : ""));
+    if (o->cafile || o->min_version || o->ssl_ciphers) {
+        if (!o->cert && !o->key)
+            bad |= append(ini, cap, &n, "[tls]\n");
+        if (o->cafile)
+            bad |= append(ini, cap, &n, "client_ca = %s\nclient_cert = %s\n", o->cafile,
+                          o->verify_client ? "required" : "optional");
+        if (o->min_version)
+            bad |= append(ini, cap, &n, "min_version = %s\n", o->min_version);
+        if (o->ssl_ciphers)
+            bad |= append(ini, cap, &n, "ciphers = %s\n", o->ssl_ciphers);
+    }
+    if (o->host_token)
+        return bad | host_token_routes(o, ini, cap, &n);
     bad |= append(ini, cap, &n, "[route:default]\npath = /\n");
+    if (o->ssl_target)
+        bad |= append(ini, cap, &n, "backend_tls = on\n");
     if (o->unix_target)
         bad |= append(ini, cap, &n, "backend = unix:%s\n", o->unix_target);
     else if (target)
@@ -152,6 +258,43 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
     for (unsigned i = 0; i < gw.nworkers; i++)
         worker_post(&gw.workers[i], cmd);
+}
+
+/* --run-once and --timeout: drain as SIGTERM does, and so exit. */
+static int run_once;
+static double exit_after; /* seconds; 0 = never */
+static ev_timer exit_watch;
+
+/* WebSocket sessions that ended, all routes and workers. */
+static uint64_t sessions_ended(const struct metrics *m)
+{
+    uint64_t sum = 0;
+    for (const struct route_stats *rs = __atomic_load_n(&m->routes, __ATOMIC_ACQUIRE); rs;
+         rs = rs->next)
+        for (unsigned w = 0; w < m->nslots; w++)
+            for (int r = 0; r < RESULT_COUNT; r++)
+                sum += __atomic_load_n(&rs->slot[w].results[r], __ATOMIC_RELAXED);
+    return sum;
+}
+
+static void exit_watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    const char *why = NULL;
+    if (stop_signals)
+        return;
+    if (run_once && sessions_ended(&gw.metrics) > 0)
+        why = "--run-once: the WebSocket session ended";
+    else if (exit_after > 0 && ev_now(loop) >= *(const double *)w->data &&
+             __atomic_load_n(&gw.active, __ATOMIC_RELAXED) == 0)
+        why = "--timeout: no session open";
+    if (!why)
+        return;
+    log_msg(WLOG_INFO, "%s: exiting", why);
+    stop_signals++;
+    __atomic_store_n(&gw.draining, 1, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < gw.nworkers; i++)
+        worker_post(&gw.workers[i], WCMD_DRAIN);
+    ev_timer_stop(loop, w);
 }
 
 /* Every listen address of cfg that old (may be NULL) does not have must be
@@ -343,6 +486,13 @@ static int run(struct config *cfg)
             rc = 1;
         }
     }
+    static double deadline;
+    if (rc == 0 && (run_once || exit_after > 0)) {
+        deadline = ev_now(loop) + exit_after;
+        ev_timer_init(&exit_watch, exit_watch_cb, 0.05, 0.05);
+        exit_watch.data = &deadline;
+        ev_timer_start(loop, &exit_watch);
+    }
     if (rc == 0) {
         log_msg(WLOG_INFO, "wsgate %s started: %zu listener(s), %zu route(s), %u worker(s)",
                 PACKAGE_VERSION, cfg->nlistens, cfg->nroutes, gw.nworkers);
@@ -385,6 +535,18 @@ int main(int argc, char **argv)
         OPT_RECORD,
         OPT_UNIX_LISTEN,
         OPT_UNIX_LISTEN_MODE,
+        OPT_SSL_TARGET,
+        OPT_VERIFY_CLIENT,
+        OPT_CAFILE,
+        OPT_SSL_VERSION,
+        OPT_SSL_CIPHERS,
+        OPT_LOG_FILE,
+        OPT_RUN_ONCE,
+        OPT_TIMEOUT,
+        OPT_FILE_ONLY,
+        OPT_HOST_TOKEN,
+        OPT_TARGET_CONFIG,
+        OPT_REFUSED, /* + index in refusals[] */
     };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -405,12 +567,43 @@ int main(int argc, char **argv)
         {"record", required_argument, NULL, OPT_RECORD},
         {"unix-listen", required_argument, NULL, OPT_UNIX_LISTEN},
         {"unix-listen-mode", required_argument, NULL, OPT_UNIX_LISTEN_MODE},
+        {"ssl-target", no_argument, NULL, OPT_SSL_TARGET},
+        {"verify-client", no_argument, NULL, OPT_VERIFY_CLIENT},
+        {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"ssl-version", required_argument, NULL, OPT_SSL_VERSION},
+        {"ssl-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
+        {"log-file", required_argument, NULL, OPT_LOG_FILE},
+        {"run-once", no_argument, NULL, OPT_RUN_ONCE},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"file-only", no_argument, NULL, OPT_FILE_ONLY},
+        {"host-token", no_argument, NULL, OPT_HOST_TOKEN},
+        {"prefer-ipv6", no_argument, NULL, '6'},
+        {"target-config", required_argument, NULL, OPT_TARGET_CONFIG},
+        {"daemon", no_argument, NULL, OPT_REFUSED + 0},
+        {"inetd", no_argument, NULL, OPT_REFUSED + 1},
+        {"libserver", no_argument, NULL, OPT_REFUSED + 2},
+        {"syslog", required_argument, NULL, OPT_REFUSED + 3},
+        {"legacy-syslog", no_argument, NULL, OPT_REFUSED + 4},
+        {"wrap-mode", required_argument, NULL, OPT_REFUSED + 5},
+        {"traffic", no_argument, NULL, OPT_REFUSED + 6},
+        {"key-password", required_argument, NULL, OPT_REFUSED + 7},
         {NULL, 0, NULL, 0},
     };
+    /* websockify's wrap mode: "PORT -- COMMAND ARGS". */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--") == 0)
+            return refuse("wrap mode (-- COMMAND)", refusals[5].way);
     struct cli o = {0};
     const char *replay = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "c:tvVh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:tvVhD6", longopts, NULL)) != -1) {
+        if (c == 'D')
+            c = OPT_REFUSED + 0;
+        if (c >= OPT_REFUSED && c < OPT_REFUSED + (int)NREFUSALS) {
+            char opt[64];
+            snprintf(opt, sizeof(opt), "--%s", refusals[c - OPT_REFUSED].opt);
+            return refuse(opt, refusals[c - OPT_REFUSED].way);
+        }
         switch (c) {
         case 'c':
             o.config = optarg;
@@ -466,6 +659,43 @@ int main(int argc, char **argv)
         case OPT_UNIX_LISTEN_MODE:
             o.unix_listen_mode = optarg;
             break;
+        case OPT_SSL_TARGET:
+            o.ssl_target = 1;
+            break;
+        case OPT_VERIFY_CLIENT:
+            o.verify_client = 1;
+            break;
+        case OPT_CAFILE:
+            o.cafile = optarg;
+            break;
+        case OPT_SSL_VERSION:
+            o.ssl_version = optarg;
+            break;
+        case OPT_SSL_CIPHERS:
+            o.ssl_ciphers = optarg;
+            break;
+        case OPT_LOG_FILE:
+            o.log_file = optarg;
+            break;
+        case OPT_RUN_ONCE:
+            o.run_once = 1;
+            break;
+        case OPT_TIMEOUT:
+            o.timeout = optarg;
+            break;
+        case OPT_FILE_ONLY:
+            o.file_only = 1;
+            break;
+        case OPT_HOST_TOKEN:
+            o.host_token = 1;
+            break;
+        case '6':
+            o.prefer_ipv6 = 1;
+            break;
+        case OPT_TARGET_CONFIG:
+            o.token_plugin = "TokenFile";
+            o.token_source = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -488,7 +718,44 @@ int main(int argc, char **argv)
     }
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
                            o.token_plugin || o.token_source || o.unix_target || o.record ||
-                           o.unix_listen || o.unix_listen_mode;
+                           o.unix_listen || o.unix_listen_mode || o.ssl_target ||
+                           o.verify_client || o.cafile || o.ssl_version || o.ssl_ciphers ||
+                           o.log_file || o.run_once || o.timeout || o.file_only || o.host_token ||
+                           o.prefer_ipv6;
+    if (o.verify_client && !o.cafile) {
+        fprintf(stderr, "wsgate: --verify-client needs --cafile FILE (the CAs that sign "
+                        "client certificates)\n");
+        return 2;
+    }
+    if (o.host_token && !o.token_source) {
+        fprintf(stderr, "wsgate: --host-token needs --token-plugin TokenFile --token-source "
+                        "PATH\n");
+        return 2;
+    }
+    if (o.ssl_version) {
+        if (strcmp(o.ssl_version, "tlsv1_3") == 0)
+            o.min_version = "1.3";
+        else if (strcmp(o.ssl_version, "default") == 0 || strcmp(o.ssl_version, "tlsv1_1") == 0 ||
+                 strcmp(o.ssl_version, "tlsv1_2") == 0)
+            o.min_version = "1.2"; /* wsgate's floor is TLS 1.2 */
+        else {
+            fprintf(stderr,
+                    "wsgate: --ssl-version: '%s' is not one of default, tlsv1_1, tlsv1_2, "
+                    "tlsv1_3\n",
+                    o.ssl_version);
+            return 2;
+        }
+    }
+    if (o.timeout) {
+        char *end;
+        long v = strtol(o.timeout, &end, 10);
+        if (*o.timeout == '\0' || *end != '\0' || v < 0 || v > 86400 * 365) {
+            fprintf(stderr, "wsgate: --timeout: '%s' is not a number of seconds\n", o.timeout);
+            return 2;
+        }
+        exit_after = (double)v;
+    }
+    run_once = o.run_once;
     if (npos == 0 && websockify_flags) {
         fprintf(stderr, "wsgate: websockify options need the positional form "
                         "[LISTEN_HOST:]PORT TARGET (with -c, set them in the file)\n");
@@ -503,6 +770,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "wsgate: --unix-listen-mode needs --unix-listen\n");
         return 2;
     }
+    if (o.log_file && !freopen(o.log_file, "a", stderr)) {
+        fprintf(stdout, "wsgate: --log-file: cannot open %s: %s\n", o.log_file, strerror(errno));
+        return 1;
+    }
     int need_target = !o.unix_target && !o.token_source;
     /* with --unix-listen the listen port may be left out: "--unix-listen P TARGET" */
     int unix_one = o.unix_listen && npos == 1 && need_target;
@@ -516,14 +787,17 @@ int main(int argc, char **argv)
     const char *name;
     int rc;
     if (npos > 0) {
-        char ini[4096];
+        size_t cap = 4u << 20; /* --host-token: a route per token */
+        char *ini = malloc(cap);
         name = "<command line>";
         const char *target = unix_one ? argv[optind] : npos == 2 ? argv[optind + 1] : NULL;
-        if (positional_ini(&o, argv[optind], target, ini, sizeof(ini)) < 0) {
+        if (!ini || positional_ini(&o, argv[optind], target, ini, cap) < 0) {
             fprintf(stderr, "wsgate: command line too long\n");
+            free(ini);
             return 2;
         }
         rc = config_load_string(name, ini, &cfg, err, sizeof(err));
+        free(ini);
     } else {
         name = o.config ? o.config : DEFAULT_CONFIG;
         config_file = name;

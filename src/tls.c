@@ -110,7 +110,9 @@ static SSL_CTX *server_ctx(const struct tls_settings *t, char *err, size_t errle
             goto fail;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_verify(
+            ctx, SSL_VERIFY_PEER | (t->client_cert == 0 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+            NULL);
     }
     static const unsigned char sid[] = "wsgate";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
@@ -147,11 +149,114 @@ static SSL_CTX *backend_ctx(const struct route *r, char *err, size_t errlen)
     return ctx;
 }
 
+/* ex_data slot of a server SSL: the tls_state of the configuration it was
+ * made under (the session holds that configuration). */
+static int sni_index = -1;
+
+/* True when name[0..n) is a plausible host name for SNI matching. */
+static int sni_name_ok(const char *name, size_t n)
+{
+    if (n == 0 || n > 253 || name[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Contract in tls.h. */
+SSL_CTX *tls_ctx_for_name(const struct tls_state *t, const char *name)
+{
+    char host[256];
+    if (!t || !name || t->nsni == 0)
+        return t ? t->server : NULL;
+    size_t n = strlen(name);
+    if (n > 0 && name[n - 1] == '.')
+        n--;
+    if (!sni_name_ok(name, n))
+        return t->server;
+    memcpy(host, name, n);
+    host[n] = '\0';
+    /* Exact names first, then wildcards (whole leftmost label only). */
+    static const unsigned int pass_flags[2] = {
+        X509_CHECK_FLAG_NO_WILDCARDS,
+        X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+    };
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < t->nsni; i++) {
+            X509 *cert = t->sni[i] ? SSL_CTX_get0_certificate(t->sni[i]) : NULL;
+            if (cert && X509_check_host(cert, host, n, pass_flags[pass], NULL) == 1)
+                return t->sni[i];
+        }
+    }
+    return t->server;
+}
+
+/* SNI: move the connection to the certificate its name selects. */
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    (void)arg;
+    const struct tls_state *t = SSL_get_ex_data(ssl, sni_index);
+    SSL_CTX *ctx = tls_ctx_for_name(t, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+    if (ctx && ctx != SSL_get_SSL_CTX(ssl) && !SSL_set_SSL_CTX(ssl, ctx))
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The contexts of the [tls:NAME] sections; one that cannot be loaded keeps
+ * the running configuration's context of the same NAME (kept_old set, the
+ * reasons appended to err), else fails. 0 or -1. */
+static int load_sni(struct tls_state *t, const struct config *cfg, const struct config *old,
+                    int *kept_old, char *err, size_t errlen)
+{
+    t->sni = calloc(cfg->ntls_certs + 1, sizeof(*t->sni));
+    if (!t->sni) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    t->nsni = cfg->ntls_certs;
+    size_t used = *kept_old ? strlen(err) : 0;
+    for (size_t i = 0; i < cfg->ntls_certs; i++) {
+        const struct tls_cert *c = &cfg->tls_certs[i];
+        struct tls_settings s = cfg->tls;
+        s.cert = c->cert;
+        s.key = c->key;
+        s.key_password_file = c->key_password_file;
+        char why[512];
+        t->sni[i] = server_ctx(&s, why, sizeof(why));
+        if (t->sni[i])
+            continue;
+        const struct tls_state *o = old ? old->tls_state : NULL;
+        for (size_t j = 0; o && j < o->nsni && j < old->ntls_certs; j++)
+            if (o->sni[j] && strcmp(old->tls_certs[j].name, c->name) == 0)
+                t->sni[i] = o->sni[j];
+        if (!t->sni[i]) {
+            snprintf(err, errlen, "[tls:%s] %s", c->name, why);
+            return -1;
+        }
+        SSL_CTX_up_ref(t->sni[i]);
+        *kept_old = 1;
+        if (used < errlen) {
+            int k = snprintf(err + used, errlen - used, "%s[tls:%s] %s", used ? "; " : "", c->name,
+                             why);
+            used += k > 0 ? (size_t)k : 0;
+        }
+    }
+    return 0;
+}
+
 static void tls_state_free(void *p)
 {
     struct tls_state *t = p;
     if (!t)
         return;
+    for (size_t i = 0; i < t->nsni; i++)
+        SSL_CTX_free(t->sni[i]);
+    free(t->sni);
     SSL_CTX_free(t->server);
     for (size_t i = 0; i < t->nbackend; i++)
         SSL_CTX_free(t->backend[i]);
@@ -193,6 +298,18 @@ int tls_attach(struct config *cfg, const struct config *old, int *kept_old, char
             t->server = o->server;
             *kept_old = 1;
         }
+        if (sni_index < 0)
+            sni_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        if (sni_index < 0) {
+            snprintf(err, errlen, "SSL_get_ex_new_index failed");
+            goto fail;
+        }
+        if (cfg->ntls_certs && load_sni(t, cfg, old, kept_old, err, errlen) < 0)
+            goto fail;
+        /* Set on a new context only: a kept one already has it, and other
+         * threads may be using it. */
+        if (!(*kept_old && old && old->tls_state && t->server == old->tls_state->server))
+            SSL_CTX_set_tlsext_servername_callback(t->server, sni_cb);
     }
     cfg->tls_state = t;
     cfg->tls_state_free = tls_state_free;
@@ -211,7 +328,7 @@ SSL *tls_server_ssl(const struct config *cfg, int fd)
     if (!t || !t->server)
         return NULL;
     SSL *ssl = SSL_new(t->server);
-    if (ssl && SSL_set_fd(ssl, fd) == 1) {
+    if (ssl && SSL_set_ex_data(ssl, sni_index, (void *)t) == 1 && SSL_set_fd(ssl, fd) == 1) {
         SSL_set_accept_state(ssl);
         return ssl;
     }

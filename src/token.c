@@ -514,6 +514,15 @@ size_t token_count(const struct token_table *t)
     return t ? t->n : 0;
 }
 
+/* Contract in token.h. */
+const char *token_at(const struct token_table *t, size_t i, const char **target)
+{
+    if (!t || i >= t->n)
+        return NULL;
+    *target = t->e[i].target;
+    return t->e[i].token;
+}
+
 /* ---- query strings ------------------------------------------------------ */
 
 int token_from_query(const char *query, size_t len, char *out, size_t cap)

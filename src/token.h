@@ -33,6 +33,10 @@ const char *token_lookup(const struct token_table *t, const char *token, size_t 
 /* Number of tokens in the table. */
 size_t token_count(const struct token_table *t);
 
+/* The i-th token (in token order) with its target in *target; NULL when i
+ * is past the end. */
+const char *token_at(const struct token_table *t, size_t i, const char **target);
+
 /* True (1) when the source at path may differ from what t was read from:
  * the file, or the directory and any of its files, has another inode, size,
  * mtime or ctime, or a file was added or removed. A few stat() calls. */

@@ -197,7 +197,9 @@ static int check(const struct config *cfg, const struct http_request *req,
     if (!valid_key(key->value, key->value_len))
         return fail(res, 400, "invalid Sec-WebSocket-Key");
 
-    const struct route *r = config_match_route(cfg, req->path, req->path_len);
+    const struct http_header *host = http_find_header(req, "Host");
+    const struct route *r =
+        config_match_route(cfg, host->value, host->value_len, req->path, req->path_len);
     if (r == NULL)
         return fail(res, 404, "no route for path");
     res->route = r;

@@ -18,7 +18,8 @@ struct upgrade_result {
 
 /* Validate req against cfg. Order: method (405), version (505), Host (400),
  * Upgrade/Connection tokens (400), Sec-WebSocket-Version (426),
- * Sec-WebSocket-Key (400), route (404), Origin (403), subprotocol (400).
+ * Sec-WebSocket-Key (400), route by Host and path (404, config_match_route),
+ * Origin (403), subprotocol (400).
  * Connection limits (503) and the backend (502/504) are decided by the caller. */
 void upgrade_validate(const struct config *cfg, const struct http_request *req,
                       struct upgrade_result *res);

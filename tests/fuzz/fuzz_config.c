@@ -159,15 +159,16 @@ static void check_config(const struct config *c)
         CHECK(r->p.connect_timeout_ms >= 1 && r->p.pong_timeout_ms >= 1);
 
         /* Its own path finds it, or a longer route that also matches. */
-        const struct route *m = config_match_route(c, r->path, plen);
+        const struct route *m =
+            config_match_route(c, r->host, r->host ? strlen(r->host) : 0, r->path, plen);
         CHECK(m != NULL);
         CHECK(m == r || strlen(m->path) >= plen);
         if (r->prefix) {
-            m = config_match_route(c, r->path, plen - 1);
+            m = config_match_route(c, r->host, r->host ? strlen(r->host) : 0, r->path, plen - 1);
             CHECK(m != NULL);
         }
     }
-    CHECK(config_match_route(c, NULL, 0) == NULL);
+    CHECK(config_match_route(c, NULL, 0, NULL, 0) == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

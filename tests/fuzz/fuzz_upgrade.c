@@ -97,6 +97,19 @@ static int known_status(int st)
 }
 
 /* True when some Sec-WebSocket-Protocol element equals proto exactly. */
+/* The Host header value the route is chosen by (NULL when absent). */
+static const char *host_of(const struct http_request *req)
+{
+    const struct http_header *h = http_find_header(req, "Host");
+    return h != NULL ? h->value : NULL;
+}
+
+static size_t host_len(const struct http_request *req)
+{
+    const struct http_header *h = http_find_header(req, "Host");
+    return h != NULL ? h->value_len : 0;
+}
+
 static int offered(const struct http_request *req, const char *proto)
 {
     size_t plen = strlen(proto);
@@ -173,7 +186,8 @@ static void check_verdict(const struct config *cfg, const struct http_request *r
     CHECK(known_status(res->status));
     CHECK((res->why == NULL) == (res->status == 101));
     if (res->status == 101) {
-        const struct route *r = config_match_route(cfg, req->path, req->path_len);
+        const struct route *r =
+            config_match_route(cfg, host_of(req), host_len(req), req->path, req->path_len);
         CHECK(r != NULL && r == res->route);
         CHECK(strlen(res->accept) == 28);
         const struct http_header *key = http_find_header(req, "Sec-WebSocket-Key");
@@ -192,7 +206,8 @@ static void check_verdict(const struct config *cfg, const struct http_request *r
         }
     }
     if (res->status == 404)
-        CHECK(config_match_route(cfg, req->path, req->path_len) == NULL);
+        CHECK(config_match_route(cfg, host_of(req), host_len(req), req->path, req->path_len) ==
+              NULL);
     build_responses(res, data_cap);
 }
 

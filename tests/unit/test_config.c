@@ -37,8 +37,11 @@
 
 #ifdef NEED_ROUTE_STUB
 /* Only for building this file without src/route.c. */
-const struct route *config_match_route(const struct config *c, const char *path, size_t len)
+const struct route *config_match_route(const struct config *c, const char *host, size_t hlen,
+                                       const char *path, size_t len)
 {
+    (void)host;
+    (void)hlen;
     (void)c;
     (void)path;
     (void)len;

@@ -366,8 +366,41 @@ static void test_ws_key(void **state)
 
 static const char *match(const struct config *c, const char *path)
 {
-    const struct route *r = config_match_route(c, path, strlen(path));
+    const struct route *r = config_match_route(c, NULL, 0, path, strlen(path));
     return r != NULL ? r->name : NULL;
+}
+
+static struct route host_routes[] = {
+    {.name = "any", .path = "/x"},
+    {.name = "a", .path = "/x", .host = "a.test"},
+    {.name = "wild", .path = "/x", .host = "*.test"},
+};
+static struct config host_cfg = {
+    .refcount = 1, .file = "hosts", .routes = host_routes, .nroutes = 3};
+
+/* The Host header chooses among routes with the same path. */
+static void test_route_host_header(void **state)
+{
+    struct upgrade_result res;
+    const char *tail = H_UPGRADE H_CONN H_VERSION H_KEY "\r\n";
+    static const struct {
+        const char *host, *route;
+    } cases[] = {
+        {"a.test", "a"},      {"A.TEST:8080", "a"},   {"a.test.", "a"},      {"b.a.test", "wild"},
+        {"b.test:1", "wild"}, {"example.com", "any"}, {"[::1]:8080", "any"}, {"a.test:x", "any"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char head[512];
+        snprintf(head, sizeof head, "GET /x HTTP/1.1\r\nHost: %s\r\n%s", cases[i].host, tail);
+        assert_int_equal(run(&host_cfg, head, &res), 101);
+        assert_string_equal(res.route->name, cases[i].route);
+    }
+    /* a host route alone: another host gets 404 */
+    struct config only = {.refcount = 1, .file = "only", .routes = &host_routes[1], .nroutes = 1};
+    char head[512];
+    snprintf(head, sizeof head, "GET /x HTTP/1.1\r\nHost: b.test\r\n%s", tail);
+    assert_int_equal(run(&only, head, &res), 404);
+    assert_null(res.route);
 }
 
 static void test_route_exact(void **state)
@@ -382,7 +415,7 @@ static void test_route_exact(void **state)
     assert_null(match(&main_cfg, ""));
     assert_null(match(&main_cfg, "/"));
     /* The length bounds the path: no NUL needed. */
-    const struct route *r = config_match_route(&main_cfg, "/vnc?token=x", 4);
+    const struct route *r = config_match_route(&main_cfg, NULL, 0, "/vnc?token=x", 4);
     assert_non_null(r);
     assert_string_equal(r->name, "vnc");
 }
@@ -703,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_ws_version),
         cmocka_unit_test(test_ws_key),
         cmocka_unit_test(test_route_exact),
+        cmocka_unit_test(test_route_host_header),
         cmocka_unit_test(test_route_prefix),
         cmocka_unit_test(test_route_catchall),
         cmocka_unit_test(test_route_in_handshake),
