@@ -86,6 +86,7 @@ struct tls_settings {
     int min_version; /* 0 = TLS 1.2, 1 = TLS 1.3 */
     char *ciphers;
     char *ciphersuites;
+    bool session_tickets; /* resumption by stateless tickets (ticket.c) */
 };
 
 struct config {
