@@ -191,6 +191,7 @@ static const struct key keys[] = {
     {S_TLS, "min_version", T_ENUM, CFG(tls.min_version), .def = "1.2", .choices = tls_versions},
     {S_TLS, "ciphers", T_STRING, CFG(tls.ciphers)},
     {S_TLS, "ciphersuites", T_STRING, CFG(tls.ciphersuites)},
+    {S_TLS, "session_tickets", T_BOOL, CFG(tls.session_tickets), .def = "on"},
     {S_TLS, "client_cert", T_ENUM, CFG(tls.client_cert), .def = "required",
      .choices = client_cert_modes},
 

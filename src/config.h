@@ -138,6 +138,7 @@ struct tls_settings {
     char *ciphers;
     char *ciphersuites;
     int client_cert; /* with client_ca: 0 = required, 1 = optional (verified when sent) */
+    bool session_tickets; /* resumption by stateless tickets (ticket.c) */
 };
 
 /* A [tls:NAME] section: another server certificate, chosen by SNI against

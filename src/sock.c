@@ -25,6 +25,12 @@ int sock_listen(const struct sockaddr_any *addr, int reuseport)
         goto fail;
     if (family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Linux copies TCP_NODELAY to every socket accept() returns: the small
+     * writes after a handshake (session tickets, 101, first frames) never
+     * wait for the client's delayed ACK, at no syscall per connection. */
+    if ((family == AF_INET || family == AF_INET6) &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        goto fail;
     if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
         goto fail;
     if (listen(fd, 1024) < 0)

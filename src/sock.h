@@ -8,7 +8,8 @@
 #include "config.h"
 
 /* A non-blocking listening socket bound to addr (SO_REUSEADDR, SO_REUSEPORT
- * when reuseport, IPV6_V6ONLY for IPv6). Returns the fd or -1 with errno. */
+ * when reuseport, IPV6_V6ONLY for IPv6; TCP_NODELAY on TCP, which the
+ * sockets accept() returns inherit on Linux). Returns the fd or -1 with errno. */
 int sock_listen(const struct sockaddr_any *addr, int reuseport);
 
 /* A non-blocking listening Unix socket at addr (AF_UNIX) whose file gets

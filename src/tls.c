@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ticket.h"
+
 static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
 {
     char buf[256] = "unknown error";
@@ -74,6 +76,26 @@ static int load_key(SSL_CTX *ctx, const struct tls_settings *t, char *err, size_
     return 0;
 }
 
+/* What every server context gets, whatever the certificate: resumption by
+ * stateless session tickets sealed with the process-wide keys of ticket.c
+ * (one ticket after a TLS 1.3 handshake instead of OpenSSL's two: one write
+ * less; no server-side session cache, so resumption costs no memory), or no
+ * resumption at all when session_tickets is off; and read/write buffers
+ * released while empty, so an idle connection holds none. */
+static void server_ctx_tune(SSL_CTX *ctx, const struct tls_settings *t)
+{
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (!t->session_tickets) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+        return;
+    }
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
+}
+
 static SSL_CTX *server_ctx(const struct tls_settings *t, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -87,6 +109,7 @@ static SSL_CTX *server_ctx(const struct tls_settings *t, char *err, size_t errle
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    server_ctx_tune(ctx, t);
     if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1) {
         ssl_err(err, errlen, "cannot load certificate", t->cert);
         goto fail;
@@ -310,6 +333,13 @@ int tls_attach(struct config *cfg, const struct config *old, int *kept_old, char
          * threads may be using it. */
         if (!(*kept_old && old && old->tls_state && t->server == old->tls_state->server))
             SSL_CTX_set_tlsext_servername_callback(t->server, sni_cb);
+    }
+    /* New ticket keys at the start and on each reload; the previous key
+     * still opens tickets until the next one. At the start there must be a
+     * key; on a reload the running keys stay if no random bytes came. */
+    if (need_server && cfg->tls.session_tickets && ticket_rotate() < 0 && !old) {
+        snprintf(err, errlen, "cannot make session-ticket keys");
+        goto fail;
     }
     cfg->tls_state = t;
     cfg->tls_state_free = tls_state_free;

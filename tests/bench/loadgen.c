@@ -87,7 +87,8 @@ static struct options {
     const char *label;
     enum mode mode;
     bool ws;
-    bool tls; /* TLS to the target (wss://), no certificate verification */
+    bool tls;    /* TLS to the target (wss://), no certificate verification */
+    bool resume; /* churn with TLS: offer each slot's last session again */
     const char *sni;
     int conns;
     int threads;
@@ -123,6 +124,7 @@ enum counter {
     CNT_CYCLES,      /* churn cycles completed */
     CNT_OPENED,      /* connections opened for the first time */
     CNT_OPEN_FAILED, /* connections that failed before they opened */
+    CNT_RESUMED,     /* churn --resume: cycles whose TLS handshake resumed */
     N_COUNTERS
 };
 
@@ -160,6 +162,7 @@ struct conn {
     uint8_t pend[131]; /* outgoing control frame */
     char *hs;          /* handshake response being collected */
     SSL *ssl;          /* --tls: the session on fd */
+    SSL_SESSION *sess; /* --resume: the session the next cycle offers */
 };
 
 struct thread {
@@ -346,6 +349,20 @@ static void conn_fail(struct conn *c, const char *what, int err)
 /* A churn cycle is complete: count it and start the next one. */
 static void conn_cycle_done(struct conn *c)
 {
+    if (opt.resume && c->ssl) {
+        if (SSL_session_reused(c->ssl))
+            count_add(c->t, CNT_RESUMED, 1);
+        SSL_SESSION *s = SSL_get1_session(c->ssl);
+        if (s && SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION_free(c->sess);
+            c->sess = s;
+        } else {
+            SSL_SESSION_free(s);
+        }
+        /* SSL_free() of a connection not shut down marks its session not
+         * resumable; the cycle ended cleanly, so say it was shut down. */
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    }
     conn_close(c);
     count_add(c->t, CNT_CYCLES, 1);
     if (atomic_load(&phase) != PH_STOP) {
@@ -579,6 +596,10 @@ static void conn_connected(struct conn *c)
     if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) ||
         (opt.sni && !SSL_set_tlsext_host_name(c->ssl, opt.sni))) {
         tls_fail(c, "TLS setup", SSL_ERROR_SSL);
+        return;
+    }
+    if (opt.resume && c->sess && SSL_set_session(c->ssl, c->sess) != 1) {
+        tls_fail(c, "TLS session", SSL_ERROR_SSL);
         return;
     }
     SSL_set_connect_state(c->ssl);
@@ -1147,6 +1168,7 @@ static void usage(FILE *f)
             "  -p, --proto PROTO      ws | tcp (default ws)\n"
             "  -T, --tls              TLS to the target (wss://; certificate not verified)\n"
             "      --sni NAME         TLS: server name to send (default none)\n"
+            "  -R, --resume           churn with TLS: resume each worker's last session\n"
             "  -u, --path PATH        WebSocket request path (default /)\n"
             "  -c, --conns N          connections (churn: concurrent workers) (1)\n"
             "  -s, --size BYTES       message size (65536)\n"
@@ -1165,15 +1187,28 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"mode", 1, 0, 'm'},      {"proto", 1, 0, 'p'},  {"path", 1, 0, 'u'},
-        {"conns", 1, 0, 'c'},     {"size", 1, 0, 's'},   {"window", 1, 0, 'w'},
-        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'W'}, {"samples", 1, 0, 'n'},
-        {"pace", 1, 0, 'C'},      {"hold", 1, 0, 'H'},   {"threads", 1, 0, 't'},
-        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'},  {"tls", 0, 0, 'T'},
-        {"sni", 1, 0, 'S'},       {"help", 0, 0, 'h'},   {0, 0, 0, 0},
+        {"mode", 1, 0, 'm'},
+        {"proto", 1, 0, 'p'},
+        {"path", 1, 0, 'u'},
+        {"conns", 1, 0, 'c'},
+        {"size", 1, 0, 's'},
+        {"window", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'W'},
+        {"samples", 1, 0, 'n'},
+        {"pace", 1, 0, 'C'},
+        {"hold", 1, 0, 'H'},
+        {"threads", 1, 0, 't'},
+        {"watch-pid", 1, 0, 'P'},
+        {"label", 1, 0, 'l'},
+        {"tls", 0, 0, 'T'},
+        {"sni", 1, 0, 'S'},
+        {"help", 0, 0, 'h'},
+        {"resume", 0, 0, 'R'},
+        {0, 0, 0, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "m:p:Tu:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:p:TRu:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
         switch (ch) {
         case 'm':
             opt.mode = (enum mode) - 1;
@@ -1190,6 +1225,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'T':
             opt.tls = true;
+            break;
+        case 'R':
+            opt.resume = true;
             break;
         case 'S':
             opt.sni = optarg;
@@ -1248,7 +1286,7 @@ static void parse_args(int argc, char **argv)
     if (opt.conns < 1 || opt.threads < 1 || opt.threads > opt.conns || opt.window < 1 ||
         opt.pace < 1 || opt.size < 1 || opt.size > (1u << 30) || opt.duration <= 0 ||
         opt.samples < 1 || strlen(opt.path) > 256 || opt.path[0] != '/' || strchr(opt.label, '"') ||
-        strchr(opt.label, '\\'))
+        strchr(opt.label, '\\') || (opt.resume && (!opt.tls || opt.mode != M_CHURN)))
         bench_die(PROG, 0, "invalid option value (see -h)");
 }
 
@@ -1342,12 +1380,14 @@ int main(int argc, char **argv)
 
     /* The measured window (idle mode measured its opening above). */
     uint64_t b0 = sum(CNT_BYTES), c0 = sum(CNT_CYCLES), t0 = bench_now_ns();
+    uint64_t r0 = sum(CNT_RESUMED);
     double cpu0 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self0 = self_cpu_s();
     if (opt.mode != M_IDLE) {
         atomic_store(&phase, PH_MEASURE);
         wait_until(t0 + (uint64_t)(opt.duration * 1e9));
     }
     uint64_t b1 = sum(CNT_BYTES), c1 = sum(CNT_CYCLES), t1 = bench_now_ns();
+    uint64_t r1 = sum(CNT_RESUMED);
     double cpu1 = opt.watch_pid ? proc_cpu_s(opt.watch_pid) : -1, self1 = self_cpu_s();
     stop_threads();
 
@@ -1391,6 +1431,8 @@ int main(int argc, char **argv)
         double rate = (double)(c1 - c0) / secs;
         printf(",\"seconds\":%.3f,\"cycles\":%llu,\"per_s\":%.1f", secs,
                (unsigned long long)(c1 - c0), rate);
+        if (opt.resume)
+            printf(",\"resumed\":%llu", (unsigned long long)(r1 - r0));
         fprintf(stderr, "%s: churn %s, %d concurrent: %.1f connections/s over %.2f s\n", opt.label,
                 proto_name(), opt.conns, rate, secs);
         break;

@@ -18,7 +18,13 @@ to open them and the relay's RSS growth per connection; wss bulk echo (one
 connection x 64 KiB and 100 x 4 KiB) through wsgate's TLS listener, each
 next to the same over plain WebSocket in the same run, with wsgate's CPU
 seconds per GB (issue 3; the self-signed EC P-256 certificate is made with
-the openssl command for each run). Prints a table, the
+the openssl command for each run), and beside it haproxy terminating TLS
+(`mode tcp`, `bind ... ssl crt`, same certificate; both TLS 1.3 only with
+TLS_AES_256_GCM_SHA384): wss1, wss100, wsschurn (churn with full
+handshakes) and wssresume (churn resuming each worker's last session);
+loaded: the 64-byte echo latency while 100 other connections stream bulk
+data through the same relay (direct, haproxy, wsgate; issue 16). Prints a
+table, the
 ratios wsgate/haproxy and wsgate/websockify, and how the numbers compare with
 the goals of issue 4. The numbers are information, never assertions: the exit
 status is 1 only when a tool failed (a server did not start or died, or a
@@ -40,7 +46,8 @@ Environment (all optional):
                        that rotates each round; the table shows each target's
                        median round (3)
   BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
-                       wss100 (all; wss* measure wsgate only)
+                       wss100,wsschurn,wssresume,loaded (all; wss* measure
+                       haproxy's and wsgate's TLS listeners)
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
                        as haproxy here logs nothing)
@@ -60,11 +67,15 @@ import tempfile
 import time
 
 TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
-SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100"]
-WSS_SCENARIOS = ("wss1", "wss100")
+SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100", "wsschurn",
+             "wssresume", "loaded"]
+WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume")
+# TLS on both sides of the comparison (what issue 16 asks for)
+TLS_SUITE = "TLS_AES_256_GCM_SHA384"
 # The result that orders the rounds of a scenario when BENCH_REPEAT > 1.
 MEDIAN_KEY = {"bulk1": "mb_per_s", "latency": "p50_us", "bulk100": "mb_per_s",
-              "churn": "per_s", "idle": "open_s", "wss1": "mb_per_s", "wss100": "mb_per_s"}
+              "churn": "per_s", "idle": "open_s", "wss1": "mb_per_s", "wss100": "mb_per_s",
+              "wsschurn": "per_s", "wssresume": "per_s", "loaded": "p99_us"}
 
 
 def env_num(name, default):
@@ -235,6 +246,13 @@ class Bench:
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             maxconn = 10000 if hard == resource.RLIM_INFINITY else min(10000, (hard - 200) // 2)
             cfg = os.path.join(self.dir, "haproxy.cfg")
+            tls_port = free_port() if self.cert else None
+            while tls_port == port:
+                tls_port = free_port()
+            tls_frontend = f"""frontend relay_tls
+    bind 127.0.0.1:{tls_port} ssl crt {self.cert[2]} ssl-min-ver TLSv1.3 ciphersuites {TLS_SUITE}
+    default_backend echo
+""" if tls_port else ""
             with open(cfg, "w") as f:
                 f.write(f"""global
     nbthread 2
@@ -247,10 +265,11 @@ defaults
 frontend relay
     bind 127.0.0.1:{port}
     default_backend echo
-backend echo
+{tls_frontend}backend echo
     server echo {backend}
 """)
-            return Server(name, ["haproxy", "-db", "-f", cfg], port, log, "tcp")
+            return Server(name, ["haproxy", "-db", "-f", cfg], port, log, "tcp",
+                          tls_port=tls_port)
         if name == "websockify":
             return Server(name, ["websockify", f"127.0.0.1:{port}", backend], port, log, "ws")
         cfg = os.path.join(self.dir, "wsgate.ini")
@@ -258,7 +277,8 @@ backend echo
         while tls_port == port:
             tls_port = free_port()
         tls_listen = f"listen = 127.0.0.1:{tls_port} tls\n" if tls_port else ""
-        tls_section = f"[tls]\ncert = {self.cert[0]}\nkey = {self.cert[1]}\n\n" if tls_port else ""
+        tls_section = (f"[tls]\ncert = {self.cert[0]}\nkey = {self.cert[1]}\nmin_version = 1.3\n"
+                       f"ciphersuites = {TLS_SUITE}\n\n" if tls_port else "")
         with open(cfg, "w") as f:
             f.write(f"""[gateway]
 listen = 127.0.0.1:{port}
@@ -287,7 +307,12 @@ backend = {backend}
         if p.returncode != 0:
             self.failures.append(f"wss: openssl req failed: {p.stderr.strip()[-300:]}")
             return
-        self.cert = (cert, key)
+        combined = os.path.join(self.dir, "combined.pem")  # haproxy's crt: both in one
+        with open(combined, "w") as out:
+            for path in (cert, key):
+                with open(path) as f:
+                    out.write(f.read())
+        self.cert = (cert, key, combined)
 
     def start(self, name):
         srv = self.make_server(name)
@@ -342,15 +367,24 @@ backend = {backend}
         bulk1 = ["-m", "bulk", "-c", "1", "-s", "65536", "-w", "4"] + common
         bulk100 = ["-m", "bulk", "-c", str(self.bulk_conns), "-s", "4096", "-w", "4"] + common
         if scenario in WSS_SCENARIOS:
-            # wsgate only: over its tls listener, then the same over plain
-            # WebSocket in the same run for comparison.
-            if "wsgate" not in self.targets or not self.servers["wsgate"].tls_port:
-                return
-            extra = bulk1 if scenario == "wss1" else bulk100
-            for _ in range(self.repeat):
-                self.loadgen(scenario, "wsgate", extra, budget, tls=True, key="wsgate-wss")
-                self.loadgen(scenario, "wsgate", extra, budget, key="wsgate-ws")
+            # haproxy's and wsgate's tls listeners; bulk also wsgate over
+            # plain WebSocket in the same run for comparison.
+            churn = ["-m", "churn", "-c", str(self.churn), "-s", "64"] + common
+            extra = {"wss1": bulk1, "wss100": bulk100, "wsschurn": churn,
+                     "wssresume": churn + ["--resume"]}[scenario]
+            runs = [(t, key, True) for t, key in (("haproxy", "haproxy-tls"),
+                                                   ("wsgate", "wsgate-wss"))
+                    if t in self.targets and self.servers[t].tls_port]
+            if "wsgate" in self.targets and scenario in ("wss1", "wss100"):
+                runs.append(("wsgate", "wsgate-ws", False))
+            for round_no in range(self.repeat):
+                k = round_no % len(runs) if runs else 0
+                for target, key, tls in runs[k:] + runs[:k]:
+                    self.loadgen(scenario, target, extra, budget, tls=tls, key=key)
             self.pick_medians(scenario)
+            return
+        if scenario == "loaded":
+            self.run_loaded(bulk100, budget + self.latency_max)
             return
         plan = {
             "bulk1": (bulk1, TARGETS),
@@ -377,6 +411,42 @@ backend = {backend}
                     self.wait_children("websockify")
         self.pick_medians(scenario)
 
+    def run_loaded(self, bulk, budget):
+        """Latency of a 64-byte echo on one connection while bulk (100
+        connections streaming 4 KiB messages) runs through the same relay."""
+        targets = [t for t in ("direct", "haproxy", "wsgate") if t in self.targets]
+        w = self.warmup
+        latency = ["-m", "latency", "-c", "1", "-s", "64", "-n", str(self.samples),
+                   "-d", str(self.latency_max), "-W", str(w)]
+        for round_no in range(self.repeat):
+            k = round_no % len(targets) if targets else 0
+            for target in targets[k:] + targets[:k]:
+                srv = self.servers[target]
+                # the stream outlasts the latency run; a signal ends it
+                argv = [self.args.loadgen, "-p", srv.proto, "-u", srv.path, "-l",
+                        f"{target}-bulk"] + bulk
+                i = argv.index("-d")
+                argv[i + 1] = str(self.latency_max + 3 * w + 30)
+                argv.append(f"127.0.0.1:{srv.port}")
+                stream = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True)
+                time.sleep(2 * w + 0.5)  # connections open and streaming
+                self.loadgen("loaded", target, latency, budget)
+                stream.send_signal(signal.SIGINT)
+                try:
+                    out, err = stream.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    stream.kill()
+                    out, err = stream.communicate()
+                lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+                if stream.returncode not in (0, None) or not lines:
+                    self.failures.append(f"loaded/{target}: the bulk stream failed: "
+                                         f"{err.strip()[-300:]}")
+                else:
+                    r = json.loads(lines[-1])
+                    self.rounds.setdefault(("loaded-bulk", target), []).append(r)
+        self.pick_medians("loaded")
+
     def wait_children(self, name, timeout=20.0):
         """Wait until the per-connection processes name forked have exited:
         they would otherwise take CPU from the next measurement."""
@@ -394,8 +464,9 @@ backend = {backend}
     def pick_medians(self, scenario):
         """Keep each target's median round of scenario in self.results."""
         for key, runs in self.rounds.items():
-            if key[0] == scenario:
-                runs = sorted(runs, key=lambda r: r.get(MEDIAN_KEY[scenario], 0))
+            if key[0] == scenario or key[0] == scenario + "-bulk":
+                runs = sorted(runs, key=lambda r: r.get(MEDIAN_KEY.get(key[0], "mb_per_s"), 0)
+                              or 0)
                 self.results[key] = runs[len(runs) // 2]
 
     def run(self):
@@ -404,7 +475,8 @@ backend = {backend}
         self.print_machine()
         cpu0, wall0 = cpu_busy_s(), time.monotonic()
         self.start_echo()
-        if "wsgate" in self.targets and any(sc in WSS_SCENARIOS for sc in self.scenarios):
+        if any(t in self.targets for t in ("haproxy", "wsgate")) and \
+                any(sc in WSS_SCENARIOS for sc in self.scenarios):
             self.make_cert()
         try:
             for t in list(self.targets):
@@ -492,6 +564,7 @@ backend = {backend}
               "on average during the run" + (" (noisy: compare with care)"
                                               if self.other_cores > 0.25 else ""))
         self.report_wss()
+        self.report_loaded()
         self.report_cpu()
         self.report_goals()
         if self.failures:
@@ -500,33 +573,60 @@ backend = {backend}
                 print("  - " + f)
 
     def report_wss(self):
-        """wss through wsgate next to plain ws through wsgate (same run)."""
-        n = self.bulk_conns
-        rows = [("wss bulk 1 x 64 KiB, MB/s", "wss1", "mb_per_s", "{:.0f}"),
-                ("wss bulk 1 x 64 KiB, wsgate CPU s/GB", "wss1", "peer_cpu_s_per_gb", "{:.2f}"),
-                (f"wss bulk {n} x 4 KiB, MB/s", "wss100", "mb_per_s", "{:.0f}"),
-                (f"wss bulk {n} x 4 KiB, wsgate CPU s/GB", "wss100", "peer_cpu_s_per_gb",
-                 "{:.2f}")]
-        if not any((sc, "wsgate-wss") in self.results for _, sc, _, _ in rows):
+        """wss through wsgate beside haproxy terminating TLS (and plain ws
+        through wsgate), same run."""
+        n, c = self.bulk_conns, self.churn
+        rows = [("TLS bulk 1 x 64 KiB, MB/s", "wss1", "mb_per_s", "{:.0f}"),
+                ("TLS bulk 1 x 64 KiB, relay CPU s/GB", "wss1", "peer_cpu_s_per_gb", "{:.2f}"),
+                (f"TLS bulk {n} x 4 KiB, MB/s", "wss100", "mb_per_s", "{:.0f}"),
+                (f"TLS bulk {n} x 4 KiB, relay CPU s/GB", "wss100", "peer_cpu_s_per_gb",
+                 "{:.2f}"),
+                (f"TLS churn {c}, full handshakes, conn/s", "wsschurn", "per_s", "{:.0f}"),
+                (f"TLS churn {c}, resumed, conn/s", "wssresume", "per_s", "{:.0f}"),
+                (f"TLS churn {c}, resumed handshakes", "wssresume", "resumed", "{:.0f}"),
+                (f"TLS churn {c}, cycles", "wssresume", "cycles", "{:.0f}")]
+        keys = ("haproxy-tls", "wsgate-wss", "wsgate-ws")
+        if not any((sc, k) in self.results for _, sc, _, _ in rows for k in keys):
             return
         width = max(len(r[0]) for r in self.rows() + rows) + 2
-        print("\nwss through wsgate (its tls listener), next to plain ws through wsgate")
-        print("".ljust(width) + "".join(c.rjust(11) for c in ("wss", "ws", "wss/ws")))
+        print("\nTLS: haproxy terminating TLS (raw TCP inside), wsgate wss, wsgate plain ws")
+        print("".ljust(width) + "".join(x.rjust(11) for x in
+                                          ("haproxy", "wss", "ws", "wss/hap")))
         for label, sc, key, fmt in rows:
-            wss, ws = self.get(sc, "wsgate-wss", key), self.get(sc, "wsgate-ws", key)
-            cells = [fmt.format(v) if v is not None else "-" for v in (wss, ws)]
-            cells.append(f"{wss / ws:.2f}x" if wss is not None and ws else "-")
-            print(label.ljust(width) + "".join(c.rjust(11) for c in cells))
+            vals = [self.get(sc, k, key) for k in keys]
+            cells = [fmt.format(v) if v is not None else "-" for v in vals]
+            hap, wss = vals[0], vals[1]
+            cells.append(f"{wss / hap:.2f}x" if wss is not None and hap and
+                         key not in ("resumed", "cycles") else "-")
+            print(label.ljust(width) + "".join(x.rjust(11) for x in cells))
         tls = next((r.get("tls") for (sc, t), r in self.results.items()
-                    if t == "wsgate-wss" and r.get("tls")), None)
+                    if t in keys[:2] and r.get("tls")), None)
         print(f"(TLS: {tls or '?'}, self-signed EC P-256 certificate; the load generator "
               "does its side of the TLS work on the same machine)")
+
+    def report_loaded(self):
+        """64-byte echo latency while 100 connections stream."""
+        targets = ("direct", "haproxy", "wsgate")
+        if not any(("loaded", t) in self.results for t in targets):
+            return
+        n = self.bulk_conns
+        rows = [("p50, us", "loaded", "p50_us", "{:.1f}"), ("p99, us", "loaded", "p99_us", "{:.1f}"),
+                ("p99.9, us", "loaded", "p999_us", "{:.1f}"),
+                (f"the {n} streams meanwhile, MB/s", "loaded-bulk", "mb_per_s", "{:.0f}")]
+        width = max(len(r[0]) for r in self.rows()) + 2
+        print(f"\nlatency of a 64 B echo while {n} connections x 4 KiB stream through the same relay")
+        print("".ljust(width) + "".join(x.rjust(11) for x in targets + ("wsg/hap",)))
+        for label, sc, key, fmt in rows:
+            vals = [self.get(sc, t, key) for t in targets]
+            cells = [fmt.format(v) if v is not None else "-" for v in vals]
+            cells.append(f"{vals[2] / vals[1]:.2f}x" if vals[2] is not None and vals[1] else "-")
+            print(label.ljust(width) + "".join(x.rjust(11) for x in cells))
 
     def report_cpu(self):
         """CPU the load generator itself used, to show it was not the limit."""
         lines = []
-        for sc in ("bulk1", "bulk100", "churn", "wss1", "wss100"):
-            for t in TARGETS + ["wsgate-wss", "wsgate-ws"]:
+        for sc in ("bulk1", "bulk100", "churn") + WSS_SCENARIOS:
+            for t in TARGETS + ["haproxy-tls", "wsgate-wss", "wsgate-ws"]:
                 r = self.results.get((sc, t))
                 if r and r.get("seconds"):
                     lines.append(f"{sc}/{t} {r['self_cpu_s'] / r['seconds']:.2f}")
