@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define SETERR(...) ((err) && (errlen) ? (void)snprintf((err), (errlen), __VA_ARGS__) : (void)0)
+#define SETERR(e, n, ...) ((e) && (n) ? (void)snprintf((e), (n), __VA_ARGS__) : (void)0)
 
 /* "1".."65535", digits only. 0 or -1. */
 static int parse_port(const char *s, unsigned *port)
