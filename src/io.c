@@ -37,13 +37,13 @@ ssize_t io_read(struct io *io, void *buf, size_t n)
 {
     if (!io->ssl)
         return read(io->fd, buf, n);
-    io->want &= ~(unsigned)IO_READ_WANTS_WRITE;
+    io->want &= ~(unsigned)(IO_READ_WANTS_WRITE | IO_READ_STARVED);
     ERR_clear_error();
     size_t got = 0;
     int r = SSL_read_ex(io->ssl, buf, n, &got);
     if (r == 1)
         return (ssize_t)got;
-    return ssl_result(io, r, 0, IO_READ_WANTS_WRITE);
+    return ssl_result(io, r, IO_READ_STARVED, IO_READ_WANTS_WRITE);
 }
 
 ssize_t io_write(struct io *io, const void *buf, size_t n)
@@ -150,16 +150,23 @@ int io_ready(const struct io *io, int revents)
 
 int io_pending(const struct io *io)
 {
-    return io->ssl ? SSL_pending(io->ssl) > 0 : 0;
+    if (!io->ssl || !io->handshaken) /* a handshake waiting to read waits for the socket */
+        return 0;
+    return SSL_pending(io->ssl) > 0 || (!(io->want & IO_READ_STARVED) && SSL_has_pending(io->ssl));
 }
 
-void io_shutdown(struct io *io)
+void io_notify_close(struct io *io)
 {
     if (io->ssl && io->handshaken) {
         ERR_clear_error();
         SSL_shutdown(io->ssl);
         ERR_clear_error();
     }
+}
+
+void io_shutdown(struct io *io)
+{
+    io_notify_close(io);
     shutdown(io->fd, SHUT_WR);
 }
 

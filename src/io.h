@@ -20,6 +20,7 @@ enum {
     IO_WRITE_WANTS_READ = 2, /* the last write needs EV_READ to go on */
     IO_HS_WANTS_READ = 4,    /* the handshake waits for EV_READ */
     IO_HS_WANTS_WRITE = 8,   /* the handshake waits for EV_WRITE */
+    IO_READ_STARVED = 16,    /* the last read found only part of a record: wait for the socket */
 };
 
 struct io {
@@ -36,8 +37,9 @@ ssize_t io_writev(struct io *io, const struct iovec *iov, int cnt);
 /* Drive the TLS handshake: 1 done (always for plain sockets), 0 in progress
  * (io->want says what it waits for), -1 failed (why describes it). */
 int io_handshake(struct io *io, char *why, size_t whylen);
-/* Bytes already decrypted and waiting inside OpenSSL (read them before
- * waiting for the socket). */
+/* Bytes waiting inside OpenSSL that a read can use without the socket:
+ * decrypted ones, or (with read-ahead) whole records read ahead. Not after a
+ * read found only part of a record (that needs the socket first). */
 int io_pending(const struct io *io);
 /* The events a watcher on this transport must wait for, given what the
  * caller wants to do next (EV_READ to read, EV_WRITE to write, or both): a
@@ -49,6 +51,8 @@ int io_events(const struct io *io, int want);
 int io_ready(const struct io *io, int revents);
 /* Send our end of stream: TLS close_notify (best effort), then SHUT_WR. */
 void io_shutdown(struct io *io);
+/* TLS close_notify (best effort), for a transport about to be closed. */
+void io_notify_close(struct io *io);
 /* Free TLS state and close the socket. */
 void io_close(struct io *io);
 

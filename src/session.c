@@ -225,7 +225,6 @@ static void enter(struct session *s, enum phase to)
         set_busy(s, true);
         break;
     case PH_LINGER:
-        io_shutdown(&s->cl.tr);
         s->linger_since = now_of(s);
         break;
     case PH_FLUSH:
@@ -256,6 +255,23 @@ static void session_close(struct session *s, enum end_cause cause, const char *f
     }
     if (s->phase != PH_CLOSED)
         enter(s, PH_CLOSED);
+}
+
+/* Our last byte to the client is out. When the client has nothing unread
+ * queued, close at once (FIN after our bytes); else shut our side down and
+ * discard what it still sends until it closes, so a reset cannot destroy our
+ * last bytes in flight (LINGER). */
+static void client_finish(struct session *s)
+{
+    enter(s, PH_LINGER);
+    uint8_t probe;
+    ssize_t n = io_read(&s->cl.tr, &probe, 1);
+    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EINTR) && !io_pending(&s->cl.tr))) {
+        io_notify_close(&s->cl.tr);
+        half_close(s, &s->cl);
+    } else {
+        io_shutdown(&s->cl.tr);
+    }
 }
 
 /* The client connection is finished (EOF or error, noted): after a clean
@@ -400,7 +416,7 @@ static void respond_write(struct session *s)
             return;
     }
     if (v->file_left == 0) {
-        enter(s, PH_LINGER);
+        client_finish(s);
         return;
     }
     size_t chunk = s->cfg->buffer_size < RELAY_BUDGET ? s->cfg->buffer_size : RELAY_BUDGET;
@@ -683,14 +699,14 @@ static void advance(struct session *s)
      * TLS close_notify, FIN), or at once when it failed. */
     if (half_open(&s->be) && (r->be_gone || relay_backend_done(r))) {
         if (!r->be_gone)
-            io_shutdown(&s->be.tr);
+            io_notify_close(&s->be.tr); /* then close: FIN after every byte */
         half_close(s, &s->be);
         relay_backend_gone(r);
     }
     if (s->phase == PH_RELAY && r->close != RC_OPEN)
         enter(s, PH_CLOSING);
     if (s->phase == PH_CLOSING && relay_client_done(r))
-        enter(s, PH_LINGER);
+        client_finish(s);
     if (s->phase == PH_LINGER && !half_open(&s->cl))
         enter(s, half_open(&s->be) ? PH_FLUSH : PH_CLOSED);
     if (s->phase == PH_LINGER && !half_open(&s->be))

@@ -85,6 +85,9 @@ static int load_key(SSL_CTX *ctx, const struct tls_settings *t, char *err, size_
 static void server_ctx_tune(SSL_CTX *ctx, const struct tls_settings *t)
 {
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* Read whole socket buffers at once (fewer read calls per record);
+     * io_pending() sees what is read ahead. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (!t->session_tickets) {
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
