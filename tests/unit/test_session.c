@@ -481,8 +481,9 @@ static void test_echo_both_ways(void **state)
 
 /* ---- close paths -------------------------------------------------------- */
 
-/* The client's close frame: the reply is 1000, the backend gets EOF, TCP is
- * shut down; once the client closes the session is freed at once. */
+/* The client's close frame: the reply is 1000, the backend gets EOF, and
+ * with nothing unread from the client the session closes TCP at once (no
+ * linger). */
 static void test_client_close_frame(void **state)
 {
     start_client(0);
@@ -493,9 +494,8 @@ static void test_client_close_frame(void **state)
     PUMP_UNTIL(F.cl_eof && F.be_eof, 1);
     assert_int_equal(F.br.len, 3);
     assert_memory_equal(F.br.p, "abc", 3);
-    assert_int_equal(F.w.nsessions, 1); /* lingers until the client closes */
+    PUMP_UNTIL(F.w.nsessions == 0, 0.5); /* nothing unread: no linger */
     close_client();
-    PUMP_UNTIL(F.w.nsessions == 0, 0.5);
 }
 
 /* The backend's EOF: every byte it sent reaches the client, then close 1000;
@@ -694,19 +694,37 @@ static void test_404_and_linger(void **state)
 {
     start_client(0);
     double t0 = now_s();
-    request_expect("GET /nothere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n",
-                   "HTTP/1.1 404 ");
-    uint8_t junk[20000];
-    memset(junk, 'j', sizeof(junk));
-    cl_send(junk, sizeof(junk));
+    /* 40 KB of junk pipelined after the head (the head read takes 16 KB of
+     * it, a discarding read 4 KB more): still unread when the 404 is
+     * out, so the session lingers (reading and discarding) instead of
+     * closing at once, which could reset our 404 away. */
+    static const char head[] = "GET /nothere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                               "Sec-WebSocket-Version: 13\r\n\r\n";
+    uint8_t req[sizeof(head) - 1 + 40000];
+    memcpy(req, head, sizeof(head) - 1);
+    memset(req + sizeof(head) - 1, 'j', 40000);
+    cl_send(req, sizeof(req));
+    PUMP_UNTIL(F.cl_eof, 2);
+    assert_true(F.cr.len > 13);
+    assert_memory_equal(F.cr.p, "HTTP/1.1 404 ", 13);
     int q = 1;
     PUMP_UNTIL(ioctl(F.sess_fd, FIONREAD, &q) == 0 && q == 0, 1); /* it was read */
     assert_int_equal(F.w.nsessions, 1);
     PUMP_UNTIL(F.w.nsessions == 0, LINGER + 1);
     double took = now_s() - t0;
     assert_true(took >= LINGER - 0.05 && took < LINGER + 0.5);
+}
+
+/* A 404 with nothing unread: closed at once. */
+static void test_404_closes_at_once(void **state)
+{
+    start_client(0);
+    request_expect("GET /nothere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n",
+                   "HTTP/1.1 404 ");
+    PUMP_UNTIL(F.w.nsessions == 0, 0.2);
 }
 
 /* 400 for a malformed head; the client's close ends the linger at once. */
@@ -921,6 +939,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ping_then_pong_timeout, setup_ping, teardown),
         cmocka_unit_test_setup_teardown(test_idle_then_close_timeout, setup_idle, teardown),
         cmocka_unit_test_setup_teardown(test_404_and_linger, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_404_closes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_backend_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_client_slow, setup, teardown),
