@@ -9,6 +9,7 @@ Names not in it get NXDOMAIN; a name with neither list gets NOERROR with no
 answer (NODATA). Each query's "NAME TYPE" is appended to QUERY_LOG. Queries
 are answered on their own threads, so a delayed answer delays no other."""
 import json
+import os
 import socket
 import sys
 import threading
@@ -43,7 +44,8 @@ def main():
     zone_file, qlog = sys.argv[1], sys.argv[2]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
-    print(sock.getsockname()[1], flush=True)
+    # one write: the test reads the port and closes the pipe at once
+    os.write(1, b"%d\n" % sock.getsockname()[1])
     while True:
         data, addr = sock.recvfrom(4096)
         threading.Thread(target=answer, args=(sock, data, addr, zone_file, qlog),
