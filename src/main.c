@@ -454,6 +454,9 @@ static int run(struct config *cfg)
     if (token_watch_start(token_report) < 0)
         log_msg(WLOG_WARN, "cannot start the token watcher: %s; token files are not re-read",
                 strerror(errno));
+    if (record_start(RECORD_QUEUE_DEFAULT) < 0)
+        log_msg(WLOG_WARN, "cannot start the recording writer: %s; sessions are not recorded",
+                strerror(errno));
     gw.nworkers = worker_count(cfg);
     if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
@@ -504,6 +507,7 @@ static int run(struct config *cfg)
     }
     for (i = 0; i < gw.nworkers; i++)
         worker_join(&gw.workers[i]);
+    record_stop(); /* the workers are gone: close every recording */
     for (i = 0; i < gw.nworkers; i++)
         worker_destroy(&gw.workers[i]);
     free(gw.workers);
@@ -718,10 +722,9 @@ int main(int argc, char **argv)
     }
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
                            o.token_plugin || o.token_source || o.unix_target || o.record ||
-                           o.unix_listen || o.unix_listen_mode || o.ssl_target ||
-                           o.verify_client || o.cafile || o.ssl_version || o.ssl_ciphers ||
-                           o.log_file || o.run_once || o.timeout || o.file_only || o.host_token ||
-                           o.prefer_ipv6;
+                           o.unix_listen || o.unix_listen_mode || o.ssl_target || o.verify_client ||
+                           o.cafile || o.ssl_version || o.ssl_ciphers || o.log_file || o.run_once ||
+                           o.timeout || o.file_only || o.host_token || o.prefer_ipv6;
     if (o.verify_client && !o.cafile) {
         fprintf(stderr, "wsgate: --verify-client needs --cafile FILE (the CAs that sign "
                         "client certificates)\n");
