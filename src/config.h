@@ -67,10 +67,10 @@ struct route_params {
     uint32_t connect_timeout_ms;
     uint32_t ping_interval_ms; /* 0 = never */
     uint32_t pong_timeout_ms;
-    uint32_t idle_timeout_ms;         /* 0 = never */
-    uint64_t max_message_size;        /* 0 = unlimited */
-    char *record;                     /* recording directory (its realpath), or NULL = off */
-    int record_format;                /* enum record_format (record.h): 0 raw, 1 asciicast */
+    uint32_t idle_timeout_ms;  /* 0 = never */
+    uint64_t max_message_size; /* 0 = unlimited */
+    char *record;              /* recording directory (its realpath), or NULL = off */
+    int record_format;         /* enum record_format (record.h): 0 raw, 1 asciicast */
     bool compression;                 /* permessage-deflate when the client offers it */
     uint32_t compression_level;       /* zlib level 0..9 */
     uint32_t compression_window_bits; /* 9..15: server window, client window asked for */
@@ -137,7 +137,7 @@ struct tls_settings {
     int min_version; /* 0 = TLS 1.2, 1 = TLS 1.3 */
     char *ciphers;
     char *ciphersuites;
-    int client_cert;      /* with client_ca: 0 = required, 1 = optional (verified when sent) */
+    int client_cert; /* with client_ca: 0 = required, 1 = optional (verified when sent) */
     bool session_tickets; /* resumption by stateless tickets (ticket.c) */
 };
 
@@ -183,7 +183,7 @@ struct config {
     struct route *routes;
     size_t nroutes;
     struct basic_auth_cache *basic_auth; /* [gateway] basic_auth_file: web_root files */
-    struct route_table *route_table;     /* lookup index (route.c); NULL = linear scan */
+    struct route_table *route_table; /* lookup index (route.c); NULL = linear scan */
 };
 
 /* Load and validate FILE. On success returns 0 and stores a configuration with
