@@ -542,7 +542,8 @@ static void request_read(struct session *s)
     }
     uint8_t stack[HTTP_MAX_HEAD + 1];
     size_t have = s->head_len;
-    memcpy(stack, s->head, have);
+    if (have) /* s->head is NULL when nothing was kept */
+        memcpy(stack, s->head, have);
     ssize_t n = io_read(&s->cl.tr, stack + have, sizeof(stack) - have);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))

@@ -78,13 +78,14 @@ def zclient(gw, offer="permessage-deflate; client_max_window_bits"):
 @pytest.mark.parametrize("offers,answer", [
     (["permessage-deflate; client_max_window_bits"],
      "permessage-deflate; client_max_window_bits=12"),
-    (["permessage-deflate"], "permessage-deflate"),
+    # a client that can not be asked for a smaller window keeps no context
+    (["permessage-deflate"], "permessage-deflate; client_no_context_takeover"),
     (["permessage-deflate; server_max_window_bits=10; client_no_context_takeover"],
      "permessage-deflate; client_no_context_takeover; server_max_window_bits=10"),
     # the first acceptable offer wins, across header lines; bad offers are declined
     (["permessage-deflate; server_max_window_bits=8", "x-webkit-deflate-frame, "
       "permessage-deflate; server_no_context_takeover"],
-     "permessage-deflate; server_no_context_takeover"),
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
     (["permessage-deflate; bogus=1"], None),
     (["foo"], None),
 ])
@@ -136,7 +137,9 @@ async def deflate_echo(url, msgs, **factory):
      "client_max_window_bits=12"),
     (dict(server_max_window_bits=9, client_max_window_bits=10),
      "permessage-deflate; server_max_window_bits=9; client_max_window_bits=10"),
-], ids=["takeover", "no_context_takeover", "window_bits"])
+    (dict(client_max_window_bits=None),
+     "permessage-deflate; client_no_context_takeover"),
+], ids=["takeover", "no_context_takeover", "window_bits", "firefox_like"])
 def test_websockets_deflate_echo(zgw, factory, answer):
     msgs = [text_payload(3000, i) for i in range(20)] + [harness.random_bytes(70000, 9),
                                                          text_payload(1 << 20, 5), b"x"]
