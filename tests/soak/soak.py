@@ -67,37 +67,7 @@ class EchoServer(asyncio.Protocol):
 def run_echo_server(port_file):
     raise_nofile()
 
-    async def recorded_bytes(d, settle=30):
-    """(files, "i" bytes, "o" bytes) of the raw recordings in d, once every
-    file ends with its stop line (the writer closes them off the loop)."""
-    deadline = time.monotonic() + settle
-    while True:
-        files = ins = outs = 0
-        complete = True
-        for name in os.listdir(d):
-            with open(os.path.join(d, name), "rb") as f:
-                blob = f.read()
-            files += 1
-            pos = blob.index(b"\n\n") + 2
-            while pos < len(blob):
-                nl = blob.index(b"\n", pos)
-                parts = blob[pos:nl].split(b" ", 2)
-                if parts[1] == b"stop":
-                    break
-                n = int(parts[2])
-                if parts[1] == b"i":
-                    ins += n
-                else:
-                    outs += n
-                pos = nl + 1 + n + 1
-            else:
-                complete = False
-        if complete or time.monotonic() > deadline:
-            return files, ins, outs
-        time.sleep(0.5)
-
-
-def main():
+    async def main():
         loop = asyncio.get_running_loop()
         server = await loop.create_server(EchoServer, "127.0.0.1", 0, backlog=8192,
                                           reuse_address=True)
@@ -612,6 +582,36 @@ class Soak:
                 print("\n".join(lines[-20:]))
             if self.gw.returncode not in (0, None):
                 print("wsgate exit status %d" % self.gw.returncode)
+
+
+def recorded_bytes(d, settle=30):
+    """(files, "i" bytes, "o" bytes) of the raw recordings in d, once every
+    file ends with its stop line (the writer closes them off the loop)."""
+    deadline = time.monotonic() + settle
+    while True:
+        files = ins = outs = 0
+        complete = True
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), "rb") as f:
+                blob = f.read()
+            files += 1
+            pos = blob.index(b"\n\n") + 2
+            while pos < len(blob):
+                nl = blob.index(b"\n", pos)
+                parts = blob[pos:nl].split(b" ", 2)
+                if parts[1] == b"stop":
+                    break
+                n = int(parts[2])
+                if parts[1] == b"i":
+                    ins += n
+                else:
+                    outs += n
+                pos = nl + 1 + n + 1
+            else:
+                complete = False
+        if complete or time.monotonic() > deadline:
+            return files, ins, outs
+        time.sleep(0.5)
 
 
 def main():
