@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "tls.h"
@@ -196,6 +197,28 @@ static void admit(const struct config *c, struct gateway *gw, SSL *ssl,
     v->status = 101;
 }
 
+/* permessage-deflate: when the route compresses, answer the client's
+ * Sec-WebSocket-Extensions offers (every header line); a declined or absent
+ * offer leaves the session uncompressed. */
+static void negotiate_compression(const struct http_request *req, struct gate_verdict *v)
+{
+    const struct route_params *p = &v->route->p;
+    const char *vals[HTTP_MAX_HEADERS];
+    size_t lens[HTTP_MAX_HEADERS], n = 0;
+    if (!p->compression)
+        return;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "Sec-WebSocket-Extensions", 24) == 0) {
+            vals[n] = h->value;
+            lens[n++] = h->value_len;
+        }
+    }
+    struct pmd_settings set = {.level = (int)p->compression_level,
+                               .window_bits = (int)p->compression_window_bits};
+    v->pmd = n > 0 && pmd_negotiate(vals, lens, n, &set, &v->pmd_params, v->pmd_resp);
+}
+
 void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
                  const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v)
 {
@@ -214,6 +237,8 @@ void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
     v->base64 = res.subprotocol && strcmp(res.subprotocol, "base64") == 0;
     memcpy(v->accept, res.accept, sizeof(v->accept));
     admit(cfg, gw, ssl, req, pool, v);
+    if (v->kind == GATE_UPGRADE)
+        negotiate_compression(req, v);
     if (v->kind != GATE_UPGRADE && v->token_backend) {
         config_free_backend(v->token_backend);
         free(v->token_backend);

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "config.h"
 #include "http.h"
+#include "pmd.h"
 #include "static.h"
 #include "worker.h"
 
@@ -36,6 +37,9 @@ struct gate_verdict {
     char accept[29];                    /* Sec-WebSocket-Accept */
     struct backend_spec *token_backend; /* picked by ?token= (caller frees), or NULL */
     bool base64;                        /* the "base64" subprotocol was chosen */
+    bool pmd;                           /* permessage-deflate agreed (route compression = on) */
+    struct pmd_params pmd_params;       /* its parameters */
+    char pmd_resp[PMD_RESPONSE_MAX];    /* the Sec-WebSocket-Extensions value of the 101 */
 };
 
 /* What the request asks and what it may have. The verdict's buffers come

@@ -246,6 +246,9 @@ static int run(struct config *cfg)
     if (token_watch_start(token_report) < 0)
         log_msg(WLOG_WARN, "cannot start the token watcher: %s; token files are not re-read",
                 strerror(errno));
+    if (record_start(RECORD_QUEUE_DEFAULT) < 0)
+        log_msg(WLOG_WARN, "cannot start the recording writer: %s; sessions are not recorded",
+                strerror(errno));
     gw.nworkers = worker_count(cfg);
     if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
@@ -296,6 +299,7 @@ static int run(struct config *cfg)
     }
     for (i = 0; i < gw.nworkers; i++)
         worker_join(&gw.workers[i]);
+    record_stop(); /* the workers are gone: close every recording */
     for (i = 0; i < gw.nworkers; i++)
         worker_destroy(&gw.workers[i]);
     free(gw.workers);

@@ -162,7 +162,12 @@ static void accept_offer(const struct offer *o, const struct pmd_settings *s,
     size_t n;
 
     out->server_no_context_takeover = o->seen[P_SNCT];
-    out->client_no_context_takeover = o->seen[P_CNCT];
+    /* A client that can not be asked for a smaller window compresses with
+     * 15 bits: its inflater (39928 B) would be held between messages. It is
+     * told not to take the context over (RFC 7692 7.1.1.1 lets a server add
+     * this), and pmd_inflate frees the inflater after each message. */
+    out->client_no_context_takeover =
+        o->seen[P_CNCT] || (!o->seen[P_CMWB] && s->window_bits < PMD_MAX_BITS);
     if (o->seen[P_SMWB] && o->smwb < sbits)
         sbits = o->smwb;
     out->server_window_bits = sbits;
@@ -464,8 +469,11 @@ enum pmd_status pmd_inflate(struct pmd *p, const uint8_t *in, size_t inlen, bool
         if (p->text && p->utf8 != UTF8_ACCEPT)
             return inflate_fail(p, code, reason, WS_CLOSE_BAD_DATA,
                                 "truncated UTF-8 at message end");
-        if (p->params.client_no_context_takeover && !p->ended)
-            inflateReset(z);
+        if (p->params.client_no_context_takeover) { /* nothing to keep: free it */
+            inflateEnd(z);
+            free(z);
+            p->inf = NULL;
+        }
         inflate_message_end(p);
     }
     return PMD_DONE;

@@ -2,6 +2,7 @@
 #include "relay.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -29,8 +30,24 @@ void relay_free(struct relay *r)
 {
     buf_put(r->pool, r->in);
     buf_put(r->pool, r->out);
-    r->in = r->out = NULL;
+    buf_put(r->pool, r->zout);
+    r->in = r->out = r->zout = NULL;
     r->nspans = r->span0 = 0;
+    r->zin.active = false;
+    if (r->pmd_on)
+        pmd_free(&r->pmd);
+}
+
+void relay_compress(struct relay *r, const struct pmd_params *params, int level)
+{
+    pmd_init(&r->pmd, params, level, r->dec.max_message);
+    r->pmd_on = true;
+    r->dec.rsv1_ok = true;
+}
+
+void relay_record(struct relay *r, struct recording *h)
+{
+    r->rec = h;
 }
 
 int relay_start(struct relay *r, const char *head, size_t len)
@@ -50,6 +67,7 @@ int relay_start(struct relay *r, const char *head, size_t len)
     }
     memcpy(r->out->data, head + sent, len - sent);
     r->out->end = len - sent;
+    r->head_left = len - sent;
     return 0;
 }
 
@@ -57,6 +75,7 @@ void relay_take_input(struct relay *r, struct buf *in)
 {
     ASSERT(!r->in);
     r->in = in;
+    metrics_add(&r->ctr->wire_up, buf_len(in));
 }
 
 void relay_close(struct relay *r, uint16_t code, const char *reason)
@@ -107,6 +126,14 @@ uint64_t relay_undelivered(const struct relay *r)
     return n;
 }
 
+/* The bytes a span points at: in `in` or, with RELAY_ZOUT, in zout. */
+static uint8_t *span_ptr(const struct relay *r, const struct relay_span *sp)
+{
+    if (sp->off & RELAY_ZOUT)
+        return r->zout->data + (sp->off & ~RELAY_ZOUT);
+    return r->in->data + sp->off;
+}
+
 static void add_span(struct relay *r, size_t off, size_t len)
 {
     if (spans_pending(r)) {
@@ -122,24 +149,87 @@ static void add_span(struct relay *r, size_t off, size_t len)
     r->nspans++;
 }
 
+/* Base64 sessions: decode p[0..*len) in place; at a message end the base64
+ * must be complete. false after a failure (the relay is failing). */
+static bool b64_part(struct relay *r, uint8_t *p, size_t *len, bool fin)
+{
+    long k = ws_b64_decode(&r->b64, p, *len);
+    if (k < 0) {
+        relay_fail(r, WS_CLOSE_BAD_DATA, "invalid base64");
+        return false;
+    }
+    *len = (size_t)k;
+    if (fin) {
+        if (!ws_b64_complete(&r->b64)) {
+            relay_fail(r, WS_CLOSE_BAD_DATA, "truncated base64");
+            return false;
+        }
+        memset(&r->b64, 0, sizeof(r->b64));
+    }
+    return true;
+}
+
+/* Inflate the compressed input r->zin into zout as far as zout has room;
+ * the output becomes spans. zin stays active while input or output remains
+ * (zout full: resumed once the backend took zout's bytes). */
+static void inflate_some(struct relay *r)
+{
+    if (r->up_done || r->be_gone) { /* payload is discarded from now on */
+        r->zin.active = false;
+        return;
+    }
+    if (!r->zout && !(r->zout = buf_get(r->pool, r->bufsize))) {
+        outcome_note(r->end, END_ERROR, "out of memory");
+        r->no_reply = true;
+        r->up_done = true;
+        r->zin.active = false;
+        relay_close(r, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    struct buf *z = r->zout;
+    if (buf_room(z) == 0 || r->nspans >= RELAY_SPANS)
+        return; /* wait for the backend */
+    size_t used, made;
+    uint16_t code = 0;
+    const char *why = NULL;
+    enum pmd_status st =
+        pmd_inflate(&r->pmd, r->in->data + r->zin.off, r->zin.len, r->zin.fin, r->zin.text,
+                    z->data + z->end, buf_room(z), &used, &made, &code, &why);
+    r->zin.off += (uint32_t)used;
+    r->zin.len -= (uint32_t)used;
+    r->zwork += made;
+    if (st == PMD_ERROR) {
+        r->zin.active = false;
+        relay_fail(r, code, why);
+        return;
+    }
+    bool done = st == PMD_DONE;
+    if (r->base64 && !b64_part(r, z->data + z->end, &made, done && r->zin.fin)) {
+        r->zin.active = false;
+        return;
+    }
+    if (made > 0) {
+        add_span(r, z->end | RELAY_ZOUT, made);
+        z->end += made;
+        r->last_payload = ev_now(r->loop);
+    }
+    r->zin.active = !done;
+}
+
 static void on_data(struct relay *r, const struct ws_event *ev, size_t base)
 {
     size_t off = base + ev->off, len = ev->len;
-    if (r->base64) {
-        long k = ws_b64_decode(&r->b64, r->in->data + off, len);
-        if (k < 0) {
-            relay_fail(r, WS_CLOSE_BAD_DATA, "invalid base64");
-            return;
-        }
-        len = (size_t)k;
-        if (ev->fin) {
-            if (!ws_b64_complete(&r->b64)) {
-                relay_fail(r, WS_CLOSE_BAD_DATA, "truncated base64");
-                return;
-            }
-            memset(&r->b64, 0, sizeof(r->b64));
-        }
+    if (ev->compressed) {
+        r->zin.off = (uint32_t)off;
+        r->zin.len = (uint32_t)len;
+        r->zin.fin = ev->fin;
+        r->zin.text = ev->opcode == WS_OP_TEXT;
+        r->zin.active = true;
+        inflate_some(r);
+        return;
     }
+    if (r->base64 && !b64_part(r, r->in->data + off, &len, ev->fin))
+        return;
     if (r->up_done || r->be_gone || len == 0)
         return; /* the client's close reply is still decoded after a backend failure */
     add_span(r, off, len);
@@ -173,7 +263,8 @@ static size_t decode(struct relay *r, size_t limit)
 {
     struct buf *in = r->in;
     size_t used = 0;
-    while (!r->up_done && in->start < in->end && used < limit && r->nspans < RELAY_SPANS) {
+    while (!r->up_done && !r->zin.active && in->start < in->end && used < limit &&
+           r->nspans < RELAY_SPANS) {
         struct ws_event ev;
         size_t base = in->start, avail = in->end - base;
         if (avail > limit - used)
@@ -198,11 +289,17 @@ static size_t decode(struct relay *r, size_t limit)
     return used;
 }
 
-/* Give the input buffer back once nothing in it is needed. */
+/* Give the input buffers back once nothing in them is needed. */
 static void release_input(struct relay *r)
 {
     struct buf *in = r->in;
-    if (in && !spans_pending(r) && (in->start == in->end || r->up_done)) {
+    if (r->up_done)
+        r->zin.active = false;
+    if (r->zout && !spans_pending(r) && !r->zin.active) {
+        buf_put(r->pool, r->zout);
+        r->zout = NULL;
+    }
+    if (in && !spans_pending(r) && ((in->start == in->end && !r->zin.active) || r->up_done)) {
         buf_put(r->pool, in);
         r->in = NULL;
         r->nspans = r->span0 = 0;
@@ -217,7 +314,7 @@ static int flush_spans(struct relay *r)
         struct iovec iov[RELAY_SPANS];
         int k = 0;
         for (int i = r->span0; i < r->nspans; i++, k++) {
-            iov[k].iov_base = r->in->data + r->spans[i].off;
+            iov[k].iov_base = span_ptr(r, &r->spans[i]);
             iov[k].iov_len = r->spans[i].len;
         }
         ssize_t n = io_writev(r->be, iov, k);
@@ -236,6 +333,8 @@ static int flush_spans(struct relay *r)
         metrics_add(&r->ctr->bytes_up, (uint64_t)n);
         for (size_t left = (size_t)n; left > 0;) {
             struct relay_span *sp = &r->spans[r->span0];
+            record_data(r->rec, RECORD_IN, span_ptr(r, sp), left < sp->len ? left : sp->len,
+                        ev_now(r->loop));
             if (left >= sp->len) {
                 left -= sp->len;
                 r->span0++;
@@ -247,6 +346,8 @@ static int flush_spans(struct relay *r)
         }
     }
     r->nspans = r->span0 = 0;
+    if (r->zout)
+        r->zout->start = r->zout->end = 0; /* every inflated byte is out */
     return 1;
 }
 
@@ -254,10 +355,17 @@ void relay_pump_up(struct relay *r)
 {
     size_t budget = r->budget;
     while (r->in) {
-        budget -= decode(r, budget);
+        r->zwork = 0;
+        size_t work = 0;
+        if (r->zin.active)
+            inflate_some(r);
+        else
+            work = decode(r, budget);
+        work += r->zwork; /* inflated bytes cost like decoded ones */
+        budget -= work < budget ? work : budget;
         if (spans_pending(r) && flush_spans(r) <= 0)
             break;
-        if (budget == 0 || r->up_done || r->in->start == r->in->end)
+        if (budget == 0 || r->up_done || (r->in->start == r->in->end && !r->zin.active))
             break;
     }
     release_input(r);
@@ -291,6 +399,7 @@ int relay_client_read(struct relay *r)
         return -1;
     }
     in->end += (size_t)n;
+    metrics_add(&r->ctr->wire_up, (uint64_t)n);
     r->last_rx = ev_now(r->loop);
     relay_pump_up(r);
     return 0;
@@ -298,54 +407,106 @@ int relay_client_read(struct relay *r)
 
 /* ---- backend -> client ------------------------------------------------ */
 
-void relay_backend_read(struct relay *r)
+/* The backend failed or ran out of memory: fail the relay with 1011. */
+static void backend_failed(struct relay *r, enum end_cause cause, const char *what)
 {
-    ASSERT(!r->out && !r->down_done);
-    struct buf *out = buf_get(r->pool, r->bufsize);
-    if (!out) {
-        outcome_note(r->end, END_ERROR, "out of memory");
-        relay_backend_gone(r);
-        relay_close(r, WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    size_t head = WS_MAX_SERVER_HEADER, room = out->cap - head;
-    if (room > r->budget)
-        room = r->budget;
-    uint8_t *dst = out->data + head;
-    size_t want = room;
-    if (r->base64) {
-        /* Read raw bytes into the tail and encode them forward into the
-         * front: the encoder's output never overtakes its input. */
-        want = (room - 4) / 4 * 3;
-        dst = out->data + head + room - want;
-    }
-    ssize_t n = io_read(r->be, dst, want);
-    if (n <= 0) {
-        buf_put(r->pool, out);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (n == 0) {
-            outcome_note(r->end, END_BACKEND_EOF, "backend closed the connection");
-            relay_close(r, WS_CLOSE_NORMAL, "");
-        } else {
-            outcome_note(r->end, END_BACKEND_ERROR,
-                         "backend read error: %s (%llu bytes not delivered)", strerror(errno),
-                         (unsigned long long)relay_undelivered(r));
-            relay_backend_gone(r); /* client payload from now on is discarded */
-            relay_close(r, WS_CLOSE_INTERNAL, "backend error");
-        }
-        return;
-    }
-    size_t len = (size_t)n;
-    enum ws_opcode op = WS_OP_BINARY;
-    if (r->base64) {
-        len = ws_base64_encode((char *)out->data + head, dst, len);
-        op = WS_OP_TEXT;
+    outcome_note(r->end, cause, "%s (%llu bytes not delivered)", what,
+                 (unsigned long long)relay_undelivered(r));
+    relay_backend_gone(r); /* client payload from now on is discarded */
+    relay_close(r, WS_CLOSE_INTERNAL, cause == END_ERROR ? "out of memory" : "backend error");
+}
+
+/* Largest input whose compressed frame payload fits room bytes. */
+static size_t deflate_input_max(size_t room)
+{
+    size_t n = room > 13 ? (room - 13) / 73 * 64 : 0;
+    while (n > 0 && pmd_deflate_bound(n) > room)
+        n--;
+    return n;
+}
+
+/* Frame len payload bytes at src (read from the backend, base64-encoded on
+ * base64 sessions) into out: compressed (pmd_frame) or in place after the
+ * headroom. false when out of memory. */
+static bool frame_out(struct relay *r, struct buf *out, const uint8_t *src, size_t len,
+                      enum ws_opcode op)
+{
+    size_t head = WS_MAX_SERVER_HEADER;
+    if (r->pmd_on) {
+        size_t start, fl = pmd_frame(&r->pmd, op, src, len, out->data, out->cap, &start);
+        if (fl == 0)
+            return false;
+        out->start = start;
+        out->end = start + fl;
+        return true;
     }
     size_t hl = ws_header_len(len);
     ws_header(out->data + head - hl, op, len);
     out->start = head - hl;
     out->end = head + len;
+    return true;
+}
+
+void relay_backend_read(struct relay *r)
+{
+    ASSERT(!r->out && !r->down_done);
+    struct buf *out = buf_get(r->pool, r->bufsize);
+    /* compressing: bytes are read into a second buffer and deflated into out */
+    struct buf *raw = out && r->pmd_on ? buf_get(r->pool, r->bufsize) : NULL;
+    if (!out || (r->pmd_on && !raw)) {
+        buf_put(r->pool, out);
+        backend_failed(r, END_ERROR, "out of memory");
+        return;
+    }
+    size_t head = WS_MAX_SERVER_HEADER, room = out->cap - head;
+    if (room > r->budget)
+        room = r->budget;
+    uint8_t *area = out->data + head; /* where the payload (base64 text) is built */
+    if (raw) {
+        room = deflate_input_max(room);
+        if (room > raw->cap)
+            room = raw->cap;
+        area = raw->data;
+    }
+    uint8_t *dst = area;
+    size_t want = room;
+    if (r->base64) {
+        /* Read raw bytes into the tail and encode them forward into the
+         * front: the encoder's output never overtakes its input. */
+        want = (room - 4) / 4 * 3;
+        dst = area + room - want;
+    }
+    ssize_t n = io_read(r->be, dst, want);
+    if (n <= 0) {
+        int e = errno;
+        buf_put(r->pool, out);
+        buf_put(r->pool, raw);
+        if (n < 0 && (e == EAGAIN || e == EINTR))
+            return;
+        if (n == 0) {
+            outcome_note(r->end, END_BACKEND_EOF, "backend closed the connection");
+            relay_close(r, WS_CLOSE_NORMAL, "");
+        } else {
+            char what[128];
+            snprintf(what, sizeof(what), "backend read error: %s", strerror(e));
+            backend_failed(r, END_BACKEND_ERROR, what);
+        }
+        return;
+    }
+    record_data(r->rec, RECORD_OUT, dst, (size_t)n, ev_now(r->loop));
+    size_t len = (size_t)n;
+    enum ws_opcode op = WS_OP_BINARY;
+    if (r->base64) {
+        len = ws_base64_encode((char *)area, dst, len);
+        op = WS_OP_TEXT;
+    }
+    bool ok = frame_out(r, out, area, len, op);
+    buf_put(r->pool, raw);
+    if (!ok) {
+        buf_put(r->pool, out);
+        backend_failed(r, END_ERROR, "out of memory");
+        return;
+    }
     r->out = out;
     r->bytes_down += (uint64_t)n;
     metrics_add(&r->ctr->bytes_down, (uint64_t)n);
@@ -411,10 +572,16 @@ int relay_client_write(struct relay *r)
             outcome_note(r->end, END_CLIENT_DROP, "client write error: %s", strerror(errno));
             return -1;
         }
-        if (r->writing == W_OUT)
+        size_t frame_bytes = (size_t)n;
+        if (r->writing == W_OUT) {
             r->out->start += (size_t)n;
-        else
+            size_t h = r->head_left < (size_t)n ? r->head_left : (size_t)n;
+            r->head_left -= h; /* the 101 head is not a frame */
+            frame_bytes -= h;
+        } else {
             r->ctl_off += (size_t)n;
+        }
+        metrics_add(&r->ctr->wire_down, frame_bytes);
         if ((size_t)n < len)
             return 0;
         wrote(r);
@@ -449,7 +616,8 @@ bool relay_wants_backend_write(const struct relay *r)
 
 bool relay_up_pending(const struct relay *r)
 {
-    return r->in && !r->up_done && r->in->start < r->in->end && !spans_pending(r);
+    return r->in && !r->up_done && (r->in->start < r->in->end || r->zin.active) &&
+           !spans_pending(r);
 }
 
 bool relay_client_paused(const struct relay *r)

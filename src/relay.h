@@ -34,6 +34,8 @@
 #include "io.h"
 #include "metrics.h"
 #include "outcome.h"
+#include "pmd.h"
+#include "record.h"
 #include "ws.h"
 
 #define RELAY_SPANS 64     /* payload ranges written to the backend in one writev */
@@ -48,9 +50,10 @@ enum relay_close {
     RC_SENT,    /* written; nothing may follow it */
 };
 
-struct relay_span { /* buffers are at most 16 MiB */
-    uint32_t off, len;
+struct relay_span {    /* buffers are at most 16 MiB */
+    uint32_t off, len; /* off | RELAY_ZOUT: a range of the inflate buffer, else of in */
 };
+#define RELAY_ZOUT 0x80000000u
 
 struct relay {
     /* set by relay_init */
@@ -89,6 +92,22 @@ struct relay {
     uint16_t close_code;
     const char *close_reason;
 
+    /* permessage-deflate (relay_compress): client messages with RSV1 are
+     * inflated into zout (a pool buffer held while its bytes wait for the
+     * backend); spans with RELAY_ZOUT point there, in order with the others */
+    bool pmd_on;
+    struct pmd pmd;
+    struct buf *zout;
+    struct {
+        uint32_t off, len; /* compressed payload in `in` not inflated yet */
+        bool fin, text, active;
+    } zin;
+    size_t zwork; /* bytes inflated in this turn (count against the budget) */
+
+    /* recording (relay_record): payload as the backend took it, as read from it */
+    struct recording *rec;
+    size_t head_left; /* bytes of the 101 head still in out: not frame bytes */
+
     /* accounting */
     uint64_t bytes_up;   /* payload written to the backend */
     uint64_t bytes_down; /* payload read from the backend and framed */
@@ -100,8 +119,17 @@ struct relay {
 void relay_init(struct relay *r, struct io *cl, struct io *be, struct ev_loop *loop,
                 struct buf_pool *pool, size_t bufsize, struct route_counters *ctr,
                 struct outcome *end, bool base64, uint64_t max_message);
-/* Give back the buffers. */
+/* Give back the buffers and the compression streams (not the recording). */
 void relay_free(struct relay *r);
+/* permessage-deflate was agreed (params): RSV1 messages from the client are
+ * inflated (decompressed size against max_message: 1009; bad data: 1007),
+ * backend chunks of PMD_MIN_COMPRESS bytes or more go out compressed with
+ * level. Call after relay_init, before any data. Allocates nothing. */
+void relay_compress(struct relay *r, const struct pmd_params *params, int level);
+/* Record the session into h (record.h; NULL = none): bytes the backend took
+ * as "i" (after inflate and base64), bytes read from the backend as "o"
+ * (before base64 and deflate). The caller closes h. */
+void relay_record(struct relay *r, struct recording *h);
 /* Write the 101 response head to the client; what the socket does not take
  * at once is sent before anything else. -1 when the client failed. */
 int relay_start(struct relay *r, const char *head, size_t len);

@@ -43,6 +43,7 @@
 #include "http.h"
 #include "log.h"
 #include "outcome.h"
+#include "record.h"
 #include "relay.h"
 #include "sock.h"
 #include "tls.h"
@@ -310,6 +311,8 @@ static void session_free(struct session *s)
     };
     log_access(&rec);
 
+    record_close(r->rec, now_of(s));
+    r->rec = NULL;
     relay_free(r);
     buf_put(&w->pool, s->pipelined);
     buf_put(&w->pool, s->v.resp);
@@ -445,6 +448,21 @@ static void discard_client(struct session *s)
 
 /* ---- CONNECT and RELAY ------------------------------------------------ */
 
+/* The route records: open this session's recording (NULL when the writer
+ * can not take it; the session goes on unrecorded). */
+static void start_recording(struct session *s)
+{
+    static uint64_t last_id; /* shared by the workers */
+    const struct route_params *p = &s->route->p;
+    if (!p->record)
+        return;
+    uint64_t id = __atomic_add_fetch(&last_id, 1, __ATOMIC_RELAXED);
+    relay_record(&s->relay,
+                 record_open(p->record, (enum record_format)p->record_format, s->route->name,
+                             s->peer, s->dial.backend ? s->dial.backend->text : "-", now_of(s),
+                             id));
+}
+
 /* The backend is up: send the 101 and relay, beginning with what the client
  * pipelined after its request. */
 static void start_relay(struct session *s)
@@ -456,6 +474,10 @@ static void start_relay(struct session *s)
     enter(s, PH_RELAY);
     metrics_connect_time(&s->route->stats->slot[s->w->id], ev_time() - s->dial.started);
     struct upgrade_result res = {.status = 101, .subprotocol = s->v.subprotocol};
+    if (s->v.pmd) {
+        res.extensions = s->v.pmd_resp;
+        relay_compress(r, &s->v.pmd_params, (int)s->route->p.compression_level);
+    }
     memcpy(res.accept, s->v.accept, sizeof(s->v.accept));
     char head[512];
     size_t len = upgrade_response_101(&res, head, sizeof(head));
@@ -463,6 +485,7 @@ static void start_relay(struct session *s)
         session_close(s, END_CLIENT_DROP, "client write error");
         return;
     }
+    start_recording(s);
     if (s->pipelined) {
         relay_take_input(r, s->pipelined);
         s->pipelined = NULL;

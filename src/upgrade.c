@@ -242,6 +242,7 @@ void upgrade_validate(const struct config *cfg, const struct http_request *req,
     res->route = NULL;
     res->subprotocol = NULL;
     res->accept[0] = '\0';
+    res->extensions = NULL;
     res->status = check(cfg, req, res);
 }
 
@@ -265,25 +266,18 @@ void upgrade_accept_key(const char *key, size_t key_len, char *out)
 /* Contract in upgrade.h. out is NUL-terminated when there is room. */
 size_t upgrade_response_101(const struct upgrade_result *res, char *out, size_t cap)
 {
-    int n;
-
-    if (res->subprotocol != NULL)
-        n = snprintf(out, cap,
+    int n = snprintf(out, cap,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n"
-                     "Sec-WebSocket-Protocol: %s\r\n"
+                     "%s%s%s"
+                     "%s%s%s"
                      "\r\n",
-                     res->accept, res->subprotocol);
-    else
-        n = snprintf(out, cap,
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n"
-                     "\r\n",
-                     res->accept);
+                     res->accept, res->subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                     res->subprotocol ? res->subprotocol : "", res->subprotocol ? "\r\n" : "",
+                     res->extensions ? "Sec-WebSocket-Extensions: " : "",
+                     res->extensions ? res->extensions : "", res->extensions ? "\r\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;

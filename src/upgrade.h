@@ -14,6 +14,7 @@ struct upgrade_result {
     const struct route *route;
     const char *subprotocol; /* chosen (points into the route config) or NULL */
     char accept[32];         /* Sec-WebSocket-Accept value, NUL-terminated */
+    const char *extensions;  /* Sec-WebSocket-Extensions value of the 101, or NULL */
 };
 
 /* Validate req against cfg. Order: method (405), version (505), Host (400),
@@ -28,8 +29,9 @@ void upgrade_validate(const struct config *cfg, const struct http_request *req,
  * hold 29 bytes. */
 void upgrade_accept_key(const char *key, size_t key_len, char *out);
 
-/* Write the "101 Switching Protocols" response into out. Returns its length,
- * or 0 if cap is too small. */
+/* Write the "101 Switching Protocols" response into out (with
+ * Sec-WebSocket-Protocol and Sec-WebSocket-Extensions when res names them).
+ * Returns its length, or 0 if cap is too small. */
 size_t upgrade_response_101(const struct upgrade_result *res, char *out, size_t cap);
 
 /* Write an error response: status line, Content-Type: text/plain,

@@ -4,8 +4,8 @@
 //   PAGE_BASE   URL of the directory holding index.html (trailing '/')
 //   WS_BASE     "" when the page's own origin is wsgate (web_root), else the
 //               ws:// origin of wsgate (the page is served elsewhere)
-//   ROUTES      echo=/echo,deny=/deny,hb=/hb route paths
-//   SCENARIOS   comma list: echo,echo-b64,origin,heartbeat,static,demo,novnc
+//   ROUTES      echo=/echo,deny=/deny,hb=/hb,z=/z route paths (z compresses)
+//   SCENARIOS   comma list: echo,echo-deflate,echo-b64,origin,heartbeat,static,demo,novnc
 //   HOLD        heartbeat idle seconds (5)
 //   DEMO_URL    URL of a wsgate serving contrib/web (the demo terminal page)
 //   DEMO_PATH   that wsgate's echo route, the page's default (/echo)
@@ -27,7 +27,7 @@ const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = env.ARTIFACTS || mkdtempSync(join(tmpdir(), 'wsgate-browser-art-'));
 const HOLD = Number(env.HOLD || 5);
 const routes = Object.fromEntries(
-  (env.ROUTES || 'echo=/echo,deny=/deny,hb=/hb').split(',').map((kv) => kv.split('=')),
+  (env.ROUTES || 'echo=/echo,deny=/deny,hb=/hb,z=/z').split(',').map((kv) => kv.split('=')),
 );
 const scenarios = (env.SCENARIOS || 'echo,echo-b64,origin,heartbeat').split(',').filter(Boolean);
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -253,6 +253,10 @@ async function main() {
     switch (s) {
       case 'echo':
         r = await pageScenario(ctx, s, 'echo', wsRoute('echo'), '', 120000);
+        break;
+      case 'echo-deflate': // Chromium offers permessage-deflate; the route compresses
+        r = await pageScenario(ctx, s, 'echo', wsRoute('z'),
+          '&ext=' + encodeURIComponent('permessage-deflate; client_max_window_bits=12'), 120000);
         break;
       case 'echo-b64':
         r = await pageScenario(ctx, s, 'echo-b64', wsRoute('echo'), '', 120000);

@@ -168,6 +168,12 @@ path = /deny
 backend = 127.0.0.1:$echo_port
 allowed_origins = https://allowed.example
 
+[route:z]
+path = /z
+backend = 127.0.0.1:$echo_port
+allowed_origins = $origin
+compression = on
+
 [route:hb]
 path = /hb
 backend = 127.0.0.1:$echo_port
@@ -177,7 +183,7 @@ EOF
 start_wsgate wsgate test
 wait_for="127.0.0.1:$ws_port,127.0.0.1:$page_port"
 
-scenarios=${WSGATE_BROWSER_SCENARIOS:-echo,echo-b64,origin,heartbeat}
+scenarios=${WSGATE_BROWSER_SCENARIOS:-echo,echo-deflate,echo-b64,origin,heartbeat}
 if [ -z "$WSGATE_BROWSER_SCENARIOS" ] && [ "$web_root" = 1 ]; then
 	scenarios="$scenarios,static,demo"
 elif [ -z "$WSGATE_BROWSER_SCENARIOS" ]; then
@@ -282,7 +288,7 @@ esac
 art=${WSGATE_BROWSER_ARTIFACTS:-$tmp/artifacts}
 PAGE_BASE="http://127.0.0.1:$page_port/" \
 	WS_BASE=$([ "$web_root" = 1 ] || echo "ws://127.0.0.1:$ws_port") \
-	ROUTES="echo=/echo,deny=/deny,hb=/hb" \
+	ROUTES="echo=/echo,deny=/deny,hb=/hb,z=/z" \
 	SCENARIOS="$scenarios" \
 	HOLD=5 \
 	DEMO_URL="$demo_url" \

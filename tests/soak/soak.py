@@ -379,6 +379,8 @@ class Soak:
             f.write("[gateway]\nlisten = 127.0.0.1:%d\nmax_connections = %d\n"
                     "log_level = %s\n\n[route:echo]\npath = /\nbackend = 127.0.0.1:%d\n"
                     % (self.port, self.args.connections + 1000, self.args.log_level, echo_port))
+            if self.args.record:
+                f.write("record = %s\n" % self.args.record)
         self.gw_log = os.path.join(tmp, "wsgate.stderr")
         self.gw_err = open(self.gw_log, "wb")
         self.gw = subprocess.Popen([self.args.wsgate, "-c", conf], stdin=subprocess.DEVNULL,
@@ -490,6 +492,7 @@ class Soak:
         await asyncio.sleep(1.0)
         after = self.snapshot("after closing all")
 
+        recorded = recorded_bytes(args.record) if args.record else None
         rss_growth = 100.0 * (end["rss_kib"] - start["rss_kib"]) / max(1, start["rss_kib"])
         report = {
             "seconds": args.seconds,
@@ -514,10 +517,15 @@ class Soak:
             "rss_growth_percent_start_to_end": round(rss_growth, 2),
             "problems": stats.first_problems,
         }
+        if recorded is not None:
+            report["recorded_files"], report["recorded_in"], report["recorded_out"] = recorded
         ok = (lost == 0 and stats.corrupt == 0 and stats.dropped == 0 and connect_failed == 0
               and stats.handshake_failed == 0 and len(self.clients) == args.connections
               and stats.close_bad == 0 and still_open == 0
               and rss_growth < args.max_rss_growth and after["fds"] <= before["fds"]
+              and (recorded is None or (recorded[0] == len(self.clients)
+                                        and recorded[1] == stats.bytes_sent
+                                        and recorded[2] == stats.bytes_recv))
               and self.gw.poll() is None)
         report["result"] = "PASS" if ok else "FAIL"
         self.print_report(report)
@@ -539,6 +547,9 @@ class Soak:
               % (r["sessions_dropped"], r["dropped_why"], r["connect_failures"],
                  r["handshake_failures"], r["clean_closes"], r["bad_close_replies"],
                  r["sessions_not_closed_in_60s"]))
+        if "recorded_files" in r:
+            print("recorded            %d files, %d bytes in, %d bytes out"
+                  % (r["recorded_files"], r["recorded_in"], r["recorded_out"]))
         for name in ("before connections", "start", "end", "after closing all"):
             if name in s:
                 print("wsgate %-19s VmRSS %7d KiB  fds %6d  CPU %7.1f s"
@@ -573,6 +584,36 @@ class Soak:
                 print("wsgate exit status %d" % self.gw.returncode)
 
 
+def recorded_bytes(d, settle=30):
+    """(files, "i" bytes, "o" bytes) of the raw recordings in d, once every
+    file ends with its stop line (the writer closes them off the loop)."""
+    deadline = time.monotonic() + settle
+    while True:
+        files = ins = outs = 0
+        complete = True
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), "rb") as f:
+                blob = f.read()
+            files += 1
+            pos = blob.index(b"\n\n") + 2
+            while pos < len(blob):
+                nl = blob.index(b"\n", pos)
+                parts = blob[pos:nl].split(b" ", 2)
+                if parts[1] == b"stop":
+                    break
+                n = int(parts[2])
+                if parts[1] == b"i":
+                    ins += n
+                else:
+                    outs += n
+                pos = nl + 1 + n + 1
+            else:
+                complete = False
+        if complete or time.monotonic() > deadline:
+            return files, ins, outs
+        time.sleep(0.5)
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--echo-server":
         run_echo_server(sys.argv[2])
@@ -587,6 +628,8 @@ def main():
     ap.add_argument("--max-rss-growth", type=float, default=5.0, help="percent, start to end")
     ap.add_argument("--log-level", default="warn", help="wsgate log_level")
     ap.add_argument("--report", help="also write the report as JSON to this file")
+    ap.add_argument("--record", help="record every session in this directory (record = DIR); "
+                    "the recorded bytes must equal the bytes relayed")
     args = ap.parse_args()
     soft, hard = raise_nofile()
     if soft < args.connections + 200:

@@ -181,8 +181,11 @@ static enum pmd_status inflate_msg(struct pmd *p, const uint8_t *in, size_t n, b
 static void test_negotiate_accepts(void **state)
 {
     (void)state;
-    /* no parameters: our window stays 12 unannounced, the client's 15 */
-    accepts("permessage-deflate", "permessage-deflate", false, false, 12, 15);
+    /* no parameters: our window stays 12 unannounced, the client's 15; a
+     * client that can not be asked for a smaller window is told not to
+     * take the context over (its inflater is freed between messages) */
+    accepts("permessage-deflate", "permessage-deflate; client_no_context_takeover", false, true, 12,
+            15);
     /* Chromium and Firefox offers */
     accepts("permessage-deflate; client_max_window_bits",
             "permessage-deflate; client_max_window_bits=12", false, false, 12, 12);
@@ -195,14 +198,18 @@ static void test_negotiate_accepts(void **state)
             "permessage-deflate; client_max_window_bits=8", false, false, 12, 8);
     /* server_max_window_bits: the same or smaller value is answered */
     accepts("permessage-deflate; server_max_window_bits=10",
-            "permessage-deflate; server_max_window_bits=10", false, false, 10, 15);
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10", false,
+            true, 10, 15);
     accepts("permessage-deflate; server_max_window_bits=15",
-            "permessage-deflate; server_max_window_bits=12", false, false, 12, 15);
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=12", false,
+            true, 12, 15);
     accepts("permessage-deflate; server_max_window_bits=9",
-            "permessage-deflate; server_max_window_bits=9", false, false, 9, 15);
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=9", false, true,
+            9, 15);
     /* no context takeover, both ways, echoed */
     accepts("permessage-deflate; server_no_context_takeover",
-            "permessage-deflate; server_no_context_takeover", true, false, 12, 15);
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover", true,
+            true, 12, 15);
     accepts("permessage-deflate; client_no_context_takeover",
             "permessage-deflate; client_no_context_takeover", false, true, 12, 15);
     accepts("permessage-deflate;client_no_context_takeover;server_no_context_takeover;"
@@ -212,7 +219,8 @@ static void test_negotiate_accepts(void **state)
             true, true, 11, 9);
     /* quoted values (RFC 7692 7.1.2: the token form after unquoting) */
     accepts("permessage-deflate; server_max_window_bits=\"10\"",
-            "permessage-deflate; server_max_window_bits=10", false, false, 10, 15);
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=10", false,
+            true, 10, 15);
     accepts("permessage-deflate; client_max_window_bits=\"1\\1\"",
             "permessage-deflate; client_max_window_bits=11", false, false, 12, 11);
     /* blanks around ';' and '=' */
@@ -220,7 +228,7 @@ static void test_negotiate_accepts(void **state)
             "permessage-deflate; client_max_window_bits=9", false, false, 12, 9);
     /* other extensions before it are skipped */
     accepts("x-webkit-deflate-frame, foo; bar=\"a,b\"; baz, permessage-deflate",
-            "permessage-deflate", false, false, 12, 15);
+            "permessage-deflate; client_no_context_takeover", false, true, 12, 15);
 }
 
 static void test_negotiate_declines(void **state)
@@ -265,15 +273,17 @@ static void test_negotiate_fallback(void **state)
             "client_max_window_bits",
             "permessage-deflate; client_max_window_bits=12", false, false, 12, 12);
     accepts("permessage-deflate; foo, permessage-deflate; server_no_context_takeover",
-            "permessage-deflate; server_no_context_takeover", true, false, 12, 15);
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover", true,
+            true, 12, 15);
     /* a malformed element is skipped up to its comma (quotes respected) */
-    accepts("permessage-deflate; x=\"a, b\" junk, permessage-deflate", "permessage-deflate", false,
-            false, 12, 15);
+    accepts("permessage-deflate; x=\"a, b\" junk, permessage-deflate",
+            "permessage-deflate; client_no_context_takeover", false, true, 12, 15);
     accepts("permessage-deflate; =, permessage-deflate; client_no_context_takeover",
             "permessage-deflate; client_no_context_takeover", false, true, 12, 15);
     /* the first acceptable offer wins, not the best */
     accepts("permessage-deflate; server_no_context_takeover, permessage-deflate",
-            "permessage-deflate; server_no_context_takeover", true, false, 12, 15);
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover", true,
+            true, 12, 15);
 
     /* several header lines, in order */
     const char *vals[3] = {"foo", "permessage-deflate; server_max_window_bits=8",
@@ -286,7 +296,12 @@ static void test_negotiate_fallback(void **state)
     /* the length counts, not a NUL */
     lens[2] = strlen("permessage-deflate");
     assert_true(pmd_negotiate(vals, lens, 3, &S12, &pp, resp));
+    assert_string_equal(resp, "permessage-deflate; client_no_context_takeover");
+    /* with a 15-bit window of our own nothing is saved: no such answer */
+    struct pmd_settings s15b = {.level = 1, .window_bits = 15};
+    assert_true(pmd_negotiate(vals, lens, 3, &s15b, &pp, resp));
     assert_string_equal(resp, "permessage-deflate");
+    assert_false(pp.client_no_context_takeover);
 
     /* settings 15: a bare client_max_window_bits gets 15 */
     struct pmd_settings s15 = {.level = 9, .window_bits = 15};
@@ -821,6 +836,24 @@ static void test_memory(void **state)
     assert_int_equal(p.mem_peak, def + inf);
     pmd_free(&p);
     assert_int_equal(p.mem, 0);
+
+    /* client_no_context_takeover (answered to a client that did not offer
+     * client_max_window_bits, whose window is then 15): the inflater is
+     * freed after each message, so between messages only the deflater */
+    pp = params(false, true, 12, 15);
+    pmd_init(&p, &pp, 1, 0);
+    zn = pmd_deflate(&p, in, sizeof in, z, sizeof z);
+    def = p.mem;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(inflate_msg(&p, z, zn, false, 0, sizeof res, res, sizeof res, &len, &code),
+                         PMD_DONE);
+        assert_int_equal(len, sizeof in);
+        assert_memory_equal(res, in, sizeof in);
+        assert_null(p.inf);
+        assert_int_equal(p.mem, def); /* the deflater alone: 38720 B */
+    }
+    assert_true(p.mem_peak > def + 32768); /* the 15-bit inflater while in use */
+    pmd_free(&p);
 
     /* other windows, for the record in pmd.h */
     for (int bits = 9; bits <= 15; bits++) {

@@ -179,6 +179,9 @@
     const conn = new Conn(wsUrl(route), protocols);
     await conn.ready;
     check('open', true, 'protocol "' + conn.ws.protocol + '"');
+    const wantExt = params.get('ext');
+    if (wantExt)
+      check('extension negotiated', conn.ws.extensions === wantExt, JSON.stringify(conn.ws.extensions));
     if (protocols && protocols.length)
       check('subprotocol chosen', conn.ws.protocol === protocols[0], conn.ws.protocol);
     const b64 = conn.ws.protocol === 'base64';
