@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "listener.h"
+#include "iptable.h"
 #include "log.h"
 #include "record.h"
 #include "sock.h"
@@ -455,7 +456,9 @@ static int run(struct config *cfg)
         log_msg(WLOG_WARN, "cannot start the token watcher: %s; token files are not re-read",
                 strerror(errno));
     gw.nworkers = worker_count(cfg);
-    if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
+    gw.iptable = iptable_new(0);
+    if (!gw.iptable || metrics_init(&gw.metrics, gw.nworkers) < 0 ||
+        gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
         rc = 1;
     }
@@ -510,6 +513,7 @@ static int run(struct config *cfg)
     token_watch_stop();
     listeners_retain(NULL); /* unix socket files are removed */
     metrics_free(&gw.metrics);
+    iptable_free(gw.iptable);
     config_unref(gw.cfg);
     ev_loop_destroy(loop);
     pthread_mutex_destroy(&gw.lock);
@@ -718,10 +722,9 @@ int main(int argc, char **argv)
     }
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
                            o.token_plugin || o.token_source || o.unix_target || o.record ||
-                           o.unix_listen || o.unix_listen_mode || o.ssl_target ||
-                           o.verify_client || o.cafile || o.ssl_version || o.ssl_ciphers ||
-                           o.log_file || o.run_once || o.timeout || o.file_only || o.host_token ||
-                           o.prefer_ipv6;
+                           o.unix_listen || o.unix_listen_mode || o.ssl_target || o.verify_client ||
+                           o.cafile || o.ssl_version || o.ssl_ciphers || o.log_file || o.run_once ||
+                           o.timeout || o.file_only || o.host_token || o.prefer_ipv6;
     if (o.verify_client && !o.cafile) {
         fprintf(stderr, "wsgate: --verify-client needs --cafile FILE (the CAs that sign "
                         "client certificates)\n");
