@@ -608,7 +608,8 @@ static int proxy_read(struct session *s)
 {
     uint8_t buf[PROXY_MAX_HEADER];
     size_t have = s->head_len;
-    memcpy(buf, s->head, have);
+    if (have)
+        memcpy(buf, s->head, have);
     ssize_t n = recv(s->cl.tr.fd, buf + have, sizeof(buf) - have, MSG_PEEK);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -710,7 +711,8 @@ static void request_read(struct session *s)
     }
     uint8_t stack[HTTP_MAX_HEAD + 1];
     size_t have = s->head_len;
-    memcpy(stack, s->head, have);
+    if (have)
+        memcpy(stack, s->head, have);
     ssize_t n = io_read(&s->cl.tr, stack + have, sizeof(stack) - have);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
