@@ -147,6 +147,18 @@ def listen_ports(sections):
     return out
 
 
+def admin_ports(sections):
+    """Ports of the listen lines with the word "admin": with one, health_path
+    and metrics_path are served there only (the probes must use it)."""
+    out = set()
+    for value, _ in sections.get("gateway", {}).get("listen", []) or []:
+        words = value.split()
+        m = re.fullmatch(r"(\[[^\]]*\]|[^:]*):(\d+)", words[0]) if words else None
+        if m and "admin" in words[1:]:
+            out.add(int(m.group(2)))
+    return out
+
+
 def gateway_settings(sections):
     drain = ini_get(sections, "gateway", "drain_timeout")
     return {
@@ -154,6 +166,7 @@ def gateway_settings(sections):
         "metrics_path": ini_get(sections, "gateway", "metrics_path", DEFAULT_METRICS_PATH),
         "drain_timeout": DEFAULT_DRAIN_TIMEOUT if drain is None else parse_duration(drain),
         "listens": listen_ports(sections),
+        "admin": admin_ports(sections),
     }
 
 
@@ -586,6 +599,10 @@ def check_dockerfile(p, root, docker_cfg):
                             % (path, DOCKER_INI, docker_cfg["health_path"]))
                     p.check(port in ports, where(n), "HEALTHCHECK probes port %d but %s "
                             "listens on %s" % (port, DOCKER_INI, sorted(ports)))
+                    admin = docker_cfg["admin"]
+                    p.check(not admin or port in admin, where(n), "HEALTHCHECK probes port %d "
+                            "but health_path is served on the admin listener %s only"
+                            % (port, sorted(admin)))
             exe = cmd[0] if cmd else ""
             p.check(exe in final_dests or re.search(r"\b%s\b" % re.escape(os.path.basename(exe)),
                                                     final_run) is not None,
@@ -600,7 +617,8 @@ def check_docker_ini(p, root):
     text = read(root, DOCKER_INI)
     ini = parse_ini(text)
     cfg = gateway_settings(ini)
-    p.check(any(h in ("0.0.0.0", "[::]", "") for h, _, _ in cfg["listens"]), DOCKER_INI,
+    p.check(any(h in ("0.0.0.0", "[::]", "") for h, port, _ in cfg["listens"]
+                  if port not in cfg["admin"]), DOCKER_INI,
             "no listen line on every address (0.0.0.0 or [::]): unreachable from outside "
             "the container")
     p.check(all(port >= 1024 for _, port, _ in cfg["listens"]), DOCKER_INI,
@@ -713,7 +731,8 @@ def check_k8s(p, root, image_uid):
         cfg = gateway_settings(ini)
         cmname = "the ConfigMap's wsgate.ini"
         ports = {lp[1] for lp in cfg["listens"]}
-        p.check(any(h in ("0.0.0.0", "[::]", "") for h, _, _ in cfg["listens"]), K8S,
+        p.check(any(h in ("0.0.0.0", "[::]", "") for h, port, _ in cfg["listens"]
+                  if port not in cfg["admin"]), K8S,
                 "%s listens on no pod address (0.0.0.0 or [::])" % cmname)
         for key in ("health_path", "metrics_path", "drain_timeout"):
             p.check(ini_get(ini, "gateway", key) is not None, K8S, "%s does not set %s"
@@ -730,6 +749,9 @@ def check_k8s(p, root, image_uid):
                     "is %s" % (wname, probe, pr.get("path"), cfg["health_path"]))
             p.check(k8s_port(w, pr.get("port")) in ports, K8S, "%s: %s probes port %s, which "
                     "wsgate does not listen on" % (wname, probe, pr.get("port")))
+            p.check(not cfg["admin"] or k8s_port(w, pr.get("port")) in cfg["admin"], K8S,
+                    "%s: %s probes port %s, but health_path is served on the admin listener %s "
+                    "only" % (wname, probe, pr.get("port"), sorted(cfg["admin"])))
 
         grace = pod.get("terminationGracePeriodSeconds")
         if cfg["drain_timeout"] is None:
@@ -958,7 +980,7 @@ def check_all(root):
 
 # (file, text to replace, replacement, words the report must contain)
 MUTATIONS = [
-    (DOCKERFILE, "http://127.0.0.1:8080/healthz", "http://127.0.0.1:8080/health",
+    (DOCKERFILE, "http://127.0.0.1:9090/healthz", "http://127.0.0.1:9090/health",
      "HEALTHCHECK probes /health"),
     (DOCKERFILE, "COPY contrib/docker/wsgate.ini", "COPY contrib/docker/missing.ini",
      "does not exist"),
@@ -970,8 +992,8 @@ MUTATIONS = [
     (DOCKERFILE, "STOPSIGNAL SIGTERM", "STOPSIGNAL SIGKILL", "STOPSIGNAL"),
     (DOCKER_INI, "health_path = /healthz", "health_path = /ready", "health_path"),
     (DOCKER_INI, "listen = 0.0.0.0:8080", "listen = 127.0.0.1:8080", "every address"),
-    (K8S, "              path: /healthz\n              port: 8080\n            periodSeconds: 5",
-     "              path: /ready\n              port: 8080\n            periodSeconds: 5",
+    (K8S, "              path: /healthz\n              port: admin\n            periodSeconds: 5",
+     "              path: /ready\n              port: admin\n            periodSeconds: 5",
      "readinessProbe probes /ready"),
     (K8S, "terminationGracePeriodSeconds: 40", "terminationGracePeriodSeconds: 20",
      "terminationGracePeriodSeconds 20"),
@@ -985,7 +1007,10 @@ MUTATIONS = [
      "          resources:\n            requests:\n              cpu: 50m",
      "readOnlyRootFilesystem is not true"),
     (K8S, "mountPath: /etc/wsgate", "mountPath: /etc/wsgate2", "no volume mounted"),
-    (K8S, "targetPort: http", "targetPort: 9090", "targetPort 9090"),
+    (K8S, "targetPort: http", "targetPort: 9999", "targetPort 9999"),
+    (K8S, "path: /healthz\n              port: admin\n            periodSeconds: 5",
+     "path: /healthz\n              port: http\n            periodSeconds: 5",
+     "admin listener"),
     (UNIT, "ProtectSystem=strict\n", "", "ProtectSystem=strict expected"),
     (UNIT, "CapabilityBoundingSet=\n", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n",
      "CapabilityBoundingSet= must be present and empty"),

@@ -183,6 +183,8 @@ static const struct key keys[] = {
     {S_GATEWAY, "handshake_rate_per_ip", T_UINT, PAR(handshake_rate_per_ip), .max = 1000000,
      .def = "0", .flags = F_ROUTE},
     {S_GATEWAY, "ipv6_prefix", T_UINT, CFG(ipv6_prefix), .min = 1, .max = 128, .def = "64"},
+    {S_GATEWAY, "max_handshakes", T_UINT, CFG(max_handshakes), .min = 1, .max = MAX_CONNECTIONS,
+     .def = "1000"},
 
     /* [tls] */
     {S_TLS, "cert", T_STRING, CFG(tls.cert)},
@@ -1840,6 +1842,8 @@ static void finalize(struct parser *ps)
             }
         }
     }
+    for (size_t i = 0; i < cfg->nlistens; i++)
+        cfg->has_admin = cfg->has_admin || cfg->listens[i].admin;
     for (size_t i = 0; i < cfg->nlistens; i++) {
         for (size_t j = 0; j < i; j++) {
             const struct listen_spec *x = &cfg->listens[i], *y = &cfg->listens[j];

@@ -67,10 +67,10 @@ struct route_params {
     uint32_t connect_timeout_ms;
     uint32_t ping_interval_ms; /* 0 = never */
     uint32_t pong_timeout_ms;
-    uint32_t idle_timeout_ms;  /* 0 = never */
-    uint64_t max_message_size; /* 0 = unlimited */
-    char *record;              /* recording directory (its realpath), or NULL = off */
-    int record_format;         /* enum record_format (record.h): 0 raw, 1 asciicast */
+    uint32_t idle_timeout_ms;         /* 0 = never */
+    uint64_t max_message_size;        /* 0 = unlimited */
+    char *record;                     /* recording directory (its realpath), or NULL = off */
+    int record_format;                /* enum record_format (record.h): 0 raw, 1 asciicast */
     bool compression;                 /* permessage-deflate when the client offers it */
     uint32_t compression_level;       /* zlib level 0..9 */
     uint32_t compression_window_bits; /* 9..15: server window, client window asked for */
@@ -137,7 +137,7 @@ struct tls_settings {
     int min_version; /* 0 = TLS 1.2, 1 = TLS 1.3 */
     char *ciphers;
     char *ciphersuites;
-    int client_cert; /* with client_ca: 0 = required, 1 = optional (verified when sent) */
+    int client_cert;      /* with client_ca: 0 = required, 1 = optional (verified when sent) */
     bool session_tickets; /* resumption by stateless tickets (ticket.c) */
 };
 
@@ -172,8 +172,10 @@ struct config {
     char *resolver; /* DNS server "IPv4[:port]" or "[IPv6][:port]"; NULL = the system's */
     struct netcidr *trusted_proxies; /* peers whose forwarding headers are believed */
     size_t ntrusted_proxies;
-    int real_ip_header;   /* enum real_ip_header (netaddr.h) */
-    uint32_t ipv6_prefix; /* IPv6 clients count per this prefix for the per-IP limits */
+    int real_ip_header;      /* enum real_ip_header (netaddr.h) */
+    uint32_t ipv6_prefix;    /* IPv6 clients count per this prefix for the per-IP limits */
+    uint32_t max_handshakes; /* connections in their TLS/HTTP handshake at once, per process */
+    bool has_admin;          /* a listener is "admin": health and metrics only there */
     struct tls_settings tls;
     struct tls_cert *tls_certs; /* [tls:NAME] sections in file order */
     size_t ntls_certs;
@@ -183,7 +185,7 @@ struct config {
     struct route *routes;
     size_t nroutes;
     struct basic_auth_cache *basic_auth; /* [gateway] basic_auth_file: web_root files */
-    struct route_table *route_table; /* lookup index (route.c); NULL = linear scan */
+    struct route_table *route_table;     /* lookup index (route.c); NULL = linear scan */
 };
 
 /* Load and validate FILE. On success returns 0 and stores a configuration with

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "check.h"
 #include "log.h"
@@ -35,11 +36,27 @@ static enum dial_state tls_step(struct dial *d)
     return DIAL_FAILED;
 }
 
+/* backend_proxy_protocol: the PROXY header goes first, before any byte of
+ * the client's and before TLS. The connection is new, so its send buffer
+ * takes the whole header at once. Returns 0, or -1 (attempt failed). */
+static int send_proxy_header(struct dial *d)
+{
+    if (!d->pp)
+        return 0;
+    ssize_t n = send(d->tr->fd, d->pp, d->pp_len, MSG_NOSIGNAL);
+    if (n == (ssize_t)d->pp_len)
+        return 0;
+    attempt_failed(d, n < 0 ? errno : EIO, n < 0 ? NULL : "short write of the PROXY header");
+    return -1;
+}
+
 /* The connection to d->backend is up: TLS over it when the route wants it.
  * Returns as tls_step() does. */
 static enum dial_state attempt_up(struct dial *d, const struct sockaddr_any *addr)
 {
     sock_tune(d->tr->fd, addr);
+    if (send_proxy_header(d) < 0)
+        return DIAL_FAILED;
     if (!d->route->backend_tls)
         return DIAL_UP;
     d->tr->ssl = tls_backend_ssl(d->route, d->backend->host, d->tr->fd);
@@ -87,7 +104,11 @@ enum dial_state dial_start(struct dial *d, const struct route *route,
                            const struct backend_spec *specs, size_t n, struct io *tr,
                            const char *who, ev_tstamp now)
 {
+    const uint8_t *pp = d->pp;
+    size_t pp_len = d->pp_len;
     memset(d, 0, sizeof(*d));
+    d->pp = pp;
+    d->pp_len = pp_len;
     d->route = route;
     d->specs = specs;
     d->nspecs = n;

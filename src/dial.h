@@ -11,6 +11,7 @@
 
 #include <ev.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "io.h"
@@ -33,6 +34,8 @@ struct dial {
     int err;            /* errno of the last failed attempt */
     ev_tstamp deadline; /* of the attempt in progress */
     ev_tstamp started;  /* of the first attempt */
+    const uint8_t *pp;  /* backend_proxy_protocol: header sent first on every attempt (set */
+    size_t pp_len;      /* before dial_start, which keeps it; NULL = none) */
 };
 
 /* Start with the first address of specs[0..n). tr is the session's backend

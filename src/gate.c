@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "edge.h"
 #include "log.h"
 #include "tls.h"
 #include "token.h"
@@ -55,10 +56,17 @@ static bool is_path(const char *p, const struct http_request *req)
     return p && strlen(p) == req->path_len && memcmp(p, req->path, req->path_len) == 0;
 }
 
-/* health_path and metrics_path. Returns true when the request was one. */
+/* health_path and metrics_path (only on admin listeners when there is
+ * one). Returns true when the request was one. */
 static bool builtin(struct gateway *gw, const struct config *c, const struct http_request *req,
-                    struct buf_pool *pool, struct gate_verdict *v)
+                    struct buf_pool *pool, struct gate_verdict *v, bool admin)
 {
+    if (c->has_admin && !admin) { /* they moved to the admin listener */
+        if (!is_path(c->health_path, req) && !is_path(c->metrics_path, req))
+            return false;
+        verdict_error(v, pool, 404, NULL);
+        return true;
+    }
     bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     if (!get && !head)
@@ -166,9 +174,65 @@ static int token_backend(const struct route *r, const struct http_request *req,
     return 0;
 }
 
+/* A 429 for handshake_rate_per_ip: the error with `Retry-After: 1`. */
+static void verdict_rate(struct gate_verdict *v, struct buf_pool *pool)
+{
+    static const char why[] = "too many upgrades from this address";
+    verdict_error(v, pool, 429, why);
+    struct buf *b = v->resp;
+    static const char hdr[] = "\r\nRetry-After: 1";
+    size_t add = sizeof(hdr) - 1, at = 0;
+    while (b && at + 4 <= b->end && memcmp(b->data + at, "\r\n\r\n", 4) != 0)
+        at++;
+    if (!b || at + 4 > b->end || b->end + add > b->cap)
+        return;
+    memmove(b->data + at + add, b->data + at, b->end - at);
+    memcpy(b->data + at, hdr, add);
+    b->end += add;
+}
+
+void gate_release_ip(struct gateway *gw, struct gate_verdict *v, double now)
+{
+    if (v->holds_ip)
+        iptable_conn_release(gw->iptable, &v->ip_key, now);
+    v->holds_ip = false;
+}
+
+/* The route's rules on the client address: allowed_networks (403),
+ * handshake_rate_per_ip and max_connections_per_ip (429). Returns true when
+ * admitted (the address's session counted in v->ip_key when limited). */
+static bool admit_client(const struct config *c, struct gateway *gw, const struct gate_conn *conn,
+                         struct buf_pool *pool, struct gate_verdict *v)
+{
+    const struct route *r = v->route;
+    if (r->nallowed_networks &&
+        !netcidr_list_match(r->allowed_networks, r->nallowed_networks, conn->client)) {
+        verdict_error(v, pool, 403, "client address not allowed for this route");
+        return false;
+    }
+    if (!r->p.handshake_rate_per_ip && !r->p.max_connections_per_ip)
+        return true;
+    v->ip_key.scope = edge_route_scope(r->name);
+    netaddr_key(conn->client, c->ipv6_prefix, &v->ip_key.addr);
+    if (iptable_rate_take(gw->iptable, &v->ip_key, r->p.handshake_rate_per_ip, conn->now) < 0) {
+        verdict_rate(v, pool);
+        return false;
+    }
+    if (r->p.max_connections_per_ip) {
+        if (iptable_conn_acquire(gw->iptable, &v->ip_key, r->p.max_connections_per_ip, conn->now) <
+            0) {
+            verdict_error(v, pool, 429, "too many connections from this address");
+            return false;
+        }
+        v->holds_ip = true;
+    }
+    return true;
+}
+
 /* The upgrade is valid: admit it to its route or say why not. */
 static void admit(const struct config *c, struct gateway *gw, SSL *ssl,
-                  const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v)
+                  const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v,
+                  const struct gate_conn *conn)
 {
     const struct route *r = v->route;
     if (r->tokens) {
@@ -187,8 +251,11 @@ static void admit(const struct config *c, struct gateway *gw, SSL *ssl,
         verdict_error(v, pool, 503, "draining");
         return;
     }
+    if (!admit_client(c, gw, conn, pool, v))
+        return;
     int lim = take_slot(gw, c, r);
     if (lim < 0) {
+        gate_release_ip(gw, v, conn->now);
         verdict_error(v, pool, 503,
                       lim == -1 ? "too many connections" : "too many connections for route");
         return;
@@ -220,11 +287,18 @@ static void negotiate_compression(const struct http_request *req, struct gate_ve
 }
 
 void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
-                 const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v)
+                 const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v,
+                 const struct gate_conn *conn)
 {
     memset(v, 0, sizeof(*v));
     v->file.fd = -1;
-    if (builtin(gw, cfg, req, pool, v) || static_file(cfg, req, pool, v))
+    if (builtin(gw, cfg, req, pool, v, conn->admin))
+        return;
+    if (conn->admin) { /* nothing else is served there, upgrades included */
+        verdict_error(v, pool, 404, NULL);
+        return;
+    }
+    if (static_file(cfg, req, pool, v))
         return;
     struct upgrade_result res;
     upgrade_validate(cfg, req, &res);
@@ -236,7 +310,7 @@ void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
     v->subprotocol = res.subprotocol;
     v->base64 = res.subprotocol && strcmp(res.subprotocol, "base64") == 0;
     memcpy(v->accept, res.accept, sizeof(v->accept));
-    admit(cfg, gw, ssl, req, pool, v);
+    admit(cfg, gw, ssl, req, pool, v, conn);
     if (v->kind == GATE_UPGRADE)
         negotiate_compression(req, v);
     if (v->kind != GATE_UPGRADE && v->token_backend) {

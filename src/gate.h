@@ -14,6 +14,7 @@
 #include "config.h"
 #include "http.h"
 #include "pmd.h"
+#include "iptable.h"
 #include "static.h"
 #include "worker.h"
 
@@ -40,13 +41,23 @@ struct gate_verdict {
     bool pmd;                           /* permessage-deflate agreed (route compression = on) */
     struct pmd_params pmd_params;       /* its parameters */
     char pmd_resp[PMD_RESPONSE_MAX];    /* the Sec-WebSocket-Extensions value of the 101 */
+    struct iptable_key ip_key;          /* the route's per-address count held (holds_ip) */
+    bool holds_ip;                      /* release with gate_release_ip() */
+};
+
+/* The connection a request came on. */
+struct gate_conn {
+    const struct netaddr *client; /* the client address (DESIGN.md "Who is connecting") */
+    bool admin;                   /* an admin listener: health and metrics only */
+    double now;                   /* seconds (ev_now), for the per-address rate */
 };
 
 /* What the request asks and what it may have. The verdict's buffers come
  * from pool; an upgrade holds a connection slot (gate_release_slot). ssl is
  * the client's TLS connection or NULL. */
 void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
-                 const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v);
+                 const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v,
+                 const struct gate_conn *conn);
 
 /* An error response for status (and why) in a buffer from pool (NULL when
  * out of memory). */
@@ -54,5 +65,9 @@ struct buf *gate_error_response(struct buf_pool *pool, int status, const char *w
 
 /* Give back the connection slot an upgrade verdict took. */
 void gate_release_slot(struct gateway *gw, const struct route *route);
+
+/* Give back the route's per-address count an upgrade verdict holds (no-op
+ * when it holds none). */
+void gate_release_ip(struct gateway *gw, struct gate_verdict *v, double now);
 
 #endif

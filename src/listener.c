@@ -74,14 +74,62 @@ static bool systemd_match(const struct shared_sock *s, const struct listen_spec 
            (spec->systemd_name == NULL || strcmp(s->name, spec->systemd_name) == 0);
 }
 
+#define ACCEPT_CHECK 0.005 /* seconds between checks while max_handshakes pauses accepts */
+
+/* One more connection in its handshake, when fewer than max_handshakes are
+ * (process-wide). True when counted: session_start() takes it over. */
+static bool handshake_reserve(struct worker *w)
+{
+    uint32_t max = w->cfg->max_handshakes;
+    if (__atomic_add_fetch(&w->gw->handshaking, 1, __ATOMIC_RELAXED) <= max)
+        return true;
+    __atomic_sub_fetch(&w->gw->handshaking, 1, __ATOMIC_RELAXED);
+    return false;
+}
+
+/* max_handshakes reached: stop every listener of w until a handshake (of
+ * any worker) finishes; listeners_accept_check() resumes them. */
+static void pause_accepts(struct worker *w)
+{
+    for (struct listener *l = w->listeners; l; l = l->next)
+        ev_io_stop(w->loop, &l->io);
+    w->accept_paused = true;
+    ev_timer_set(&w->accept_check, ACCEPT_CHECK, ACCEPT_CHECK);
+    ev_timer_start(w->loop, &w->accept_check);
+}
+
+void listeners_accept_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    if (__atomic_load_n(&w->gw->handshaking, __ATOMIC_RELAXED) >= w->cfg->max_handshakes)
+        return;
+    ev_timer_stop(loop, t);
+    w->accept_paused = false;
+    for (struct listener *l = w->listeners; l; l = l->next)
+        if (!ev_is_active(&l->backoff))
+            ev_io_start(loop, &l->io);
+}
+
+static unsigned session_flags(const struct listener *l)
+{
+    return (l->tls && !l->tls_auto ? SESSION_TLS : 0) | (l->tls_auto ? SESSION_TLS_AUTO : 0) |
+           (l->proxy ? SESSION_PROXY : 0) | (l->admin ? SESSION_ADMIN : 0);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct listener *l = io->data;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (!handshake_reserve(l->w)) {
+            pause_accepts(l->w);
+            return;
+        }
         struct sockaddr_any peer;
         peer.len = sizeof(peer.ss);
         int fd =
             accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            __atomic_sub_fetch(&l->w->gw->handshaking, 1, __ATOMIC_RELAXED);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
@@ -101,14 +149,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             peer.ss.ss_family = AF_UNIX;
             peer.len = sizeof(sa_family_t);
         }
-        session_start(l->w, fd, &peer, l->tls);
+        session_start(l->w, fd, &peer, session_flags(l));
     }
 }
 
 static void backoff_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct listener *l = t->data;
-    ev_io_start(loop, &l->io);
+    if (!l->w->accept_paused)
+        ev_io_start(loop, &l->io);
 }
 
 /* A listener on fd for spec (shared: the shared socket it holds). */
@@ -134,7 +183,8 @@ static struct listener *listener_new(struct worker *w, const struct listen_spec 
     l->io.data = l;
     ev_timer_init(&l->backoff, backoff_cb, 0, 0);
     l->backoff.data = l;
-    ev_io_start(w->loop, &l->io);
+    if (!w->accept_paused)
+        ev_io_start(w->loop, &l->io);
     return l;
 }
 

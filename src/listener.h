@@ -43,6 +43,11 @@ struct listener *listener_open(struct worker *w, const struct config *cfg,
                                const struct listen_spec *spec, char *err, size_t errlen);
 /* True when l listens as spec says (same address, transport and words). */
 int listener_matches(const struct listener *l, const struct listen_spec *spec);
+/* The worker's accept_check timer (data = the worker): while accepts are
+ * paused for max_handshakes, resume them once fewer handshakes are pending
+ * in the process. */
+void listeners_accept_check(struct ev_loop *loop, ev_timer *t, int revents);
+
 /* Stop accepting and close (a shared socket: let go of it). */
 void listener_close(struct listener *l);
 

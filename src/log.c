@@ -331,6 +331,10 @@ void log_access(const struct access_record *r)
         put_time(&l);
         puts_(&l, "\",\"level\":\"info\",\"event\":\"session\",\"client\":");
         put_json_str(&l, r->client);
+        if (r->peer) {
+            puts_(&l, ",\"peer\":");
+            put_json_str(&l, r->peer);
+        }
         puts_(&l, ",\"route\":");
         put_json_str(&l, r->route);
         puts_(&l, ",\"backend\":");
@@ -361,6 +365,8 @@ void log_access(const struct access_record *r)
             puts_(&l, " client_cert=");
             put_text_str(&l, r->client_name);
         }
+        if (r->peer)
+            putf(&l, " peer=%s", r->peer);
     }
     emit(&l);
 }

@@ -51,6 +51,7 @@ struct access_record {
     const char *closed_by;   /* "client", "backend", "gateway" */
     const char *reason;      /* why the session ended */
     const char *client_name; /* verified TLS client certificate name, or NULL */
+    const char *peer;        /* the TCP peer when it differs from client, or NULL */
 };
 
 /* Write the access-log line for a finished session (level info). */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "iptable.h"
 #include "listener.h"
 #include "log.h"
 #include "record.h"
@@ -250,7 +251,9 @@ static int run(struct config *cfg)
         log_msg(WLOG_WARN, "cannot start the recording writer: %s; sessions are not recorded",
                 strerror(errno));
     gw.nworkers = worker_count(cfg);
-    if (metrics_init(&gw.metrics, gw.nworkers) < 0 || gateway_attach_stats(&gw, cfg) < 0) {
+    gw.iptable = iptable_new(0);
+    if (!gw.iptable || metrics_init(&gw.metrics, gw.nworkers) < 0 ||
+        gateway_attach_stats(&gw, cfg) < 0) {
         log_msg(WLOG_ERROR, "out of memory");
         rc = 1;
     }
@@ -306,6 +309,7 @@ static int run(struct config *cfg)
     token_watch_stop();
     listeners_retain(NULL); /* unix socket files are removed */
     metrics_free(&gw.metrics);
+    iptable_free(gw.iptable);
     config_unref(gw.cfg);
     ev_loop_destroy(loop);
     pthread_mutex_destroy(&gw.lock);

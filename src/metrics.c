@@ -144,9 +144,14 @@ static uint64_t sum(const struct metrics *m, const struct route_stats *r, size_t
 /* Route names are [A-Za-z0-9_.-]+ (config.c checks), so they need no escaping. */
 static void render_failures(struct out *o, const struct metrics *m, const struct route_stats *r)
 {
-    for (int i = 0; i < METRICS_NSTATUS; i++)
-        outf(o, "wsgate_handshake_failures_total{route=\"%s\",status=\"%d\"} %llu\n", r->name,
-             statuses[i], (unsigned long long)SUM(failures[i]));
+    for (int i = 0; i < METRICS_NSTATUS; i++) {
+        if (statuses[i] == METRICS_STATUS_PROXY)
+            outf(o, "wsgate_handshake_failures_total{route=\"%s\",status=\"proxy\"} %llu\n",
+                 r->name, (unsigned long long)SUM(failures[i]));
+        else
+            outf(o, "wsgate_handshake_failures_total{route=\"%s\",status=\"%d\"} %llu\n", r->name,
+                 statuses[i], (unsigned long long)SUM(failures[i]));
+    }
 }
 
 /* Render every metric in the Prometheus text format. */

@@ -26,10 +26,11 @@ enum session_result {
 /* Handshake statuses counted in wsgate_handshake_failures_total{status}. */
 #define METRICS_STATUSES                                                                           \
     {                                                                                              \
-        400, 403, 404, 405, 426, 431, 500, 502, 503, 504, 505                                      \
+        400, 403, 404, 405, 426, 429, 431, 500, 502, 503, 504, 505, METRICS_STATUS_PROXY           \
     }
-#define METRICS_NSTATUS 11
-#define METRICS_NBUCKETS 10 /* connect-time histogram buckets, +Inf excluded */
+#define METRICS_NSTATUS 13
+#define METRICS_STATUS_PROXY 1000 /* a bad or missing PROXY header: status="proxy" */
+#define METRICS_NBUCKETS 10       /* connect-time histogram buckets, +Inf excluded */
 
 /* One worker's counters of one route (a cache line of its own at least). */
 struct route_counters {

@@ -35,15 +35,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "dial.h"
+#include "edge.h"
 #include "gate.h"
 #include "http.h"
+#include "iptable.h"
 #include "log.h"
 #include "outcome.h"
 #include "record.h"
+#include "proxy.h"
 #include "relay.h"
 #include "sock.h"
 #include "tls.h"
@@ -113,6 +117,17 @@ struct session {
     ev_tstamp started;
     struct outcome end;
     char peer[64];
+
+    /* who is connecting (DESIGN.md): the TCP peer, the client address */
+    unsigned flags;            /* SESSION_* of the listener; PROXY and TLS_AUTO cleared when read */
+    bool handshaking;          /* counted in gw->handshaking (max_handshakes) */
+    bool holds_gw_ip;          /* counted in [gateway] max_connections_per_ip under gw_key */
+    bool has_proxy_dst;        /* a PROXY header named a destination */
+    struct iptable_key gw_key; /* the gateway-wide per-address count */
+    struct netaddr peer_addr;  /* the TCP peer */
+    struct netaddr client;     /* PROXY source or peer, then forwarding headers */
+    struct netaddr proxy_dst;  /* the PROXY header's destination */
+    uint8_t *pp;               /* backend_proxy_protocol header (malloc'd), or NULL */
 
     /* REQUEST: a head that arrived in pieces (malloc'd, exactly its size) */
     uint8_t *head;
@@ -190,6 +205,36 @@ static void release_slot(struct session *s)
         gate_release_slot(s->w->gw, s->route);
         s->holds_slot = false;
     }
+    gate_release_ip(s->w->gw, &s->v, now_of(s));
+}
+
+/* The TLS/HTTP handshake is over (max_handshakes): the listeners may
+ * accept again (listener.c notices). */
+static void handshake_over(struct session *s)
+{
+    if (s->handshaking)
+        __atomic_sub_fetch(&s->w->gw->handshaking, 1, __ATOMIC_RELAXED);
+    s->handshaking = false;
+}
+
+/* The gateway-wide per-address count for s->client, from accept (or the
+ * PROXY header) on. Returns 0, or -1 when the address is over
+ * [gateway] max_connections_per_ip. */
+static int count_client(struct session *s)
+{
+    struct gateway *gw = s->w->gw;
+    if (s->holds_gw_ip)
+        iptable_conn_release(gw->iptable, &s->gw_key, now_of(s));
+    s->holds_gw_ip = false;
+    uint32_t max = s->cfg->defaults.max_connections_per_ip;
+    if (max == 0)
+        return 0;
+    s->gw_key.scope = IPTABLE_GATEWAY;
+    netaddr_key(&s->client, s->cfg->ipv6_prefix, &s->gw_key.addr);
+    if (iptable_conn_acquire(gw->iptable, &s->gw_key, max, now_of(s)) < 0)
+        return -1;
+    s->holds_gw_ip = true;
+    return 0;
 }
 
 static void set_busy(struct session *s, bool busy)
@@ -212,6 +257,8 @@ static void relay_over(struct session *s)
 static void enter(struct session *s, enum phase to)
 {
     ASSERT(next_phases[s->phase] & TO(to));
+    if (s->phase == PH_REQUEST)
+        handshake_over(s);
     if (log_enabled(WLOG_DEBUG))
         log_msg(WLOG_DEBUG, "%s: %s -> %s", s->peer, phase_names[s->phase], phase_names[to]);
     s->phase = to;
@@ -292,12 +339,17 @@ static void session_free(struct session *s)
     ASSERT(s->phase == PH_CLOSED && !half_open(&s->cl) && !half_open(&s->be) && !s->busy);
     ev_timer_stop(w->loop, &s->timer);
     release_slot(s);
+    if (s->holds_gw_ip)
+        iptable_conn_release(w->gw->iptable, &s->gw_key, now_of(s));
+    char client[NETADDR_STRLEN];
+    bool other = memcmp(&s->client, &s->peer_addr, sizeof(s->client)) != 0;
     if (s->v.status == 101)
         metrics_add(&s->route->stats->slot[w->id].results[outcome_result(&s->end)], 1);
     struct relay *r = &s->relay;
     bool relayed = s->v.status == 101;
     struct access_record rec = {
-        .client = s->peer,
+        .client = other ? netaddr_str(&s->client, client, sizeof(client)) : s->peer,
+        .peer = other ? s->peer : NULL,
         .route = s->route ? s->route->name : "-",
         .backend = s->dial.backend ? s->dial.backend->text : "-",
         .status = s->v.status,
@@ -331,6 +383,7 @@ static void session_free(struct session *s)
     config_unref(s->cfg);
     free(s->head);
     free(s->tls_name);
+    free(s->pp);
     free(s);
 }
 
@@ -516,19 +569,55 @@ static int keep_pipelined(struct session *s, const uint8_t *rest, size_t len)
     return 0;
 }
 
+/* backend_proxy_protocol: the header the dialer sends first (s->pp).
+ * Returns 0, or -1 (closed: out of memory). */
+static int backend_proxy_header(struct session *s, const struct http_request *req)
+{
+    int version = s->route->backend_proxy_protocol;
+    if (version == 0)
+        return 0;
+    struct netaddr local = s->proxy_dst;
+    if (!s->has_proxy_dst) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(s->cl.tr.fd, (struct sockaddr *)&ss, &len) == 0)
+            netaddr_from_sockaddr((struct sockaddr *)&ss, len, &local);
+        else
+            local.family = AF_UNSPEC;
+    }
+    struct edge_backend_hdr h = {
+        .version = version,
+        .client = &s->client,
+        .dst = &local,
+        .req = req,
+        .tls_version = s->cl.tr.ssl ? SSL_get_version(s->cl.tr.ssl) : NULL,
+        .cert_name = s->tls_name,
+    };
+    if (edge_backend_header(&h, &s->pp, &s->dial.pp_len) < 0) {
+        session_close(s, END_ERROR, "out of memory");
+        return -1;
+    }
+    s->dial.pp = s->pp;
+    return 0;
+}
+
 /* The request head is complete: act on the verdict. */
 static void on_request(struct session *s, const struct http_request *req, const uint8_t *rest,
                        size_t rest_len)
 {
     struct gate_verdict *v = &s->v;
-    gate_decide(s->cfg, s->w->gw, s->cl.tr.ssl, req, &s->w->pool, v);
+    struct netaddr start = s->client;
+    edge_client(s->cfg, &start, req, &s->client);
+    struct gate_conn conn = {
+        .client = &s->client, .admin = s->flags & SESSION_ADMIN, .now = now_of(s)};
+    gate_decide(s->cfg, s->w->gw, s->cl.tr.ssl, req, &s->w->pool, v, &conn);
     s->route = v->route;
     if (v->kind != GATE_UPGRADE) {
         respond(s);
         return;
     }
     s->holds_slot = true;
-    if (keep_pipelined(s, rest, rest_len) < 0)
+    if (keep_pipelined(s, rest, rest_len) < 0 || backend_proxy_header(s, req) < 0)
         return;
     enter(s, PH_CONNECT);
     const struct backend_spec *specs = v->token_backend ? v->token_backend : s->route->backends;
@@ -538,12 +627,115 @@ static void on_request(struct session *s, const struct http_request *req, const 
 
 /* ---- REQUEST ---------------------------------------------------------- */
 
+/* A bad or missing PROXY header: closed without a response, logged,
+ * counted as handshake failure status "proxy". */
+static void proxy_refused(struct session *s, const char *why)
+{
+    log_msg(WLOG_INFO, "%s: PROXY header refused: %s", s->peer, why);
+    metrics_failure(&s->w->gw->metrics, NULL, s->w->id, METRICS_STATUS_PROXY);
+    session_close(s, END_HANDSHAKE, "bad PROXY header: %s", why);
+}
+
+/* The PROXY header of a proxy listener. What has arrived is peeked and
+ * parsed together with the part kept from earlier reads (s->head); while
+ * the header is incomplete every byte peeked belongs to it, so those are
+ * read and kept (no readiness stays pending); once it is complete exactly
+ * its remaining bytes are read, so the client's first byte (a ClientHello
+ * or the request) stays in the socket. Returns 1 (read), 0 (wait), or -1
+ * (closed). */
+static int proxy_read(struct session *s)
+{
+    uint8_t buf[PROXY_MAX_HEADER];
+    size_t have = s->head_len;
+    if (have)
+        memcpy(buf, s->head, have);
+    ssize_t n = recv(s->cl.tr.fd, buf + have, sizeof(buf) - have, MSG_PEEK);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        proxy_refused(s, n == 0 ? "connection closed before the header" : strerror(errno));
+        return -1;
+    }
+    struct proxy_info info;
+    const char *why = "incomplete";
+    int r = proxy_parse(buf, have + (size_t)n, &info, &why);
+    size_t take = r > 0 ? (size_t)r - have : (size_t)n;
+    if (r == PROXY_BAD || (r == PROXY_PARTIAL && have + (size_t)n >= sizeof(buf))) {
+        proxy_refused(s, why);
+        return -1;
+    }
+    ASSERT(take <= (size_t)n);
+    if (recv(s->cl.tr.fd, buf + have, take, 0) != (ssize_t)take) {
+        proxy_refused(s, "read error");
+        return -1;
+    }
+    have += take;
+    uint8_t *h = r > 0 ? NULL : realloc(s->head, have);
+    if (r > 0) {
+        free(s->head);
+        s->head = NULL;
+        s->head_len = 0;
+    } else if (!h) {
+        session_close(s, END_ERROR, "out of memory");
+        return -1;
+    } else {
+        memcpy(h, buf, have);
+        s->head = h;
+        s->head_len = have;
+        return 0;
+    }
+    if (info.has_addr && info.cmd == PROXY_CMD_PROXY) {
+        s->client = info.src;
+        s->proxy_dst = info.dst;
+        s->has_proxy_dst = true;
+    }
+    if (count_client(s) < 0) {
+        session_close(s, END_HANDSHAKE, "too many connections from this address");
+        return -1;
+    }
+    return 1;
+}
+
+/* What comes before the TLS/HTTP handshake: the PROXY header (proxy
+ * listeners), then the first byte that tells TLS from plain (`tls auto`),
+ * then the TLS connection. Returns 1 (done), 0 (wait), or -1 (closed). */
+static int preface_read(struct session *s)
+{
+    if (s->flags & SESSION_PROXY) {
+        int r = proxy_read(s);
+        if (r <= 0)
+            return r;
+        s->flags &= ~(unsigned)SESSION_PROXY;
+    }
+    if (s->flags & SESSION_TLS_AUTO) {
+        uint8_t first;
+        ssize_t n = recv(s->cl.tr.fd, &first, 1, MSG_PEEK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        if (n <= 0) {
+            session_close(s, END_HANDSHAKE, "client %s during handshake",
+                          n == 0 ? "closed" : "read error");
+            return -1;
+        }
+        s->flags &= ~(unsigned)SESSION_TLS_AUTO;
+        s->flags |= first == 0x16 ? SESSION_TLS : 0;
+    }
+    if ((s->flags & SESSION_TLS) && !s->cl.tr.ssl &&
+        !(s->cl.tr.ssl = tls_server_ssl(s->cfg, s->cl.tr.fd))) {
+        session_close(s, END_ERROR, "cannot start TLS");
+        return -1;
+    }
+    return 1;
+}
+
 /* Read what the client sent of its request head, and answer it once it is
  * complete. Most heads arrive in one read: they are parsed on the stack and
  * only a head that arrives in pieces is kept, in a buffer of its size. */
 static void request_read(struct session *s)
 {
     char why[300];
+    if ((s->flags & (SESSION_PROXY | SESSION_TLS_AUTO)) && preface_read(s) <= 0)
+        return;
     int hs = io_handshake(&s->cl.tr, why, sizeof(why));
     if (hs <= 0) {
         if (hs < 0)
@@ -660,6 +852,8 @@ static void act(struct session *s, enum action a)
     case ACT_NONE:
         break;
     case ACT_HANDSHAKE_TIMEOUT:
+        if (s->flags & SESSION_PROXY)
+            proxy_refused(s, "no complete header within handshake_timeout");
         session_close(s, END_HANDSHAKE, "handshake timeout");
         break;
     case ACT_CONNECT_TIMEOUT:
@@ -871,11 +1065,12 @@ static void backend_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- the public interface --------------------------------------------- */
 
-void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, int tls)
+void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, unsigned flags)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
         log_msg(WLOG_ERROR, "out of memory for a new session");
+        __atomic_sub_fetch(&w->gw->handshaking, 1, __ATOMIC_RELAXED);
         close(fd);
         return;
     }
@@ -884,11 +1079,22 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, in
     s->cl.tr.fd = fd;
     s->be.tr.fd = -1;
     s->v.file.fd = -1;
+    s->flags = flags;
+    s->handshaking = true;
+    netaddr_from_sockaddr((const struct sockaddr *)&peer->ss, peer->len, &s->peer_addr);
+    s->client = s->peer_addr;
+    /* A proxy listener counts the address its PROXY header names. */
+    bool refused = !(flags & SESSION_PROXY) && count_client(s) < 0;
     sock_addr_str(peer, s->peer, sizeof(s->peer));
-    if (tls && !(s->cl.tr.ssl = tls_server_ssl(s->cfg, fd))) {
-        log_msg(WLOG_ERROR, "%s: cannot start TLS", s->peer);
+    bool tls_now = (flags & SESSION_TLS) && !(flags & (SESSION_PROXY | SESSION_TLS_AUTO));
+    if (refused || (tls_now && !(s->cl.tr.ssl = tls_server_ssl(s->cfg, fd)))) {
+        if (!refused)
+            log_msg(WLOG_ERROR, "%s: cannot start TLS", s->peer);
+        if (s->holds_gw_ip)
+            iptable_conn_release(w->gw->iptable, &s->gw_key, ev_now(w->loop));
+        handshake_over(s);
         config_unref(s->cfg);
-        close(fd);
+        close(fd); /* over max_connections_per_ip: no response */
         free(s);
         return;
     }

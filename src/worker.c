@@ -78,6 +78,7 @@ static void stop_now(struct worker *w)
         session_abort(w->sessions, "shutting down now");
     close_listeners(w);
     ev_timer_stop(w->loop, &w->drain);
+    ev_timer_stop(w->loop, &w->accept_check);
     ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -160,6 +161,8 @@ int worker_init(struct worker *w, struct gateway *gw, unsigned id, struct config
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
     ev_init(&w->drain, drain_cb);
+    ev_init(&w->accept_check, listeners_accept_check);
+    w->accept_check.data = w;
     return sync_listeners(w, cfg, err, errlen);
 }
 
@@ -214,6 +217,7 @@ void worker_destroy(struct worker *w)
     close_listeners(w);
     ev_async_stop(w->loop, &w->wake);
     ev_timer_stop(w->loop, &w->drain);
+    ev_timer_stop(w->loop, &w->accept_check);
     buf_pool_destroy(&w->pool);
     ev_loop_destroy(w->loop);
     w->loop = NULL;

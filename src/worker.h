@@ -14,6 +14,7 @@
 struct worker;
 struct listener;
 struct session;
+struct iptable;
 
 /* Process-wide state. Workers share only the configuration pointer (handed
  * over under lock on reload), the counters (one slot per worker, see metrics.h)
@@ -26,6 +27,8 @@ struct gateway {
     struct metrics metrics;
     struct worker *workers;
     unsigned nworkers;
+    struct iptable *iptable; /* per-address counts and rates (iptable.h), shared */
+    uint32_t handshaking;    /* atomic: connections in their handshake (max_handshakes) */
 };
 
 /* Commands a worker receives from the main thread (bits, atomic). */
@@ -52,6 +55,8 @@ struct worker {
     unsigned nsessions;       /* all connections */
     unsigned nbusy;           /* relays and downloads drain waits for */
     struct buf_pool pool;
+    ev_timer accept_check; /* while accepts are paused for max_handshakes */
+    bool accept_paused;
     void (*on_exit)(void); /* called on the worker's thread when its loop ends */
 };
 
