@@ -245,17 +245,20 @@ def check_man(p, root):
                 ".TH names version %s but configure.ac has %s"
                 % (th.group(1) if th else "none", version))
 
-    # Every option of src/main.c is in wsgate(8).
-    main_c = read(root, "src/main.c")
-    lo = re.search(r"struct option longopts\[\]\s*=\s*\{(.*?)\};", main_c, re.S)
+    # Every option of src/cli.c (its opts[] and refusals[] tables) is in wsgate(8).
+    main_c = read(root, "src/cli.c")
+    lo = re.search(r"\} opts\[\]\s*=\s*\{(.*?)\};", main_c, re.S)
     longopts = re.findall(r'\{"([a-z][a-z0-9-]*)"', lo.group(1)) if lo else []
-    p.check(bool(longopts), "src/main.c", "no long options found (longopts[] moved?)")
+    rf = re.search(r"\} refusals\[\]\s*=\s*\{(.*?)\};", main_c, re.S)
+    longopts += re.findall(r'\{"([a-z][a-z0-9-]*)"', rf.group(1)) if rf else []
+    p.check(bool(longopts), "src/cli.c", "no long options found (opts[] moved?)")
     for opt in longopts:
         p.check(("\\-\\-" + opt.replace("-", "\\-")) in man8, MAN8,
-                "option --%s of src/main.c is not documented" % opt)
-    so = re.search(r'getopt_long\([^"]*"([^"]+)"', main_c)
-    for ch in (so.group(1).replace(":", "") if so else ""):
-        p.check(("\\-" + ch) in man8, MAN8, "option -%s of src/main.c is not documented" % ch)
+                "option --%s of src/cli.c is not documented" % opt)
+    shorts = re.findall(r'\{"[a-z][a-z0-9-]*", \'(.)\'', lo.group(1)) if lo else []
+    p.check(bool(shorts), "src/cli.c", "no short options found in opts[]")
+    for ch in shorts:
+        p.check(("\\-" + ch) in man8, MAN8, "option -%s of src/cli.c is not documented" % ch)
 
     # Every key of the sample configuration has its entry in wsgate.ini(5).
     keys = set(re.findall(r"^\s*;?\s*([a-z_]+)\s*=", read(root, SAMPLE_INI), re.M))
@@ -1018,7 +1021,7 @@ MUTATIONS = [
     (UNIT, "ExecReload=/bin/kill -HUP $MAINPID\n", "", "ExecReload"),
     (UNIT, "KillSignal=SIGTERM", "KillSignal=SIGTERM\nProtectFoo=yes", "systemd-analyze verify"),
     (MAN8, ".SH SIGNALS\n", ".SH SIGNALS\n\\fXbad font\\fP\n", "warns"),
-    (MAN8, "\\-\\-unix\\-target", "\\-\\-unix\\-socket", "--unix-target"),
+    (MAN8, "\\-\\-replay", "\\-\\-play", "--replay"),
     (MAN5, ".BI drain_timeout \"", ".BI drain_time \"", "key drain_timeout"),
     (MAN5, "\"wsgate 0.1.0\"", "\"wsgate 0.0.9\"", "version"),
     (DOC_AM, "doc/wsgate.ini.5", "doc/wsgate.conf.5", "does not install doc/wsgate.ini.5"),
