@@ -539,7 +539,8 @@ static int parse_unix_backend(const char *s, struct backend_spec *b, char *err, 
 
 /* Contract in config.h. All addresses a name resolves to are kept, in the
  * order getaddrinfo returns them. On failure b holds nothing. */
-int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
+static int parse_backend(const char *s, struct backend_spec *b, bool lazy_names, char *err,
+                         size_t errlen)
 {
     char host[256], serv[12];
     struct addrinfo hints, *res = NULL;
@@ -559,6 +560,17 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
     if (!v6 && looks_ipv4(host) && !strict_ipv4(host)) {
         seterr(err, errlen, "'%s' is not a valid IPv4 address", host);
         return -1;
+    }
+    if (lazy_names && !v6 && !looks_ipv4(host)) {
+        /* a name: resolved at each connect (resolver.h), not here */
+        b->text = strdup(s);
+        b->host = strdup(host);
+        if (b->text == NULL || b->host == NULL) {
+            config_free_backend(b);
+            seterr(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
     }
     snprintf(serv, sizeof serv, "%u", port);
     memset(&hints, 0, sizeof hints);
@@ -594,6 +606,16 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
     }
     freeaddrinfo(res);
     return 0;
+}
+
+int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
+{
+    return parse_backend(s, b, false, err, errlen);
+}
+
+int config_parse_backend_lazy(const char *s, struct backend_spec *b, char *err, size_t errlen)
+{
+    return parse_backend(s, b, true, err, errlen);
 }
 
 /* Subprotocol: an RFC 7230 token. */
@@ -1125,7 +1147,7 @@ static int set_backend(const struct key *k, void *base, void *field, const char 
 {
     struct backend_spec bs;
 
-    if (config_parse_backend(value, &bs, err, errlen) < 0)
+    if (config_parse_backend_lazy(value, &bs, err, errlen) < 0)
         return -1;
     if (field != NULL && array_push(base, k, &bs, sizeof bs) == 0)
         return 0;

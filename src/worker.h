@@ -13,6 +13,8 @@
 
 struct worker;
 struct listener;
+struct redis_ctx;
+struct resolver;
 struct session;
 
 /* Process-wide state. Workers share only the configuration pointer (handed
@@ -52,7 +54,9 @@ struct worker {
     unsigned nsessions;       /* all connections */
     unsigned nbusy;           /* relays and downloads drain waits for */
     struct buf_pool pool;
-    void (*on_exit)(void); /* called on the worker's thread when its loop ends */
+    struct resolver *resolver; /* c-ares on this loop: backend and Redis host names */
+    struct redis_ctx *redis;   /* token_redis lookups on this loop (one connection per store) */
+    void (*on_exit)(void);     /* called on the worker's thread when its loop ends */
 };
 
 /* Attach live counters to every route of cfg (creating them by name). */
