@@ -13,7 +13,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <crypt.h>
+#include <openssl/crypto.h>
+
 #include "auth.h"
+#include "jwt.h"
 #include "listener.h"
 #include "log.h"
 #include "record.h"
@@ -79,6 +83,9 @@ struct cli {
     const char *cafile, *ssl_version, *ssl_ciphers, *log_file, *timeout;
     int ssl_target, verify_client, run_once, file_only, host_token, prefer_ipv6;
     const char *min_version; /* from ssl_version */
+    const char *jwt_alg;     /* --token-plugin JWTTokenApi: inferred from the key */
+    const char *auth_plugin, *auth_source;
+    int web_auth;
 };
 
 /* websockify options wsgate will not take, with the wsgate way (exit 2). */
@@ -121,6 +128,91 @@ static const char *listen_host(const struct cli *o, const char *host, size_t len
     if (len == 9 && memcmp(host, "localhost", 9) == 0)
         return o->prefer_ipv6 ? "[::1]" : "127.0.0.1";
     return NULL;
+}
+
+/* --token-plugin JWTTokenApi: the algorithm the key at path is for (RSA ->
+ * RS256, P-256 -> ES256, P-384 -> ES384, Ed25519 -> EdDSA, a secret ->
+ * HS256): the first whose verifier accepts the key (jwt.c refuses an
+ * algorithm that does not fit the key's type). NULL when none does. */
+static const char *jwt_alg_for_key(const char *path, char *err, size_t errlen)
+{
+    static char *const algs[] = {"RS256", "ES256", "ES384", "EdDSA", "HS256"};
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        struct jwt_settings js = {.algorithms = &algs[i], .nalgorithms = 1};
+        struct jwt_verifier *v = NULL;
+        if (jwt_verifier_new(path, &js, &v, err, errlen) == 0) {
+            jwt_verifier_free(v);
+            return algs[i];
+        }
+    }
+    return NULL;
+}
+
+static char cli_auth_path[64]; /* --auth-source's hashed copy, removed at exit */
+
+static void cli_auth_cleanup(void)
+{
+    if (cli_auth_path[0])
+        unlink(cli_auth_path);
+}
+
+/* --auth-plugin BasicHTTPAuth --auth-source user:pass: a private file
+ * holding "user:yescrypt hash" (basic_auth_file takes hashes only), its
+ * path in cli_auth_path. 0, or -1 with a message on stderr. */
+static int cli_auth_file(const char *source)
+{
+    const char *colon = strchr(source, ':');
+    if (!colon || colon == source) {
+        fprintf(stderr, "wsgate: --auth-source: expected user:password\n");
+        return -1;
+    }
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    if (!crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) ||
+        !crypt_rn(colon + 1, salt, &cd, sizeof(cd)) || cd.output[0] == '*') {
+        fprintf(stderr, "wsgate: --auth-source: cannot hash the password\n");
+        return -1;
+    }
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(cli_auth_path, sizeof(cli_auth_path), "%.40s/wsgate-auth-XXXXXX", dir);
+    int fd = mkstemp(cli_auth_path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "wsgate: --auth-source: cannot write %s: %s\n", cli_auth_path,
+                strerror(errno));
+        cli_auth_path[0] = '\0';
+        return -1;
+    }
+    atexit(cli_auth_cleanup);
+    fprintf(f, "%.*s:%s\n", (int)(colon - source), source, cd.output);
+    OPENSSL_cleanse(&cd, sizeof(cd));
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The access flags: --token-plugin JWTTokenApi, --web-auth, --auth-plugin
+ * BasicHTTPAuth --auth-source user:pass. 0, or 2 (usage) after a message. */
+static int cli_access(struct cli *o)
+{
+    if (o->token_plugin && strstr(o->token_plugin, "JWTTokenApi")) {
+        char err[512];
+        if (!o->token_source) {
+            fprintf(stderr, "wsgate: --token-plugin JWTTokenApi needs --token-source KEYFILE\n");
+            return 2;
+        }
+        if (!(o->jwt_alg = jwt_alg_for_key(o->token_source, err, sizeof(err)))) {
+            fprintf(stderr, "wsgate: --token-source %s: %s\n", o->token_source, err);
+            return 2;
+        }
+    }
+    if (!o->auth_plugin && !o->auth_source && !o->web_auth)
+        return 0;
+    if (!o->auth_plugin || !strstr(o->auth_plugin, "BasicHTTPAuth") || !o->auth_source) {
+        fprintf(stderr, "wsgate: --auth-plugin: only BasicHTTPAuth with --auth-source "
+                        "user:password (or basic_auth_file in a configuration file)\n");
+        return 2;
+    }
+    return cli_auth_file(o->auth_source) < 0 ? 2 : 0;
 }
 
 /* Append printf output to a fixed buffer; returns -1 when it does not fit. */
@@ -195,6 +287,8 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "idle_timeout = %s\n", o->idle);
     if (o->web)
         bad |= append(ini, cap, &n, "web_root = %s\n", o->web);
+    if (cli_auth_path[0] && o->web_auth) /* web_root files too, inherited by the route */
+        bad |= append(ini, cap, &n, "basic_auth_file = %s\n", cli_auth_path);
     if (o->record) { /* websockify writes FILE.N per session; wsgate one file per session in DIR */
         char copy[1024];
         snprintf(copy, sizeof copy, "%s", o->record);
@@ -223,7 +317,12 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "backend = unix:%s\n", o->unix_target);
     else if (target)
         bad |= append(ini, cap, &n, "backend = %s\n", target);
-    if (o->token_source && o->token_plugin && strstr(o->token_plugin, "TokenRedis") != NULL)
+    if (cli_auth_path[0] && !o->web_auth)
+        bad |= append(ini, cap, &n, "basic_auth_file = %s\n", cli_auth_path);
+    if (o->jwt_alg)
+        bad |= append(ini, cap, &n, "token_jwt_key = %s\ntoken_jwt_algorithms = %s\n",
+                      o->token_source, o->jwt_alg);
+    else if (o->token_source && o->token_plugin && strstr(o->token_plugin, "TokenRedis") != NULL)
         bad |= append(ini, cap, &n, "token_redis = %s\n", o->token_source);
     else if (o->token_source)
         bad |= append(ini, cap, &n, "token_file = %s\n", o->token_source);
@@ -556,6 +655,9 @@ int main(int argc, char **argv)
         OPT_FILE_ONLY,
         OPT_HOST_TOKEN,
         OPT_TARGET_CONFIG,
+        OPT_WEB_AUTH,
+        OPT_AUTH_PLUGIN,
+        OPT_AUTH_SOURCE,
         OPT_REFUSED, /* + index in refusals[] */
     };
     static const struct option longopts[] = {
@@ -571,6 +673,9 @@ int main(int argc, char **argv)
         {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
         {"idle-timeout", required_argument, NULL, OPT_IDLE},
         {"token-plugin", required_argument, NULL, OPT_TOKEN_PLUGIN},
+        {"web-auth", no_argument, NULL, OPT_WEB_AUTH},
+        {"auth-plugin", required_argument, NULL, OPT_AUTH_PLUGIN},
+        {"auth-source", required_argument, NULL, OPT_AUTH_SOURCE},
         {"token-source", required_argument, NULL, OPT_TOKEN_SOURCE},
         {"unix-target", required_argument, NULL, OPT_UNIX_TARGET},
         {"replay", required_argument, NULL, OPT_REPLAY},
@@ -654,6 +759,15 @@ int main(int argc, char **argv)
         case OPT_TOKEN_SOURCE:
             o.token_source = optarg;
             break;
+        case OPT_WEB_AUTH:
+            o.web_auth = 1;
+            break;
+        case OPT_AUTH_PLUGIN:
+            o.auth_plugin = optarg;
+            break;
+        case OPT_AUTH_SOURCE:
+            o.auth_source = optarg;
+            break;
         case OPT_UNIX_TARGET:
             o.unix_target = optarg;
             break;
@@ -722,16 +836,22 @@ int main(int argc, char **argv)
     if (o.token_plugin && strcmp(o.token_plugin, "TokenFile") != 0 &&
         strcmp(o.token_plugin, "websockify.token_plugins.TokenFile") != 0 &&
         strcmp(o.token_plugin, "TokenRedis") != 0 &&
-        strcmp(o.token_plugin, "websockify.token_plugins.TokenRedis") != 0) {
-        fprintf(stderr, "wsgate: --token-plugin: only TokenFile and TokenRedis are supported\n");
+        strcmp(o.token_plugin, "websockify.token_plugins.TokenRedis") != 0 &&
+        strcmp(o.token_plugin, "JWTTokenApi") != 0 &&
+        strcmp(o.token_plugin, "websockify.token_plugins.JWTTokenApi") != 0) {
+        fprintf(stderr, "wsgate: --token-plugin: only TokenFile, TokenRedis and JWTTokenApi are "
+                        "supported\n");
         return 2;
     }
+    int acc = npos > 0 ? cli_access(&o) : 0;
+    if (acc)
+        return acc;
     int websockify_flags = o.web || o.cert || o.key || o.ssl_only || o.heartbeat || o.idle ||
                            o.token_plugin || o.token_source || o.unix_target || o.record ||
                            o.unix_listen || o.unix_listen_mode || o.ssl_target ||
                            o.verify_client || o.cafile || o.ssl_version || o.ssl_ciphers ||
                            o.log_file || o.run_once || o.timeout || o.file_only || o.host_token ||
-                           o.prefer_ipv6;
+                           o.prefer_ipv6 || o.web_auth || o.auth_plugin || o.auth_source;
     if (o.verify_client && !o.cafile) {
         fprintf(stderr, "wsgate: --verify-client needs --cafile FILE (the CAs that sign "
                         "client certificates)\n");
