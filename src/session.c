@@ -533,7 +533,8 @@ static int copy_spec(struct backend_spec *d, const struct backend_spec *b)
     d->addrs = b->naddrs ? calloc(b->naddrs, sizeof(*d->addrs)) : NULL;
     if (!d->text || (b->host && !d->host) || (b->naddrs && !d->addrs))
         return -1;
-    memcpy(d->addrs, b->addrs, b->naddrs * sizeof(*d->addrs));
+    if (b->naddrs)
+        memcpy(d->addrs, b->addrs, b->naddrs * sizeof(*d->addrs));
     d->naddrs = b->naddrs;
     return 0;
 }
@@ -722,7 +723,8 @@ static void request_read(struct session *s)
     }
     uint8_t stack[HTTP_MAX_HEAD + 1];
     size_t have = s->head_len;
-    memcpy(stack, s->head, have);
+    if (have)
+        memcpy(stack, s->head, have); /* s->head is NULL when nothing came yet */
     ssize_t n = io_read(&s->cl.tr, stack + have, sizeof(stack) - have);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
