@@ -176,8 +176,10 @@ int addr_parse_unix(const char *s, struct backend_spec *b, char *err, size_t err
 }
 
 /* Contract in config.h. All addresses a name resolves to are kept, in the
- * order getaddrinfo returns them. On failure b holds nothing. */
-int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
+ * order getaddrinfo returns them; with lazy_names a name is kept unresolved
+ * (resolved at each connect, resolver.h). On failure b holds nothing. */
+static int parse_backend(const char *s, struct backend_spec *b, bool lazy_names, char *err,
+                         size_t errlen)
 {
     char host[256], serv[12];
     struct addrinfo hints, *res = NULL;
@@ -197,6 +199,16 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
     if (!v6 && addr_looks_ipv4(host) && !addr_strict_ipv4(host)) {
         SETERR(err, errlen, "'%s' is not a valid IPv4 address", host);
         return -1;
+    }
+    if (lazy_names && !v6 && !addr_looks_ipv4(host)) {
+        b->text = strdup(s);
+        b->host = strdup(host);
+        if (b->text == NULL || b->host == NULL) {
+            config_free_backend(b);
+            SETERR(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
     }
     snprintf(serv, sizeof serv, "%u", port);
     memset(&hints, 0, sizeof hints);
@@ -232,4 +244,14 @@ int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_
     }
     freeaddrinfo(res);
     return 0;
+}
+
+int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen)
+{
+    return parse_backend(s, b, false, err, errlen);
+}
+
+int config_parse_backend_lazy(const char *s, struct backend_spec *b, char *err, size_t errlen)
+{
+    return parse_backend(s, b, true, err, errlen);
 }

@@ -6,6 +6,7 @@
 
 #include "auth.h"
 
+#include "config.h"
 #include "token.h"
 
 #include <arpa/inet.h>
@@ -273,6 +274,52 @@ int auth_backend_pattern_parse(const char *s, struct backend_pattern *p, char *e
 bad:
     seterr(err, errlen, "'%s': expected CIDR (10.0.0.0/8), host:port, host:*, *:port", s);
     return -1;
+}
+
+/* True when the address a lies in the CIDR pattern p. */
+static bool cidr_has(const struct backend_pattern *p, const struct sockaddr_any *a)
+{
+    const unsigned char *b;
+    if (a->ss.ss_family != p->family)
+        return false;
+    if (p->family == AF_INET)
+        b = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+    else
+        b = (const unsigned char *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+    unsigned full = p->prefix / 8, rest = p->prefix % 8;
+    if (memcmp(b, p->addr, full) != 0)
+        return false;
+    return rest == 0 || ((b[full] ^ p->addr[full]) & (0xffu << (8 - rest)) & 0xffu) == 0;
+}
+
+/* Contract in auth.h. */
+int auth_backend_allowed(const struct backend_pattern *p, size_t n, const char *host, unsigned port,
+                         const struct sockaddr_any *addrs, size_t naddrs)
+{
+    bool cidrs = false;
+    if (n == 0)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].kind == BP_CIDR) {
+            cidrs = true;
+            continue;
+        }
+        if ((p[i].port == 0 || p[i].port == port) && host != NULL &&
+            (strcmp(p[i].host, "*") == 0 || strcasecmp(p[i].host, host) == 0))
+            return 1;
+    }
+    if (!cidrs || host == NULL)
+        return 0;
+    if (naddrs == 0)
+        return -1;
+    for (size_t a = 0; a < naddrs; a++) {
+        bool in = false;
+        for (size_t i = 0; i < n && !in; i++)
+            in = p[i].kind == BP_CIDR && cidr_has(&p[i], &addrs[a]);
+        if (!in)
+            return 0;
+    }
+    return 1;
 }
 
 /* ---- Basic --------------------------------------------------------------- */
@@ -554,7 +601,14 @@ struct basic_auth_cache {
     pthread_mutex_t lock;
     char *path;
     struct ref_table *cur;
+    struct basic_auth_cache *next; /* in the registry basic_auth_watch_pass() walks */
 };
+
+/* Every live cache, for the watcher (a pass holds the lock while it reads
+ * changed files: they are small, and only the main thread waits for it). */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct basic_auth_cache *registry;
+static basic_auth_report_fn *registry_report;
 
 static void ref_drop(struct basic_auth_cache *c, struct ref_table *r)
 {
@@ -601,6 +655,10 @@ struct basic_auth_cache *basic_auth_cache_new(const char *path, char *err, size_
         basic_auth_cache_free(c);
         return NULL;
     }
+    pthread_mutex_lock(&registry_lock);
+    c->next = registry;
+    registry = c;
+    pthread_mutex_unlock(&registry_lock);
     return c;
 }
 
@@ -609,6 +667,13 @@ void basic_auth_cache_free(struct basic_auth_cache *c)
 {
     if (c == NULL)
         return;
+    pthread_mutex_lock(&registry_lock);
+    for (struct basic_auth_cache **pp = &registry; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&registry_lock);
     if (c->cur)
         ref_drop(c, c->cur);
     pthread_mutex_destroy(&c->lock);
@@ -643,4 +708,24 @@ int basic_auth_cache_check(struct basic_auth_cache *c, const struct http_request
     int status = basic_auth_check(r->t, req);
     ref_drop(c, r);
     return status;
+}
+
+/* Contract in auth.h. */
+void basic_auth_watch_report(basic_auth_report_fn *report)
+{
+    pthread_mutex_lock(&registry_lock);
+    registry_report = report;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Contract in auth.h. */
+void basic_auth_watch_pass(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (struct basic_auth_cache *c = registry; c; c = c->next) {
+        char err[1024];
+        if (basic_auth_cache_reload(c, err, sizeof err) == 1 && registry_report)
+            registry_report(c->path, err[0] ? err : "re-read");
+    }
+    pthread_mutex_unlock(&registry_lock);
 }

@@ -61,6 +61,17 @@ struct backend_pattern {
 /* Parse one entry. 0, or -1 with a message in err. */
 int auth_backend_pattern_parse(const char *s, struct backend_pattern *p, char *err, size_t errlen);
 
+struct sockaddr_any; /* config.h */
+
+/* May a token target host:port (host without brackets, any case) with the
+ * resolved addresses addrs[0..naddrs) be dialled under the patterns
+ * p[0..n)? 1 when n is 0, when a host:port pattern matches, or when naddrs
+ * > 0 and every address lies in a CIDR pattern; -1 when no host:port
+ * pattern matches, naddrs is 0 and a CIDR pattern exists (resolve the name,
+ * then ask again with its addresses); else 0 (refuse: 403). */
+int auth_backend_allowed(const struct backend_pattern *p, size_t n, const char *host, unsigned port,
+                         const struct sockaddr_any *addrs, size_t naddrs);
+
 /* ---- Basic authentication ------------------------------------------------ */
 
 #define AUTH_MAX_USER 256
@@ -118,5 +129,13 @@ int basic_auth_cache_reload(struct basic_auth_cache *c, char *err, size_t errlen
 /* basic_auth_check() against the current table (the lock is held only to
  * take a reference, not while hashing). */
 int basic_auth_cache_check(struct basic_auth_cache *c, const struct http_request *req);
+
+/* Told about each re-read (path, and its warnings or "re-read"). */
+typedef void basic_auth_report_fn(const char *path, const char *msg);
+void basic_auth_watch_report(basic_auth_report_fn *report);
+
+/* Re-read every live cache whose file changed (the token watcher thread
+ * calls it each pass, see token_watch_hook; never a worker loop). */
+void basic_auth_watch_pass(void);
 
 #endif

@@ -4,13 +4,18 @@
  * the same validation as a file. */
 #include "cli.h"
 
+#include <crypt.h>
+#include <errno.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
+#include <unistd.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwt.h"
 #include "token.h"
 
 #ifndef SYSCONFDIR
@@ -99,6 +104,92 @@ static const char *listen_host(const struct cli *o, const char *host, size_t len
     return NULL;
 }
 
+/* --token-plugin JWTTokenApi: the algorithm the key at path is for (RSA ->
+ * RS256, P-256 -> ES256, P-384 -> ES384, Ed25519 -> EdDSA, a secret ->
+ * HS256): the first whose verifier accepts the key (jwt.c refuses an
+ * algorithm that does not fit the key's type). NULL when none does. */
+static const char *jwt_alg_for_key(const char *path, char *err, size_t errlen)
+{
+    static char *const algs[] = {"RS256", "ES256", "ES384", "EdDSA", "HS256"};
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+        struct jwt_settings js = {.algorithms = &algs[i], .nalgorithms = 1};
+        struct jwt_verifier *v = NULL;
+        if (jwt_verifier_new(path, &js, &v, err, errlen) == 0) {
+            jwt_verifier_free(v);
+            return algs[i];
+        }
+    }
+    return NULL;
+}
+
+static char cli_auth_path[64]; /* --auth-source's hashed copy, removed at exit */
+
+static void cli_auth_cleanup(void)
+{
+    if (cli_auth_path[0])
+        unlink(cli_auth_path);
+}
+
+/* --auth-plugin BasicHTTPAuth --auth-source user:pass: a private file
+ * holding "user:yescrypt hash" (basic_auth_file takes hashes only), its
+ * path in cli_auth_path. 0, or -1 with a message on stderr. */
+static int cli_auth_file(const char *source)
+{
+    const char *colon = strchr(source, ':');
+    if (!colon || colon == source) {
+        fprintf(stderr, "wsgate: --auth-source: expected user:password\n");
+        return -1;
+    }
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data cd;
+    memset(&cd, 0, sizeof(cd));
+    if (!crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) ||
+        !crypt_rn(colon + 1, salt, &cd, sizeof(cd)) || cd.output[0] == '*') {
+        fprintf(stderr, "wsgate: --auth-source: cannot hash the password\n");
+        return -1;
+    }
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(cli_auth_path, sizeof(cli_auth_path), "%.40s/wsgate-auth-XXXXXX", dir);
+    int fd = mkstemp(cli_auth_path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        fprintf(stderr, "wsgate: --auth-source: cannot write %s: %s\n", cli_auth_path,
+                strerror(errno));
+        cli_auth_path[0] = '\0';
+        return -1;
+    }
+    atexit(cli_auth_cleanup);
+    fprintf(f, "%.*s:%s\n", (int)(colon - source), source, cd.output);
+    OPENSSL_cleanse(&cd, sizeof(cd));
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The access flags: --token-plugin JWTTokenApi, --web-auth, --auth-plugin
+ * BasicHTTPAuth --auth-source user:pass. -1 to go on, or 2 (usage) after a
+ * message. */
+static int cli_access(struct cli *o)
+{
+    if (o->token_plugin && strstr(o->token_plugin, "JWTTokenApi")) {
+        char err[512];
+        if (!o->token_source) {
+            fprintf(stderr, "wsgate: --token-plugin JWTTokenApi needs --token-source KEYFILE\n");
+            return 2;
+        }
+        if (!(o->jwt_alg = jwt_alg_for_key(o->token_source, err, sizeof(err)))) {
+            fprintf(stderr, "wsgate: --token-source %s: %s\n", o->token_source, err);
+            return 2;
+        }
+    }
+    if (!o->auth_plugin && !o->auth_source && !o->web_auth)
+        return -1;
+    if (!o->auth_plugin || !strstr(o->auth_plugin, "BasicHTTPAuth") || !o->auth_source) {
+        fprintf(stderr, "wsgate: --auth-plugin: only BasicHTTPAuth with --auth-source "
+                        "user:password (or basic_auth_file in a configuration file)\n");
+        return 2;
+    }
+    return cli_auth_file(o->auth_source) < 0 ? 2 : -1;
+}
+
 /* Append printf output to a fixed buffer; returns -1 when it does not fit. */
 static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -171,6 +262,8 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "idle_timeout = %s\n", o->idle);
     if (o->web)
         bad |= append(ini, cap, &n, "web_root = %s\n", o->web);
+    if (cli_auth_path[0] && o->web_auth) /* web_root files too, inherited by the route */
+        bad |= append(ini, cap, &n, "basic_auth_file = %s\n", cli_auth_path);
     if (o->record) { /* websockify writes FILE.N per session; wsgate one file per session in DIR */
         char copy[1024];
         snprintf(copy, sizeof copy, "%s", o->record);
@@ -199,7 +292,12 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "backend = unix:%s\n", o->unix_target);
     else if (target)
         bad |= append(ini, cap, &n, "backend = %s\n", target);
-    if (o->token_source && o->token_plugin && strstr(o->token_plugin, "TokenRedis") != NULL)
+    if (cli_auth_path[0] && !o->web_auth)
+        bad |= append(ini, cap, &n, "basic_auth_file = %s\n", cli_auth_path);
+    if (o->jwt_alg)
+        bad |= append(ini, cap, &n, "token_jwt_key = %s\ntoken_jwt_algorithms = %s\n",
+                      o->token_source, o->jwt_alg);
+    else if (o->token_source && o->token_plugin && strstr(o->token_plugin, "TokenRedis") != NULL)
         bad |= append(ini, cap, &n, "token_redis = %s\n", o->token_source);
     else if (o->token_source)
         bad |= append(ini, cap, &n, "token_file = %s\n", o->token_source);
@@ -231,6 +329,9 @@ static const struct opt {
     {"idle-timeout", 0, O_STR, OF(idle), true},
     {"token-plugin", 0, O_STR, OF(token_plugin), true},
     {"token-source", 0, O_STR, OF(token_source), true},
+    {"web-auth", 0, O_FLAG, OF(web_auth), true},
+    {"auth-plugin", 0, O_STR, OF(auth_plugin), true},
+    {"auth-source", 0, O_STR, OF(auth_source), true},
     {"target-config", 0, O_STR, OF(target_config), true},
     {"unix-target", 0, O_STR, OF(unix_target), true},
     {"record", 0, O_STR, OF(record), true},
@@ -350,8 +451,11 @@ static int check_values(struct cli *o)
     if (o->token_plugin && strcmp(o->token_plugin, "TokenFile") != 0 &&
         strcmp(o->token_plugin, "websockify.token_plugins.TokenFile") != 0 &&
         strcmp(o->token_plugin, "TokenRedis") != 0 &&
-        strcmp(o->token_plugin, "websockify.token_plugins.TokenRedis") != 0) {
-        fprintf(stderr, "wsgate: --token-plugin: only TokenFile and TokenRedis are supported\n");
+        strcmp(o->token_plugin, "websockify.token_plugins.TokenRedis") != 0 &&
+        strcmp(o->token_plugin, "JWTTokenApi") != 0 &&
+        strcmp(o->token_plugin, "websockify.token_plugins.JWTTokenApi") != 0) {
+        fprintf(stderr, "wsgate: --token-plugin: only TokenFile, TokenRedis and JWTTokenApi are "
+                        "supported\n");
         return 2;
     }
     if (o->verify_client && !o->cafile) {
@@ -438,7 +542,9 @@ int cli_parse(int argc, char **argv, struct cli *o)
     o->npos = argc - optind;
     if ((rc = check_values(o)) >= 0)
         return rc;
-    return check_positional(o);
+    if ((rc = check_positional(o)) >= 0)
+        return rc;
+    return o->npos > 0 ? cli_access(o) : -1;
 }
 
 char *cli_positional_ini(const struct cli *o)

@@ -17,9 +17,12 @@ struct cli {
     const char *web, *cert, *key, *heartbeat, *idle, *token_plugin, *token_source, *unix_target;
     const char *target_config, *unix_listen, *unix_listen_mode, *record;
     const char *cafile, *ssl_version, *ssl_ciphers, *log_file, *timeout;
+    const char *auth_plugin, *auth_source;
     int ssl_only, ssl_target, verify_client, run_once, file_only, host_token, prefer_ipv6;
+    int web_auth;
     /* derived */
     const char *min_version; /* from ssl_version */
+    const char *jwt_alg;     /* --token-plugin JWTTokenApi: inferred from the key */
     double exit_after;       /* --timeout, seconds; 0 = never */
     char **pos;              /* positional arguments */
     int npos;

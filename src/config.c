@@ -911,7 +911,7 @@ static int set_backend(const struct key *k, void *base, void *field, const char 
 {
     struct backend_spec bs;
 
-    if (config_parse_backend(value, &bs, err, errlen) < 0)
+    if (config_parse_backend_lazy(value, &bs, err, errlen) < 0)
         return -1;
     if (field != NULL && array_push(base, k, &bs, sizeof bs) == 0)
         return 0;

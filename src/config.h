@@ -54,7 +54,8 @@ struct listen_spec {
 };
 
 /* A `backend =` line: one or more resolved addresses (a host name may resolve
- * to several; they are tried in order like repeated lines). */
+ * to several; they are tried in order like repeated lines). A name in a
+ * `backend =` line has naddrs 0: it is resolved at each connect. */
 struct backend_spec {
     char *text; /* as written: "host:port", "[v6]:port" or "unix:/path" */
     char *host; /* host part (for logs and TLS SNI); NULL for unix: */
@@ -210,6 +211,10 @@ int config_parse_size(const char *s, uint64_t *bytes);
 int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, size_t errlen);
 /* Parse a backend spec (host:port, [v6]:port, unix:/path), resolving names. */
 int config_parse_backend(const char *s, struct backend_spec *b, char *err, size_t errlen);
+/* Same, except that a host name is not resolved: b->host is set and
+ * b->naddrs is 0 (the session resolves it at each connect, resolver.h).
+ * `backend =` lines are parsed this way. */
+int config_parse_backend_lazy(const char *s, struct backend_spec *b, char *err, size_t errlen);
 /* Free what config_parse_backend() put in b (not b itself). */
 void config_free_backend(struct backend_spec *b);
 

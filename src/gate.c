@@ -8,6 +8,10 @@
 #include <strings.h>
 
 #include "edge.h"
+#include <time.h>
+
+#include "auth.h"
+#include "jwt.h"
 #include "log.h"
 #include "tls.h"
 #include "token.h"
@@ -98,6 +102,10 @@ static bool static_file(const struct config *c, const struct http_request *req,
 {
     if (!c->web_root_real || http_find_header(req, "Upgrade"))
         return false;
+    if (c->basic_auth && basic_auth_cache_check(c->basic_auth, req) != 200) {
+        verdict_error(v, pool, 401, "authentication required");
+        return true;
+    }
     int status = static_request(c->web_root_real, req, &v->file);
     /* The head may quote the request path: build it while the request is
      * alive. */
@@ -143,32 +151,47 @@ void gate_release_slot(struct gateway *gw, const struct route *route)
     __atomic_sub_fetch(&route->stats->active, 1, __ATOMIC_RELAXED);
 }
 
-/* A token route: ?token=X names the backend (websockify's TokenFile). The
- * token itself never reaches a log line. Returns an HTTP status (0 = ok)
- * and why. */
-static int token_backend(const struct route *r, const struct http_request *req,
-                         struct backend_spec **out, const char **why)
+/* The port of a "host:port" / "[v6]:port" target text (0 for unix:). */
+static unsigned spec_port(const struct backend_spec *b)
 {
-    char token[256], target[300], err[300];
-    int n = req->query ? token_from_query(req->query, req->query_len, token, sizeof(token)) : -1;
-    *why = "missing token";
-    if (n <= 0)
-        return 403;
-    *why = "unknown token";
-    int found =
-        token_cache_lookup(r->tokens, token, (size_t)n, target, sizeof(target), err, sizeof(err));
-    if (err[0])
-        log_msg(WLOG_WARN, "route %s: %s", r->name, err);
-    OPENSSL_cleanse(token, sizeof(token));
-    if (found != 1)
-        return 403;
+    const char *c = b->host ? strrchr(b->text, ':') : NULL;
+    return c ? (unsigned)strtoul(c + 1, NULL, 10) : 0;
+}
+
+static void free_spec(struct backend_spec *b)
+{
+    if (b) {
+        config_free_backend(b);
+        free(b);
+    }
+}
+
+int gate_target_allowed(const struct route *r, const struct backend_spec *b)
+{
+    int ok =
+        auth_backend_allowed(r->allowed, r->nallowed, b->host, spec_port(b), b->addrs, b->naddrs);
+    return ok == 0 || (ok < 0 && b->naddrs > 0) ? 403 : 0;
+}
+
+int gate_token_target(const struct route *r, const char *target, struct backend_spec **out,
+                      const char **why)
+{
+    char err[300];
     struct backend_spec *b = calloc(1, sizeof(*b));
-    if (!b || config_parse_backend(target, b, err, sizeof(err)) < 0) {
+    *out = NULL;
+    if (!b || config_parse_backend_lazy(target, b, err, sizeof(err)) < 0) {
         *why = "invalid token target";
         if (b)
             log_msg(WLOG_WARN, "route %s: token target: %s", r->name, err);
         free(b);
         return 502;
+    }
+    if (gate_target_allowed(r, b)) {
+        log_msg(WLOG_WARN, "route %s: token target %s is outside allowed_backends", r->name,
+                b->text);
+        *why = "token target not allowed";
+        free_spec(b);
+        return 403;
     }
     *out = b;
     return 0;
@@ -229,35 +252,105 @@ static bool admit_client(const struct config *c, struct gateway *gw, const struc
     return true;
 }
 
+/* token_file: the table resolved the target when it was loaded. */
+static int token_file_target(const struct route *r, const char *tok, size_t n,
+                             struct gate_verdict *v)
+{
+    char err[300];
+    struct backend_spec *b = calloc(1, sizeof(*b));
+    int found = b ? token_cache_resolve(r->tokens, tok, n, b, err, sizeof(err)) : -1;
+    if (found != 1) {
+        free(b);
+        v->why = found == 0 ? "unknown token" : "invalid token target";
+        if (found < 0)
+            log_msg(WLOG_WARN, "route %s: %s", r->name, b ? err : "out of memory");
+        return found == 0 ? 403 : 502;
+    }
+    if (gate_target_allowed(r, b)) {
+        log_msg(WLOG_WARN, "route %s: token target %s is outside allowed_backends", r->name,
+                b->text);
+        free_spec(b);
+        v->why = "token target not allowed";
+        return 403;
+    }
+    v->token_backend = b;
+    return 0;
+}
+
+/* token_jwt_key: the signed token names the target. */
+static int jwt_target(const struct route *r, const char *tok, size_t n, struct gate_verdict *v)
+{
+    char target[JWT_TARGET_MAX], why[sizeof(v->detail) - 16];
+    if (jwt_verify(r->jwt, tok, n, r->name, (int64_t)time(NULL), target, sizeof(target), why,
+                   sizeof(why)) < 0) {
+        snprintf(v->detail, sizeof(v->detail), "invalid token: %s", why);
+        v->why = v->detail;
+        return 403;
+    }
+    return gate_token_target(r, target, &v->token_backend, &v->why);
+}
+
+/* A token route: the token from ?token=, the cookie or Bearer names the
+ * backend now (token_file, JWT) or after a Redis lookup (v->wait). The
+ * token itself never reaches a log line. Returns an HTTP status (0 = ok)
+ * with v->why. */
+static int token_step(const struct route *r, const struct http_request *req, struct gate_verdict *v)
+{
+    if (!r->tokens && !r->jwt && !r->redis)
+        return 0;
+    char tok[AUTH_MAX_TOKEN + 1];
+    size_t n = 0;
+    int src = auth_token_from_request(req, r->p.token_cookie, tok, sizeof(tok), &n);
+    int st = 403;
+    v->why = src == AUTH_TOKEN_NONE ? "missing token" : "invalid token";
+    if (src > 0 && r->tokens) {
+        st = token_file_target(r, tok, n, v);
+    } else if (src > 0 && r->jwt) {
+        st = jwt_target(r, tok, n, v);
+    } else if (src > 0) {
+        st = 503;
+        v->why = "out of memory";
+        if ((v->token = malloc(n))) {
+            memcpy(v->token, tok, n);
+            v->token_len = n;
+            v->wait = GATE_WAIT_REDIS;
+            st = 0;
+        }
+    }
+    OPENSSL_cleanse(tok, sizeof(tok));
+    return st;
+}
+
 /* The upgrade is valid: admit it to its route or say why not. */
 static void admit(const struct config *c, struct gateway *gw, SSL *ssl,
                   const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v,
                   const struct gate_conn *conn)
 {
     const struct route *r = v->route;
-    if (r->tokens) {
-        const char *why;
-        int st = token_backend(r, req, &v->token_backend, &why);
-        if (st) {
-            verdict_error(v, pool, st, why);
-            return;
-        }
-    }
-    if (r->nclient_names && !tls_peer_allowed(ssl, r->client_names, r->nclient_names)) {
-        verdict_error(v, pool, 403, "client certificate not allowed for this route");
-        return;
-    }
-    if (__atomic_load_n(&gw->draining, __ATOMIC_RELAXED)) {
-        verdict_error(v, pool, 503, "draining");
-        return;
-    }
+    /* the client address first: the cheap checks and the per-address rate
+     * come before any password or signature is checked */
     if (!admit_client(c, gw, conn, pool, v))
         return;
-    int lim = take_slot(gw, c, r);
-    if (lim < 0) {
+    int st = 0;
+    const char *why = NULL;
+    if (r->basic_auth && basic_auth_cache_check(r->basic_auth, req) != 200) {
+        st = 401;
+        why = "authentication required";
+    } else if ((st = token_step(r, req, v)) != 0) {
+        why = v->why;
+    } else if (r->nclient_names && !tls_peer_allowed(ssl, r->client_names, r->nclient_names)) {
+        st = 403;
+        why = "client certificate not allowed for this route";
+    } else if (__atomic_load_n(&gw->draining, __ATOMIC_RELAXED)) {
+        st = 503;
+        why = "draining";
+    } else if ((st = take_slot(gw, c, r)) < 0) {
+        why = st == -1 ? "too many connections" : "too many connections for route";
+        st = 503;
+    }
+    if (st) {
         gate_release_ip(gw, v, conn->now);
-        verdict_error(v, pool, 503,
-                      lim == -1 ? "too many connections" : "too many connections for route");
+        verdict_error(v, pool, st, why);
         return;
     }
     v->kind = GATE_UPGRADE;
@@ -313,9 +406,19 @@ void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
     admit(cfg, gw, ssl, req, pool, v, conn);
     if (v->kind == GATE_UPGRADE)
         negotiate_compression(req, v);
-    if (v->kind != GATE_UPGRADE && v->token_backend) {
-        config_free_backend(v->token_backend);
-        free(v->token_backend);
-        v->token_backend = NULL;
+    if (v->kind != GATE_UPGRADE)
+        gate_verdict_clear(v);
+}
+
+void gate_verdict_clear(struct gate_verdict *v)
+{
+    free_spec(v->token_backend);
+    v->token_backend = NULL;
+    if (v->token) {
+        OPENSSL_cleanse(v->token, v->token_len);
+        free(v->token);
+        v->token = NULL;
     }
+    v->token_len = 0;
+    v->wait = GATE_WAIT_NONE;
 }

@@ -18,6 +18,12 @@
 #include "static.h"
 #include "worker.h"
 
+/* What must finish before an admitted upgrade can dial its backend. */
+enum gate_wait {
+    GATE_WAIT_NONE,  /* dial now (backend names still resolve first, see gate_needs_dns) */
+    GATE_WAIT_REDIS, /* look token[0..token_len) up in route->redis (redis.h) */
+};
+
 enum gate_kind {
     GATE_RESPOND, /* write resp, then close */
     GATE_FILE,    /* write resp (the head), then file_left bytes of file */
@@ -43,6 +49,10 @@ struct gate_verdict {
     char pmd_resp[PMD_RESPONSE_MAX];    /* the Sec-WebSocket-Extensions value of the 101 */
     struct iptable_key ip_key;          /* the route's per-address count held (holds_ip) */
     bool holds_ip;                      /* release with gate_release_ip() */
+    enum gate_wait wait;                /* GATE_UPGRADE: a lookup before the dial */
+    char *token;                        /* GATE_WAIT_REDIS: the token (gate_verdict_clear) */
+    size_t token_len;
+    char detail[96]; /* room for a why built from parts (never a token) */
 };
 
 /* The connection a request came on. */
@@ -62,6 +72,22 @@ void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
 /* An error response for status (and why) in a buffer from pool (NULL when
  * out of memory). */
 struct buf *gate_error_response(struct buf_pool *pool, int status, const char *why);
+
+/* Free what the verdict holds for the dial (token_backend, token; the
+ * token is wiped). Safe to call twice. */
+void gate_verdict_clear(struct gate_verdict *v);
+
+/* A token target text ("host:port", "[v6]:port", "unix:/path") for route r
+ * as a backend: 0 with *out (caller frees: config_free_backend + free),
+ * 403 (outside allowed_backends) or 502 (not a target), with *why. A host
+ * name is not resolved: (*out)->naddrs is 0, and gate_target_allowed() is
+ * asked again once it is. */
+int gate_token_target(const struct route *r, const char *target, struct backend_spec **out,
+                      const char **why);
+
+/* allowed_backends for a token target b (its addresses when resolved):
+ * 0 = allowed or undecided until b is resolved, 403 = refused. */
+int gate_target_allowed(const struct route *r, const struct backend_spec *b);
 
 /* Give back the connection slot an upgrade verdict took. */
 void gate_release_slot(struct gateway *gw, const struct route *route);

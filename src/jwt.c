@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -60,6 +61,13 @@ struct jwt_verifier {
     unsigned allowed; /* bit per enum jwt_alg */
     char *audience, *issuer;
     int64_t leeway_ms;
+    /* Signatures already verified (SHA-256 of the whole token), so a token
+     * that comes back (reconnects, churn) costs no public-key operation;
+     * the claims are checked every time. Direct-mapped; only good
+     * signatures enter it. */
+    pthread_mutex_t lock;
+    unsigned char seen[JWT_SIG_CACHE][32];
+    bool seen_valid[JWT_SIG_CACHE];
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -353,6 +361,7 @@ int jwt_verifier_from_mem(const void *key, size_t len, const struct jwt_settings
         seterr(err, errlen, "out of memory");
         return -1;
     }
+    pthread_mutex_init(&v->lock, NULL);
     for (size_t i = 0; i < s->nalgorithms; i++) {
         int a = jwt_alg_from_name(s->algorithms[i], strlen(s->algorithms[i]));
         if (a < 0) {
@@ -460,6 +469,7 @@ void jwt_verifier_free(struct jwt_verifier *v)
     if (v == NULL)
         return;
     EVP_PKEY_free(v->pkey);
+    pthread_mutex_destroy(&v->lock);
     if (v->secret)
         OPENSSL_cleanse(v->secret, v->secret_len);
     free(v->secret);
@@ -526,6 +536,31 @@ static bool sig_ok(const struct jwt_verifier *v, enum jwt_alg alg, const char *m
         ok = EVP_DigestVerify(ctx, sig, n, (const unsigned char *)msg, mlen) == 1;
     EVP_MD_CTX_free(ctx);
     return ok;
+}
+
+/* sig_ok() through the verifier's cache of good signatures: token[0..len)
+ * is the whole token (header.payload.signature). */
+static bool sig_ok_cached(const struct jwt_verifier *cv, enum jwt_alg alg, const char *token,
+                          size_t len, size_t mlen, const unsigned char *sig, size_t n)
+{
+    struct jwt_verifier *v = (struct jwt_verifier *)cv; /* the cache is the mutable part */
+    unsigned char h[32];
+    unsigned int hl = 0;
+    if (EVP_Digest(token, len, h, &hl, EVP_sha256(), NULL) != 1 || hl != sizeof h)
+        return sig_ok(cv, alg, token, mlen, sig, n);
+    size_t slot = ((size_t)h[0] << 8 | h[1]) % JWT_SIG_CACHE;
+    pthread_mutex_lock(&v->lock);
+    bool hit = v->seen_valid[slot] && CRYPTO_memcmp(v->seen[slot], h, sizeof h) == 0;
+    pthread_mutex_unlock(&v->lock);
+    if (hit)
+        return true;
+    if (!sig_ok(cv, alg, token, mlen, sig, n))
+        return false;
+    pthread_mutex_lock(&v->lock);
+    memcpy(v->seen[slot], h, sizeof h);
+    v->seen_valid[slot] = true;
+    pthread_mutex_unlock(&v->lock);
+    return true;
 }
 
 /* ---- claims -------------------------------------------------------------- */
@@ -682,7 +717,8 @@ int jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, cons
         goto done;
     }
     n = jwt_b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), buf, MAX_SIG);
-    if (n <= 0 || !sig_ok(v, (enum jwt_alg)alg, token, (size_t)(d2 - token), buf, (size_t)n)) {
+    if (n <= 0 ||
+        !sig_ok_cached(v, (enum jwt_alg)alg, token, len, (size_t)(d2 - token), buf, (size_t)n)) {
         reason = "bad signature";
         goto done;
     }

@@ -18,8 +18,11 @@
  * digits) give the target. A header with "crit" is refused (RFC 7515 4.1.11).
  *
  * Reasons (why) are short fixed texts for logs; they never contain the token
- * or any value taken from it. A verifier is immutable and may be used by
- * several threads at once. */
+ * or any value taken from it. A verifier may be used by several threads at
+ * once: its key and settings are immutable; it remembers (under its own
+ * mutex) the SHA-256 of the last JWT_SIG_CACHE tokens whose signature
+ * verified, so a token seen again skips the public-key operation (its
+ * claims, exp and nbf included, are checked on every call). */
 #ifndef WSGATE_JWT_H
 #define WSGATE_JWT_H
 
@@ -29,6 +32,7 @@
 #define JWT_MAX_TOKEN 8192     /* longest token accepted, in bytes */
 #define JWT_MAX_KEY_FILE 65536 /* largest key file read */
 #define JWT_TARGET_MAX 272     /* room for "[v6]:port" / "host:port" + NUL */
+#define JWT_SIG_CACHE 256      /* good signatures remembered per verifier */
 
 enum jwt_alg {
     JWT_HS256,

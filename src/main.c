@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "iptable.h"
 #include "listener.h"
@@ -130,6 +131,13 @@ static void token_report(const char *path, const char *msg)
     log_lines(WLOG_WARN, "  ", msg);
 }
 
+/* The watcher re-read a basic_auth_file (auth.h). */
+static void basic_auth_report(const char *path, const char *msg)
+{
+    log_msg(WLOG_INFO, "basic_auth_file %s re-read:", path);
+    log_lines(WLOG_INFO, "  ", msg);
+}
+
 /* SIGHUP: parse the file into a new configuration; on success new sessions
  * and listeners use it, live sessions keep theirs; on failure nothing
  * changes. */
@@ -244,6 +252,8 @@ static int run(struct config *cfg)
     /* From here on no thread, main included, blocks on stderr (log.h). */
     if (log_start() < 0)
         log_msg(WLOG_WARN, "cannot start the log thread: %s; logging directly", strerror(errno));
+    basic_auth_watch_report(basic_auth_report);
+    token_watch_hook(basic_auth_watch_pass);
     if (token_watch_start(token_report) < 0)
         log_msg(WLOG_WARN, "cannot start the token watcher: %s; token files are not re-read",
                 strerror(errno));

@@ -38,6 +38,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "check.h"
 #include "dial.h"
 #include "edge.h"
@@ -48,7 +50,9 @@
 #include "outcome.h"
 #include "record.h"
 #include "proxy.h"
+#include "redis.h"
 #include "relay.h"
+#include "resolver.h"
 #include "sock.h"
 #include "tls.h"
 #include "upgrade.h"
@@ -57,9 +61,11 @@
 #define CLOSE_WAIT 5.0   /* seconds for the close handshake and final flushes */
 #define LINGER 2.0       /* seconds to drain a client after our last byte */
 #define PAUSED_PROBE 1.0 /* seconds between checks of a client we do not read */
+#define LOOKUP_GRACE 0.5 /* beyond connect_timeout: Redis and DNS answer first */
 
 enum phase {
     PH_REQUEST,
+    PH_LOOKUP,
     PH_CONNECT,
     PH_RESPOND,
     PH_RELAY,
@@ -69,12 +75,13 @@ enum phase {
     PH_CLOSED
 };
 
-static const char *const phase_names[] = {"request", "connect", "respond", "relay",
-                                          "closing", "linger",  "flush",   "closed"};
+static const char *const phase_names[] = {"request", "lookup", "connect", "respond", "relay",
+                                          "closing", "linger", "flush",   "closed"};
 
 #define TO(p) (1u << (p))
 static const unsigned next_phases[] = {
-    [PH_REQUEST] = TO(PH_CONNECT) | TO(PH_RESPOND) | TO(PH_CLOSED),
+    [PH_REQUEST] = TO(PH_LOOKUP) | TO(PH_CONNECT) | TO(PH_RESPOND) | TO(PH_CLOSED),
+    [PH_LOOKUP] = TO(PH_CONNECT) | TO(PH_RESPOND) | TO(PH_CLOSED),
     [PH_CONNECT] = TO(PH_RELAY) | TO(PH_RESPOND) | TO(PH_CLOSED),
     [PH_RESPOND] = TO(PH_LINGER) | TO(PH_CLOSED),
     [PH_RELAY] = TO(PH_CLOSING) | TO(PH_FLUSH) | TO(PH_CLOSED),
@@ -88,6 +95,7 @@ static const unsigned next_phases[] = {
 enum action {
     ACT_NONE,
     ACT_HANDSHAKE_TIMEOUT,
+    ACT_LOOKUP_TIMEOUT,
     ACT_CONNECT_TIMEOUT,
     ACT_RESPONSE_STALLED,
     ACT_RESUME, /* client input waits for another turn (the per-wake-up budget) */
@@ -133,6 +141,13 @@ struct session {
     uint8_t *head;
     size_t head_len;
     char *tls_name; /* verified client certificate name (malloc'd), or NULL */
+
+    /* LOOKUP: a Redis token lookup or a backend name being resolved */
+    struct redis_req *redis_q;
+    struct resolver_req *dns_q;
+    ev_tstamp lookup_since;
+    struct backend_spec *specs; /* what is dialled when names were resolved (owned) */
+    size_t nspecs, resolving;   /* specs[resolving] is being resolved */
 
     /* CONNECT and on */
     const struct route *route;
@@ -253,6 +268,10 @@ static void relay_over(struct session *s)
     set_busy(s, false);
 }
 
+static void lookup_cancel(struct session *s);
+static void free_specs(struct session *s);
+static void settle(struct session *s);
+
 /* Move to phase to: the one place a phase changes. */
 static void enter(struct session *s, enum phase to)
 {
@@ -264,6 +283,7 @@ static void enter(struct session *s, enum phase to)
     s->phase = to;
     switch (to) {
     case PH_RESPOND:
+        lookup_cancel(s);
         release_slot(s);
         half_close(s, &s->be);
         s->progress = now_of(s);
@@ -279,6 +299,7 @@ static void enter(struct session *s, enum phase to)
         half_close(s, &s->cl);
         break;
     case PH_CLOSED:
+        lookup_cancel(s);
         half_close(s, &s->cl);
         half_close(s, &s->be);
         set_busy(s, false);
@@ -369,10 +390,8 @@ static void session_free(struct session *s)
     buf_put(&w->pool, s->pipelined);
     buf_put(&w->pool, s->v.resp);
     static_close(&s->v.file);
-    if (s->v.token_backend) {
-        config_free_backend(s->v.token_backend);
-        free(s->v.token_backend);
-    }
+    gate_verdict_clear(&s->v);
+    free_specs(s);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -601,6 +620,189 @@ static int backend_proxy_header(struct session *s, const struct http_request *re
     return 0;
 }
 
+/* ---- LOOKUP ----------------------------------------------------------- */
+
+static void start_dial(struct session *s);
+static void on_redis(void *arg, enum redis_result res, const char *target);
+static void on_resolved(void *arg, enum resolver_status st, const struct sockaddr_any *addrs,
+                        size_t naddrs);
+
+/* Forget a Redis or DNS request in flight (the one close path and the
+ * lookup deadline call it); its callback will not run. */
+static void lookup_cancel(struct session *s)
+{
+    if (s->redis_q)
+        redis_cancel(s->redis_q);
+    if (s->dns_q)
+        resolver_cancel(s->dns_q);
+    s->redis_q = NULL;
+    s->dns_q = NULL;
+}
+
+static void free_specs(struct session *s)
+{
+    for (size_t i = 0; i < s->nspecs; i++)
+        config_free_backend(&s->specs[i]);
+    free(s->specs);
+    s->specs = NULL;
+    s->nspecs = 0;
+}
+
+/* A deep copy of b into *d (addresses too). 0, or -1 when out of memory. */
+static int copy_spec(struct backend_spec *d, const struct backend_spec *b)
+{
+    memset(d, 0, sizeof(*d));
+    d->text = strdup(b->text);
+    d->host = b->host ? strdup(b->host) : NULL;
+    d->addrs = b->naddrs ? calloc(b->naddrs, sizeof(*d->addrs)) : NULL;
+    if (!d->text || (b->host && !d->host) || (b->naddrs && !d->addrs))
+        return -1;
+    if (b->naddrs)
+        memcpy(d->addrs, b->addrs, b->naddrs * sizeof(*d->addrs));
+    d->naddrs = b->naddrs;
+    return 0;
+}
+
+/* The backends this session dials, as copies whose names are resolved
+ * (one lookup at a time, answered from the resolver's TTL cache when it
+ * can). 0, or -1 after session_close. */
+static int lookup_specs(struct session *s)
+{
+    const struct backend_spec *src = s->v.token_backend ? s->v.token_backend : s->route->backends;
+    size_t n = s->v.token_backend ? 1 : s->route->nbackends;
+    if (!(s->specs = calloc(n, sizeof(*s->specs)))) {
+        session_close(s, END_ERROR, "out of memory");
+        return -1;
+    }
+    for (; s->nspecs < n; s->nspecs++)
+        if (copy_spec(&s->specs[s->nspecs], &src[s->nspecs]) < 0) {
+            s->nspecs++;
+            session_close(s, END_ERROR, "out of memory");
+            return -1;
+        }
+    return 0;
+}
+
+/* The port written in a "host:port" spec. */
+static unsigned spec_port_of(const struct backend_spec *b)
+{
+    const char *c = strrchr(b->text, ':');
+    return c ? (unsigned)strtoul(c + 1, NULL, 10) : 0;
+}
+
+/* Resolve the next backend name, or dial when none is left. */
+static void resolve_next(struct session *s)
+{
+    while (s->resolving < s->nspecs &&
+           (s->specs[s->resolving].naddrs > 0 || !s->specs[s->resolving].host))
+        s->resolving++;
+    if (s->resolving == s->nspecs) {
+        start_dial(s);
+        return;
+    }
+    if (s->phase != PH_LOOKUP)
+        enter(s, PH_LOOKUP);
+    const struct backend_spec *b = &s->specs[s->resolving];
+    s->lookup_since = now_of(s);
+    if (!s->w->resolver ||
+        !(s->dns_q = resolver_lookup(s->w->resolver, b->host, spec_port_of(b), on_resolved, s)))
+        respond_error(s, 502, "cannot resolve backend");
+}
+
+/* The backend specs are known (token target or route): resolve, then dial. */
+static void prepare_dial(struct session *s)
+{
+    if (lookup_specs(s) == 0)
+        resolve_next(s);
+}
+
+static void on_resolved(void *arg, enum resolver_status st, const struct sockaddr_any *addrs,
+                        size_t naddrs)
+{
+    struct session *s = arg;
+    ASSERT(s->phase == PH_LOOKUP && s->dns_q);
+    s->dns_q = NULL;
+    struct backend_spec *b = &s->specs[s->resolving];
+    if (st != RESOLVER_OK) {
+        log_msg(WLOG_INFO, "%s: route %s: backend %s: %s", s->peer, s->route->name, b->text,
+                st == RESOLVER_NOT_FOUND ? "no such name" : "name resolution failed");
+        respond_error(s, 502,
+                      st == RESOLVER_NOT_FOUND ? "backend name not found"
+                                               : "backend name resolution failed");
+    } else if (!(b->addrs = calloc(naddrs, sizeof(*b->addrs)))) {
+        session_close(s, END_ERROR, "out of memory");
+    } else {
+        memcpy(b->addrs, addrs, naddrs * sizeof(*addrs));
+        b->naddrs = naddrs;
+        if (s->v.token_backend && gate_target_allowed(s->route, b)) {
+            log_msg(WLOG_WARN, "route %s: token target %s resolves outside allowed_backends",
+                    s->route->name, b->text);
+            respond_error(s, 403, "token target not allowed");
+        } else {
+            resolve_next(s);
+        }
+    }
+    settle(s);
+}
+
+/* Does a backend to dial have a name that must be resolved first? */
+static bool needs_names(const struct session *s)
+{
+    const struct backend_spec *b = s->v.token_backend ? s->v.token_backend : s->route->backends;
+    size_t n = s->v.token_backend ? 1 : s->route->nbackends;
+    for (size_t i = 0; i < n; i++)
+        if (b[i].naddrs == 0 && b[i].host)
+            return true;
+    return false;
+}
+
+/* Dial the resolved copies, the token's target or the route's backends. */
+static void start_dial(struct session *s)
+{
+    const struct gate_verdict *v = &s->v;
+    const struct backend_spec *specs = s->specs           ? s->specs
+                                       : v->token_backend ? v->token_backend
+                                                          : s->route->backends;
+    size_t n = s->specs ? s->nspecs : v->token_backend ? 1 : s->route->nbackends;
+    enter(s, PH_CONNECT);
+    on_dial(s, dial_start(&s->dial, s->route, specs, n, &s->be.tr, s->peer, now_of(s)));
+}
+
+static void on_redis(void *arg, enum redis_result res, const char *target)
+{
+    struct session *s = arg;
+    ASSERT(s->phase == PH_LOOKUP && s->redis_q);
+    s->redis_q = NULL;
+    const char *why = NULL;
+    int st = 0;
+    if (res == REDIS_FOUND)
+        st = gate_token_target(s->route, target, &s->v.token_backend, &why);
+    if (res == REDIS_FOUND && st == 0)
+        prepare_dial(s);
+    else if (res == REDIS_FOUND)
+        respond_error(s, st, why);
+    else if (res == REDIS_NOT_FOUND)
+        respond_error(s, 403, "unknown token");
+    else
+        respond_error(s, 503, "token store unavailable");
+    settle(s);
+}
+
+/* Start the Redis lookup the verdict asks for; the token is wiped then. */
+static void start_redis(struct session *s)
+{
+    enter(s, PH_LOOKUP);
+    s->lookup_since = now_of(s);
+    if (s->w->redis)
+        s->redis_q =
+            redis_lookup_route(s->w->redis, s->route, s->v.token, s->v.token_len, on_redis, s);
+    OPENSSL_cleanse(s->v.token, s->v.token_len);
+    free(s->v.token);
+    s->v.token = NULL;
+    if (!s->redis_q)
+        respond_error(s, 503, "token store unavailable");
+}
+
 /* The request head is complete: act on the verdict. */
 static void on_request(struct session *s, const struct http_request *req, const uint8_t *rest,
                        size_t rest_len)
@@ -619,10 +821,12 @@ static void on_request(struct session *s, const struct http_request *req, const 
     s->holds_slot = true;
     if (keep_pipelined(s, rest, rest_len) < 0 || backend_proxy_header(s, req) < 0)
         return;
-    enter(s, PH_CONNECT);
-    const struct backend_spec *specs = v->token_backend ? v->token_backend : s->route->backends;
-    size_t n = v->token_backend ? 1 : s->route->nbackends;
-    on_dial(s, dial_start(&s->dial, s->route, specs, n, &s->be.tr, s->peer, now_of(s)));
+    if (v->wait == GATE_WAIT_REDIS)
+        start_redis(s);
+    else if (needs_names(s))
+        prepare_dial(s);
+    else
+        start_dial(s);
 }
 
 /* ---- REQUEST ---------------------------------------------------------- */
@@ -806,6 +1010,9 @@ static ev_tstamp next_due(const struct session *s, enum action *act)
     case PH_REQUEST:
         DUE(s->started + s->cfg->handshake_timeout_ms / 1000.0, ACT_HANDSHAKE_TIMEOUT);
         break;
+    case PH_LOOKUP:
+        DUE(s->lookup_since + p->connect_timeout_ms / 1000.0 + LOOKUP_GRACE, ACT_LOOKUP_TIMEOUT);
+        break;
     case PH_CONNECT:
         DUE(s->dial.deadline, ACT_CONNECT_TIMEOUT);
         break;
@@ -856,6 +1063,13 @@ static void act(struct session *s, enum action a)
             proxy_refused(s, "no complete header within handshake_timeout");
         session_close(s, END_HANDSHAKE, "handshake timeout");
         break;
+    case ACT_LOOKUP_TIMEOUT: {
+        bool redis = s->redis_q != NULL;
+        lookup_cancel(s);
+        respond_error(s, redis ? 503 : 502,
+                      redis ? "token store timeout" : "backend name resolution timed out");
+        break;
+    }
     case ACT_CONNECT_TIMEOUT:
         half_unwatch(s, &s->be);
         on_dial(s, dial_timeout(&s->dial, now_of(s)));
@@ -1119,6 +1333,7 @@ void session_go_away(struct session *s)
 {
     switch (s->phase) {
     case PH_REQUEST:
+    case PH_LOOKUP:
     case PH_CONNECT:
         session_close(s, END_SHUTDOWN, "shutting down");
         break;

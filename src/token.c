@@ -637,6 +637,7 @@ static struct {
     pthread_cond_t cond;
     struct token_cache *head;
     token_report_fn report;
+    void (*hook)(void); /* token_watch_hook */
     int running, stop, stopped;
     pthread_t thread;
 } watch = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -881,8 +882,11 @@ static void *watch_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&watch.lock);
     while (!watch.stop) {
+        void (*hook)(void) = watch.hook;
         pthread_mutex_unlock(&watch.lock);
         watch_pass();
+        if (hook)
+            hook();
         pthread_mutex_lock(&watch.lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -916,6 +920,13 @@ int token_watch_start(token_report_fn report)
     if (rc != 0)
         errno = rc;
     return rc == 0 ? 0 : -1;
+}
+
+void token_watch_hook(void (*fn)(void))
+{
+    pthread_mutex_lock(&watch.lock);
+    watch.hook = fn;
+    pthread_mutex_unlock(&watch.lock);
 }
 
 void token_watch_stop(void)

@@ -109,6 +109,10 @@ typedef void (*token_report_fn)(const char *path, const char *msg);
  * Returns 0, or -1 with errno set. */
 int token_watch_start(token_report_fn report);
 
+/* Also run fn on the watcher thread at every pass (another source that is
+ * re-read off the loops, e.g. basic_auth_watch_pass); NULL removes it. */
+void token_watch_hook(void (*fn)(void));
+
 /* Stop it at exit: waits up to 1 s for the current pass, then leaves a
  * thread stuck in a read or a lookup alone. */
 void token_watch_stop(void);

@@ -303,6 +303,7 @@ size_t upgrade_response_error(int status, const char *why, char *out, size_t cap
                      status, reason, body,
                      status == 426   ? "Sec-WebSocket-Version: 13\r\n"
                      : status == 405 ? "Allow: GET\r\n"
+                     : status == 401 ? "WWW-Authenticate: Basic realm=\"wsgate\"\r\n"
                                      : "",
                      status, reason, sep, text);
     if (n < 0 || (size_t)n >= cap)

@@ -35,7 +35,8 @@ void upgrade_accept_key(const char *key, size_t key_len, char *out);
 size_t upgrade_response_101(const struct upgrade_result *res, char *out, size_t cap);
 
 /* Write an error response: status line, Content-Type: text/plain,
- * Content-Length, Connection: close, "Sec-WebSocket-Version: 13" for 426, and
+ * Content-Length, Connection: close, "Sec-WebSocket-Version: 13" for 426,
+ * "Allow: GET" for 405, "WWW-Authenticate: Basic realm=\"wsgate\"" for 401, and
  * a short body "STATUS REASON: why\n". Returns its length (0 if cap too small). */
 size_t upgrade_response_error(int status, const char *why, char *out, size_t cap);
 

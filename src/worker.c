@@ -9,6 +9,8 @@
 
 #include "listener.h"
 #include "log.h"
+#include "redis.h"
+#include "resolver.h"
 #include "session.h"
 
 #define POOL_MAX_FREE 32 /* buffers kept for reuse per worker */
@@ -143,6 +145,21 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
+/* The worker's resolver (cfg's `resolver =`, each try within half the
+ * default connect_timeout) and its Redis context. 0, or -1 with err. */
+static int lookups_init(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+{
+    unsigned try_ms = cfg->defaults.connect_timeout_ms / 2;
+    if (resolver_new(w->loop, cfg->resolver, try_ms < 250 ? 250 : try_ms, &w->resolver, err,
+                     errlen) < 0)
+        return -1;
+    if (!(w->redis = redis_ctx_new(w->loop, w->resolver))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* Set up worker id with its own loop and listeners. */
 int worker_init(struct worker *w, struct gateway *gw, unsigned id, struct config *cfg, char *err,
                 size_t errlen)
@@ -163,6 +180,8 @@ int worker_init(struct worker *w, struct gateway *gw, unsigned id, struct config
     ev_init(&w->drain, drain_cb);
     ev_init(&w->accept_check, listeners_accept_check);
     w->accept_check.data = w;
+    if (lookups_init(w, cfg, err, errlen) < 0)
+        return -1;
     return sync_listeners(w, cfg, err, errlen);
 }
 
@@ -215,6 +234,12 @@ void worker_destroy(struct worker *w)
     while (w->sessions)
         session_abort(w->sessions, "shutting down");
     close_listeners(w);
+    /* the sessions cancelled their lookups when they closed */
+    redis_ctx_free(w->redis);
+    w->redis = NULL;
+    if (w->resolver)
+        resolver_free(w->resolver);
+    w->resolver = NULL;
     ev_async_stop(w->loop, &w->wake);
     ev_timer_stop(w->loop, &w->drain);
     ev_timer_stop(w->loop, &w->accept_check);

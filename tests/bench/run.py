@@ -46,7 +46,8 @@ Environment (all optional):
                        that rotates each round; the table shows each target's
                        median round (3)
   BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
-                       wss100,wsschurn,wssresume,loaded (all; wss* measure
+                       wss100,wsschurn,wssresume,loaded,
+                       access (churn: Redis token, ES256 JWT, plain) (all; wss* measure
                        haproxy's and wsgate's TLS listeners)
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
@@ -68,14 +69,14 @@ import time
 
 TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
 SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100", "wsschurn",
-             "wssresume", "loaded"]
+             "wssresume", "loaded", "access"]
 WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume")
 # TLS on both sides of the comparison (what issue 16 asks for)
 TLS_SUITE = "TLS_AES_256_GCM_SHA384"
 # The result that orders the rounds of a scenario when BENCH_REPEAT > 1.
 MEDIAN_KEY = {"bulk1": "mb_per_s", "latency": "p50_us", "bulk100": "mb_per_s",
               "churn": "per_s", "idle": "open_s", "wss1": "mb_per_s", "wss100": "mb_per_s",
-              "wsschurn": "per_s", "wssresume": "per_s", "loaded": "p99_us"}
+              "wsschurn": "per_s", "wssresume": "per_s", "loaded": "p99_us", "access": "per_s"}
 
 
 def env_num(name, default):
@@ -386,6 +387,9 @@ backend = {backend}
         if scenario == "loaded":
             self.run_loaded(bulk100, budget + self.latency_max)
             return
+        if scenario == "access":
+            self.run_access(["-m", "churn", "-c", str(self.churn), "-s", "64"] + common, budget)
+            return
         plan = {
             "bulk1": (bulk1, TARGETS),
             "latency": (["-m", "latency", "-c", "1", "-s", "64", "-n", str(self.samples),
@@ -504,6 +508,98 @@ backend = {backend}
         return 1 if self.failures and any("wsgate" in f or "died" in f or "corrupted" in f
                                           for f in self.failures) else 0
 
+    # ---- access: churn through a Redis token route, an ES256 JWT route and
+    # a plain route of one wsgate, in one run ------------------------------
+    def start_access(self):
+        """redis-server (no persistence) with one token, an ES256 key and a
+        token minted with python3-jwt, and a wsgate with three routes."""
+        import jwt
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        rport = free_port()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_listening(rport, self.redis, "redis-server")
+        token = "bench-" + os.urandom(8).hex()
+        subprocess.run(["redis-cli", "-p", str(rport), "SET", "ws:" + token,
+                        f"127.0.0.1:{self.echo_port}"], check=True, capture_output=True)
+        priv = ec.generate_private_key(ec.SECP256R1())
+        key = os.path.join(self.dir, "jwt.pem")
+        with open(key, "wb") as f:
+            f.write(priv.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        jwt_token = jwt.encode({"host": "127.0.0.1", "port": self.echo_port,
+                                "exp": int(time.time()) + 86400}, priv, algorithm="ES256")
+        port = free_port()
+        cfg = os.path.join(self.dir, "wsgate-access.ini")
+        with open(cfg, "w") as f:
+            f.write(f"""[gateway]
+listen = 127.0.0.1:{port}
+workers = 0
+max_connections = 10000
+log_level = {self.log_level}
+
+[route:echo]
+path = /echo
+backend = 127.0.0.1:{self.echo_port}
+
+[route:redis]
+path = /redis
+token_redis = redis://127.0.0.1:{rport}/0
+token_redis_prefix = ws:
+
+[route:jwt]
+path = /jwt
+token_jwt_key = {key}
+token_jwt_algorithms = ES256
+""")
+        srv = Server("wsgate-access", [self.args.wsgate, "-c", cfg], port,
+                     os.path.join(self.dir, "wsgate-access.log"), "ws")
+        srv.start()
+        self.servers["wsgate-access"] = srv
+        self.access_paths = {"access-plain": "/echo", "access-redis": "/redis?token=" + token,
+                             "access-jwt": "/jwt?token=" + jwt_token}
+
+    def run_access(self, churn, budget):
+        if "wsgate" not in self.targets:
+            return
+        try:
+            self.start_access()
+        except (RuntimeError, OSError, ImportError, subprocess.CalledProcessError) as e:
+            self.failures.append(f"access: cannot start: {e}")
+            return
+        srv = self.servers["wsgate-access"]
+        keys = list(self.access_paths)
+        for round_no in range(self.repeat):
+            k = round_no % len(keys)
+            for key in keys[k:] + keys[:k]:
+                srv.path = self.access_paths[key]
+                self.loadgen("access", "wsgate-access", churn, budget, key=key)
+        self.pick_medians("access")
+        srv.stop()
+        del self.servers["wsgate-access"]
+        os.killpg(self.redis.pid, signal.SIGTERM)
+        self.redis.wait()
+
+    def report_access(self):
+        plain = self.get("access", "access-plain", "per_s")
+        if plain is None:
+            return
+        print(f"\naccess churn ({self.churn} concurrent, one wsgate, conn/s; goals: Redis >= "
+              "70%, JWT >= 60% of plain)")
+        for key, label, goal in (("access-plain", "plain route", None),
+                                 ("access-redis", "Redis token route", 0.70),
+                                 ("access-jwt", "ES256 JWT route", 0.60)):
+            v = self.get("access", key, "per_s")
+            if v is None:
+                print(f"  {label:20s} -")
+                continue
+            share = v / plain
+            mark = "" if goal is None else (" ok" if share >= goal else " BELOW GOAL")
+            print(f"  {label:20s} {v:8.0f}  {share * 100:5.1f}% of plain{mark}")
+
     # ---- report -----------------------------------------------------------
     def print_machine(self):
         def first_line(argv):
@@ -565,6 +661,7 @@ backend = {backend}
                                               if self.other_cores > 0.25 else ""))
         self.report_wss()
         self.report_loaded()
+        self.report_access()
         self.report_cpu()
         self.report_goals()
         if self.failures:

@@ -10,7 +10,12 @@
  *      consistent) and basic_auth_check with an empty table (always 401);
  *   2: auth_cookie_find / auth_bearer / auth_basic_parse on one value;
  *   3: jwt_b64url_decode (length bound) and jwt_verifier_from_mem on the
- *      input as key material. */
+ *      input as key material;
+ *   4: redis_value_parse (a Redis value as websockify's TokenRedis stores
+ *      it: the target is NUL-terminated, ends in ":PORT" with PORT 1..65535,
+ *      and has no bytes no host name has) and redis_target_parse;
+ *   5: auth_backend_pattern_parse, then auth_backend_allowed of the
+ *      pattern against a fixed host:port and address (defined answers). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +27,11 @@
 #include "fuzz.h"
 #include "http.h"
 #include "jwt.h"
+#include "redis_target.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include "config.h"
 
 static struct jwt_verifier *hs, *es, *ed;
 
@@ -53,6 +63,54 @@ static void init(void)
     ed = make(pem, strlen(pem), "EdDSA");
 }
 
+static void fuzz_redis(const char *in, size_t len)
+{
+    char target[300];
+    memset(target, 'x', sizeof target);
+    if (redis_value_parse(in, len, target, sizeof target) == 0) {
+        size_t n = strnlen(target, sizeof target);
+        CHECK(n < sizeof target);
+        const char *colon = strrchr(target, ':');
+        CHECK(colon != NULL && colon > target);
+        long port = strtol(colon + 1, NULL, 10);
+        CHECK(port >= 1 && port <= 65535);
+        for (const char *c = target; *c; c++)
+            CHECK(isgraph((unsigned char)*c));
+    }
+    char src[512];
+    if (len < sizeof src) {
+        memcpy(src, in, len);
+        src[len] = '\0';
+        struct redis_target t;
+        char err[256];
+        if (redis_target_parse(src, &t, err, sizeof err) == 0) {
+            CHECK(t.host != NULL && t.port >= 1 && t.port <= 65535 && t.name != NULL);
+            redis_target_free(&t);
+        }
+    }
+}
+
+static void fuzz_pattern(const char *in, size_t len)
+{
+    char src[400];
+    if (len >= sizeof src)
+        return;
+    memcpy(src, in, len);
+    src[len] = '\0';
+    struct backend_pattern p;
+    char err[256];
+    if (auth_backend_pattern_parse(src, &p, err, sizeof err) < 0)
+        return;
+    struct sockaddr_any a = {.len = sizeof(struct sockaddr_in)};
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, "10.1.2.3", &sin->sin_addr);
+    int r1 = auth_backend_allowed(&p, 1, "host.example", 5900, NULL, 0);
+    int r2 = auth_backend_allowed(&p, 1, "host.example", 5900, &a, 1);
+    CHECK(r1 >= -1 && r1 <= 1 && r2 >= 0 && r2 <= 1);
+    CHECK(p.kind == BP_CIDR ? r1 == -1 : r2 == r1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (hs == NULL)
@@ -62,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *in = (const char *)data + 1;
     size_t len = size - 1;
     char target[JWT_TARGET_MAX], why[128], out[256], u[64], p[64];
-    switch (data[0] % 4) {
+    switch (data[0] % 6) {
     case 0: {
         struct jwt_verifier *vs[] = {hs, es, ed};
         for (size_t i = 0; i < 3; i++) {
@@ -112,6 +170,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(v == NULL);
         break;
     }
+    case 4:
+        fuzz_redis(in, len);
+        break;
+    case 5:
+        fuzz_pattern(in, len);
+        break;
     }
     return 0;
 }

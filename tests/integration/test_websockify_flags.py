@@ -234,3 +234,75 @@ def test_refusals(wsgate_binary):
     assert r.returncode == 2
     assert "wrap mode (-- COMMAND) is not supported: wrap mode is not supported: run the " \
            "program as its own service" in r.stderr
+
+
+def test_auth_plugin_basic(gateway_factory, greeter, tmp_path):
+    """--auth-plugin BasicHTTPAuth --auth-source user:pass guards upgrades;
+    with --web-auth, web files too; other plugins are refused."""
+    import base64
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "a.txt").write_text("A\n")
+    ok = [("Authorization", "Basic " + base64.b64encode(b"joe:s3cret").decode())]
+    bad = [("Authorization", "Basic " + base64.b64encode(b"joe:nope").decode())]
+    gw = start(gateway_factory, "--auth-plugin", "BasicHTTPAuth", "--auth-source", "joe:s3cret",
+               "--web", str(web), "127.0.0.1:%d" % greeter.port)
+    assert greets(gw, extra_headers=ok) == b"hello\n"
+    assert greets(gw, extra_headers=bad) == 401
+    assert greets(gw) == 401
+    c = gw.client()
+    c.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.read_http_response().status == 200  # files open without --web-auth
+    assert "s3cret" not in gw.stderr_text()
+    gw2 = start(gateway_factory, "--web-auth", "--auth-plugin", "BasicHTTPAuth", "--auth-source",
+                "joe:s3cret", "--web", str(web), "127.0.0.1:%d" % greeter.port)
+    c = gw2.client()
+    c.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = c.read_http_response()
+    assert r.status == 401 and r.get("www-authenticate") == 'Basic realm="wsgate"'
+    assert greets(gw2, extra_headers=ok) == b"hello\n"
+    for args in (["--auth-plugin", "ClientCertCNAuth", "--auth-source", "x"],
+                 ["--auth-plugin", "BasicHTTPAuth"], ["--auth-plugin", "BasicHTTPAuth",
+                                                     "--auth-source", "nocolon"]):
+        r = harness.run_wsgate(gw.binary, args + ["6080", "127.0.0.1:1"])
+        assert r.returncode == 2 and "--auth-" in r.stderr, r.stderr
+
+
+def test_token_plugin_redis_and_jwt(gateway_factory, greeter, tmp_path):
+    """TokenRedis in websockify 0.13's host:port:db:password:namespace form;
+    JWTTokenApi with the algorithm inferred from the key."""
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from access_helpers import Redis
+    r = Redis(tmp_path)
+    try:
+        r.cli("SET", "ns:tok1", "127.0.0.1:%d" % greeter.port)
+        gw = start(gateway_factory, "--token-plugin", "TokenRedis", "--token-source",
+                   "127.0.0.1:%d:0::ns" % r.port, None)
+        assert greets(gw, "/?token=tok1") == b"hello\n"
+        assert greets(gw, "/?token=tok2") == 403
+    finally:
+        r.stop()
+    for name, priv in (("es", ec.generate_private_key(ec.SECP256R1())),
+                       ("rs", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                       ("ed", ed25519.Ed25519PrivateKey.generate()), ("hs", None)):
+        path = tmp_path / name
+        if priv is None:
+            secret = os.urandom(32).hex()
+            path.write_text(secret)
+            signer, alg = secret, "HS256"
+        else:
+            path.write_bytes(priv.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            signer = priv
+            alg = {"es": "ES256", "rs": "RS256", "ed": "EdDSA"}[name]
+        gw = start(gateway_factory, "--token-plugin", "JWTTokenApi", "--token-source", str(path),
+                   None)
+        tok = pyjwt.encode({"host": "127.0.0.1", "port": greeter.port}, signer, algorithm=alg)
+        assert greets(gw, "/?token=" + tok) == b"hello\n", alg
+        other = "HS384" if alg != "HS384" else "HS256"
+        bad = pyjwt.encode({"host": "127.0.0.1", "port": greeter.port}, "x" * 64,
+                           algorithm=other)
+        assert greets(gw, "/?token=" + bad) == 403
+        gw.stop()
