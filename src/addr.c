@@ -3,6 +3,7 @@
  * configuration (config.c) and the token sources (token.c). Names resolve
  * with getaddrinfo (at load, or off the worker loops). */
 #include "addr.h"
+#include "errbuf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -13,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
-
-#define SETERR(e, n, ...) ((e) && (n) ? (void)snprintf((e), (n), __VA_ARGS__) : (void)0)
 
 /* "1".."65535", digits only. 0 or -1. */
 static int parse_port(const char *s, unsigned *port)
@@ -39,7 +38,7 @@ int addr_split_hostport(const char *s, char *host, size_t hostsz, unsigned *port
         h = s + 1;
         he = strchr(h, ']');
         if (he == NULL || he[1] != ':') {
-            SETERR(err, errlen, "'%s': expected [v6addr]:port", s);
+            err_set(err, errlen, "'%s': expected [v6addr]:port", s);
             return -1;
         }
         p = he + 2;
@@ -47,30 +46,30 @@ int addr_split_hostport(const char *s, char *host, size_t hostsz, unsigned *port
     } else {
         he = strrchr(s, ':');
         if (he == NULL) {
-            SETERR(err, errlen, "'%s': expected host:port", s);
+            err_set(err, errlen, "'%s': expected host:port", s);
             return -1;
         }
         h = s;
         p = he + 1;
         *bracketed = false;
         if (memchr(h, ':', (size_t)(he - h)) != NULL) {
-            SETERR(err, errlen, "'%s': an IPv6 address needs brackets: [addr]:port", s);
+            err_set(err, errlen, "'%s': an IPv6 address needs brackets: [addr]:port", s);
             return -1;
         }
     }
     size_t hl = (size_t)(he - h);
     if (hl >= hostsz) {
-        SETERR(err, errlen, "'%s': host too long", s);
+        err_set(err, errlen, "'%s': host too long", s);
         return -1;
     }
     if (*bracketed && hl == 0) {
-        SETERR(err, errlen, "'%s': empty address in brackets", s);
+        err_set(err, errlen, "'%s': empty address in brackets", s);
         return -1;
     }
     memcpy(host, h, hl);
     host[hl] = '\0';
     if (parse_port(p, port) < 0) {
-        SETERR(err, errlen, "'%s': invalid port '%s' (1-65535)", s, p);
+        err_set(err, errlen, "'%s': invalid port '%s' (1-65535)", s, p);
         return -1;
     }
     return 0;
@@ -104,8 +103,8 @@ int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, siz
     if (host[0] == '\0')
         strcpy(host, "0.0.0.0");
     if (!v6 && !addr_strict_ipv4(host)) {
-        SETERR(err, errlen, "'%s' is not a numeric IPv4 address (listen takes IP addresses only)",
-               host);
+        err_set(err, errlen, "'%s' is not a numeric IPv4 address (listen takes IP addresses only)",
+                host);
         return -1;
     }
     snprintf(serv, sizeof serv, "%u", port);
@@ -114,8 +113,8 @@ int config_parse_listen(const char *s, struct sockaddr_any *addr, char *err, siz
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
     if (getaddrinfo(host, serv, &hints, &res) != 0 || res == NULL) {
-        SETERR(err, errlen, "'%s' is not a numeric %s address (listen takes IP addresses only)",
-               host, v6 ? "IPv6" : "IPv4");
+        err_set(err, errlen, "'%s' is not a numeric %s address (listen takes IP addresses only)",
+                host, v6 ? "IPv6" : "IPv4");
         return -1;
     }
     memset(addr, 0, sizeof *addr);
@@ -152,19 +151,19 @@ int addr_parse_unix(const char *s, struct backend_spec *b, char *err, size_t err
     size_t len = strlen(path);
 
     if (path[0] != '/') {
-        SETERR(err, errlen, "'%s': the unix socket path must be absolute", s);
+        err_set(err, errlen, "'%s': the unix socket path must be absolute", s);
         return -1;
     }
     if (len >= sizeof sun->sun_path) {
-        SETERR(err, errlen, "'%s': unix socket path longer than %zu bytes", s,
-               sizeof sun->sun_path - 1);
+        err_set(err, errlen, "'%s': unix socket path longer than %zu bytes", s,
+                sizeof sun->sun_path - 1);
         return -1;
     }
     b->addrs = calloc(1, sizeof *b->addrs);
     b->text = strdup(s);
     if (b->addrs == NULL || b->text == NULL) {
         config_free_backend(b);
-        SETERR(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     sun = (struct sockaddr_un *)&b->addrs[0].ss;
@@ -193,11 +192,11 @@ static int parse_backend(const char *s, struct backend_spec *b, bool lazy_names,
     if (addr_split_hostport(s, host, sizeof host, &port, &v6, err, errlen) < 0)
         return -1;
     if (!v6 && !addr_valid_host_name(host)) {
-        SETERR(err, errlen, "'%s': expected host:port, [v6addr]:port or unix:/path", s);
+        err_set(err, errlen, "'%s': expected host:port, [v6addr]:port or unix:/path", s);
         return -1;
     }
     if (!v6 && addr_looks_ipv4(host) && !addr_strict_ipv4(host)) {
-        SETERR(err, errlen, "'%s' is not a valid IPv4 address", host);
+        err_set(err, errlen, "'%s' is not a valid IPv4 address", host);
         return -1;
     }
     if (lazy_names && !v6 && !addr_looks_ipv4(host)) {
@@ -205,7 +204,7 @@ static int parse_backend(const char *s, struct backend_spec *b, bool lazy_names,
         b->host = strdup(host);
         if (b->text == NULL || b->host == NULL) {
             config_free_backend(b);
-            SETERR(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             return -1;
         }
         return 0;
@@ -217,8 +216,8 @@ static int parse_backend(const char *s, struct backend_spec *b, bool lazy_names,
     hints.ai_flags = AI_NUMERICSERV | (v6 ? AI_NUMERICHOST : 0);
     rc = getaddrinfo(host, serv, &hints, &res);
     if (rc != 0 || res == NULL) {
-        SETERR(err, errlen, "cannot resolve '%s': %s", host,
-               rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        err_set(err, errlen, "cannot resolve '%s': %s", host,
+                rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         if (res != NULL)
             freeaddrinfo(res);
         return -1;
@@ -232,7 +231,7 @@ static int parse_backend(const char *s, struct backend_spec *b, bool lazy_names,
     if (b->addrs == NULL || b->text == NULL || b->host == NULL) {
         freeaddrinfo(res);
         config_free_backend(b);
-        SETERR(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {

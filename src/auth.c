@@ -5,6 +5,7 @@
 #endif
 
 #include "auth.h"
+#include "errbuf.h"
 
 #include "config.h"
 #include "token.h"
@@ -165,19 +166,6 @@ int auth_token_from_request(const struct http_request *req, const char *cookie, 
 
 /* ---- allowed_backends ---------------------------------------------------- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "1".."65535" or "*" (0). -1 when invalid. */
 static long pattern_port(const char *s)
 {
@@ -218,14 +206,14 @@ int auth_backend_pattern_parse(const char *s, struct backend_pattern *p, char *e
             if (strcmp(slash + 1, "0") == 0)
                 pl = 0;
             if (pl < 0 || pl > (long)max) {
-                seterr(err, errlen, "'%s': prefix length must be 0..%u", s, max);
+                err_set(err, errlen, "'%s': prefix length must be 0..%u", s, max);
                 return -1;
             }
         }
         p->prefix = (unsigned)pl;
         for (unsigned bit = p->prefix; bit < max; bit++) /* host bits must be zero */
             if (p->addr[bit / 8] & (0x80u >> (bit % 8))) {
-                seterr(err, errlen, "'%s': address has bits set beyond /%u", s, p->prefix);
+                err_set(err, errlen, "'%s': address has bits set beyond /%u", s, p->prefix);
                 return -1;
             }
         return 0;
@@ -263,7 +251,7 @@ int auth_backend_pattern_parse(const char *s, struct backend_pattern *p, char *e
     if (pt < 0 || strlen(buf) >= sizeof p->host)
         goto bad;
     if (strcmp(buf, "*") == 0 && pt == 0) {
-        seterr(err, errlen, "'%s': *:* allows everything (leave allowed_backends empty)", s);
+        err_set(err, errlen, "'%s': *:* allows everything (leave allowed_backends empty)", s);
         return -1;
     }
     p->kind = BP_HOSTPORT;
@@ -272,7 +260,7 @@ int auth_backend_pattern_parse(const char *s, struct backend_pattern *p, char *e
     p->port = (unsigned)pt;
     return 0;
 bad:
-    seterr(err, errlen, "'%s': expected CIDR (10.0.0.0/8), host:port, host:*, *:port", s);
+    err_set(err, errlen, "'%s': expected CIDR (10.0.0.0/8), host:port, host:*, *:port", s);
     return -1;
 }
 
@@ -374,25 +362,6 @@ struct basic_auth {
     bool have_st;
 };
 
-/* Append one printf-formatted line to err (NUL-terminated, truncated). */
-static void add_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void add_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    size_t used = strnlen(err, errlen - 1);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + used, errlen - used, fmt, ap);
-    va_end(ap);
-    used = strnlen(err, errlen - 1);
-    if (used + 1 < errlen) {
-        err[used] = '\n';
-        err[used + 1] = '\0';
-    }
-}
-
 /* A hash of a supported method that libxcrypt accepts. */
 static bool hash_supported(const char *h)
 {
@@ -436,7 +405,7 @@ static int parse_users(const char *path, char *text, struct basic_auth *t, char 
             why = "unsupported or malformed hash (use yescrypt $y$, sha512-crypt $6$ or bcrypt "
                   "$2b$)";
         if (why != NULL) {
-            add_err(err, errlen, "%s:%d: %s", path, line, why);
+            err_add_line(err, errlen, "%s:%d: %s", path, line, why);
             skipped++;
             continue;
         }
@@ -476,27 +445,27 @@ int basic_auth_load(const char *path, struct basic_auth **out, char *err, size_t
     if (err && errlen)
         err[0] = '\0';
     if (t == NULL || (text = malloc(MAX_FILE + 1)) == NULL) {
-        add_err(err, errlen, "%s: out of memory", path);
+        err_add_line(err, errlen, "%s: out of memory", path);
         goto done;
     }
     if ((f = fopen(path, "r")) == NULL || fstat(fileno(f), &t->st) < 0) {
-        add_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        err_add_line(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         goto done;
     }
     t->have_st = true;
     size_t n = fread(text, 1, MAX_FILE + 1, f);
     if (ferror(f) || n > MAX_FILE) {
-        add_err(err, errlen, "%s: %s", path, ferror(f) ? "read error" : "larger than 1 MiB");
+        err_add_line(err, errlen, "%s: %s", path, ferror(f) ? "read error" : "larger than 1 MiB");
         goto done;
     }
     text[n] = '\0';
     if (memchr(text, '\0', n) != NULL) {
-        add_err(err, errlen, "%s: binary file (NUL byte)", path);
+        err_add_line(err, errlen, "%s: binary file (NUL byte)", path);
         goto done;
     }
     rc = parse_users(path, text, t, err, errlen, &oom);
     if (oom) {
-        add_err(err, errlen, "%s: out of memory", path);
+        err_add_line(err, errlen, "%s: out of memory", path);
         rc = -1;
     }
 done:

@@ -15,6 +15,7 @@
 #endif
 
 #include "config.h"
+#include "errbuf.h"
 #include "addr.h"
 
 #include <limits.h>
@@ -235,20 +236,6 @@ static const struct key keys[] = {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-/* printf into err (if any), always NUL-terminated. */
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Parse a non-empty run of decimal digits filling all of s. 0 or -1 (also on
  * overflow). *end gets the first non-digit when end is not NULL (then trailing
  * characters are allowed). */
@@ -387,7 +374,7 @@ static int check_token(const char *item, char *err, size_t errlen)
 {
     for (const char *p = item; *p; p++) {
         if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL) {
-            seterr(err, errlen, "'%s' is not a valid subprotocol name (an HTTP token)", item);
+            err_set(err, errlen, "'%s' is not a valid subprotocol name (an HTTP token)", item);
             return -1;
         }
     }
@@ -414,8 +401,8 @@ static int check_origin(const char *item, char *err, size_t errlen)
             ok = isalnum((unsigned char)*p) || strchr(".-_:[]", *p) != NULL;
     }
     if (!ok) {
-        seterr(err, errlen,
-               "'%s' is not an origin (scheme://host[:port] or scheme://*.domain[:port])", item);
+        err_set(err, errlen,
+                "'%s' is not an origin (scheme://host[:port] or scheme://*.domain[:port])", item);
         return -1;
     }
     return 0;
@@ -427,7 +414,7 @@ static int check_dns_name(const char *item, char *err, size_t errlen)
 {
     for (const char *p = item; *p; p++) {
         if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p)) {
-            seterr(err, errlen, "'%s' is not a valid name", item);
+            err_set(err, errlen, "'%s' is not a valid name", item);
             return -1;
         }
     }
@@ -446,7 +433,7 @@ static int check_backend_pattern(const char *item, char *err, size_t errlen)
 static int check_cookie_name(const char *s, char *err, size_t errlen)
 {
     if (check_token(s, err, errlen) < 0) {
-        seterr(err, errlen, "'%s' is not a valid cookie name", s);
+        err_set(err, errlen, "'%s' is not a valid cookie name", s);
         return -1;
     }
     return 0;
@@ -533,14 +520,14 @@ static int split_list(const char *value, int (*check)(const char *, char *, size
         while (e > p && isspace((unsigned char)e[-1]))
             e--;
         if (e == p) {
-            seterr(err, errlen, "empty item in the list");
+            err_set(err, errlen, "empty item in the list");
             goto fail;
         }
         char *item = strndup(p, (size_t)(e - p));
         char **grown = item ? realloc(v, (n + 1) * sizeof *v) : NULL;
         if (grown == NULL) {
             free(item);
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             goto fail;
         }
         v = grown;
@@ -563,12 +550,12 @@ fail:
 static int check_path(const char *s, char *err, size_t errlen)
 {
     if (s[0] != '/') {
-        seterr(err, errlen, "'%s' must start with '/'", s);
+        err_set(err, errlen, "'%s' must start with '/'", s);
         return -1;
     }
     for (const char *p = s; *p; p++) {
         if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p) || *p == '?' || *p == '#') {
-            seterr(err, errlen, "'%s': no blanks, '?' or '#' in a path", s);
+            err_set(err, errlen, "'%s': no blanks, '?' or '#' in a path", s);
             return -1;
         }
     }
@@ -596,7 +583,7 @@ static int parse_listen_words(const char *opt, struct listen_spec *ls, bool *mod
                 break;
         if (w < sizeof words / sizeof words[0]) {
             if (*flag[w]) {
-                seterr(err, errlen, "'%s' given twice", words[w]);
+                err_set(err, errlen, "'%s' given twice", words[w]);
                 return -1;
             }
             *flag[w] = true;
@@ -604,25 +591,26 @@ static int parse_listen_words(const char *opt, struct listen_spec *ls, bool *mod
             char *end;
             unsigned long m = strtoul(opt + 5, &end, 8);
             if (opt[5] != '0' || end != opt + olen || olen < 8 || olen > 9 || m > 07777) {
-                seterr(err, errlen, "'%.*s': expected mode=0NNN (octal, e.g. mode=0660)", (int)olen,
-                       opt);
+                err_set(err, errlen, "'%.*s': expected mode=0NNN (octal, e.g. mode=0660)",
+                        (int)olen, opt);
                 return -1;
             }
             ls->mode = (unsigned)m;
             *mode_set = true;
         } else {
-            seterr(err, errlen, "unknown listen option '%.*s' (tls, auto, proxy, admin, mode=0NNN)",
-                   (int)olen, opt);
+            err_set(err, errlen,
+                    "unknown listen option '%.*s' (tls, auto, proxy, admin, mode=0NNN)", (int)olen,
+                    opt);
             return -1;
         }
         opt += olen;
     }
     if (ls->tls_auto && !ls->tls) {
-        seterr(err, errlen, "'auto' needs 'tls'");
+        err_set(err, errlen, "'auto' needs 'tls'");
         return -1;
     }
     if (*mode_set && ls->kind != LISTEN_UNIX) {
-        seterr(err, errlen, "mode= applies to unix: listeners only");
+        err_set(err, errlen, "mode= applies to unix: listeners only");
         return -1;
     }
     return 0;
@@ -649,8 +637,8 @@ static int resolve_listen(const char *addr, const struct listen_spec *tmpl,
     hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
     int rc = getaddrinfo(host, serv, &hints, &res);
     if (rc != 0 || res == NULL) {
-        seterr(err, errlen, "cannot resolve '%s': %s", host,
-               rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        err_set(err, errlen, "cannot resolve '%s': %s", host,
+                rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         if (res != NULL)
             freeaddrinfo(res);
         return -1;
@@ -679,14 +667,14 @@ static int resolve_listen(const char *addr, const struct listen_spec *tmpl,
             *out = grown;
         if (grown == NULL || (ls.text = strdup(text)) == NULL) {
             freeaddrinfo(res);
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             return -1;
         }
         (*out)[(*nout)++] = ls;
     }
     freeaddrinfo(res);
     if (*nout == 0) {
-        seterr(err, errlen, "'%s' resolves to no IPv4 or IPv6 address", host);
+        err_set(err, errlen, "'%s' resolves to no IPv4 or IPv6 address", host);
         return -1;
     }
     return 0;
@@ -706,7 +694,7 @@ static int parse_listen_line(const struct key *k, const char *value, int line,
     *nout = 0;
     memset(&ls, 0, sizeof ls);
     if (addr == NULL) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     ls.line = line;
@@ -726,12 +714,12 @@ static int parse_listen_line(const struct key *k, const char *value, int line,
     } else if (ls.kind == LISTEN_SYSTEMD) {
         const char *name = addr[7] == ':' ? addr + 8 : NULL;
         if (name != NULL && (*name == '\0' || strlen(name) > 255 || strchr(name, ':') != NULL)) {
-            seterr(err, errlen, "'%s': expected systemd or systemd:NAME (a FileDescriptorName)",
-                   addr);
+            err_set(err, errlen, "'%s': expected systemd or systemd:NAME (a FileDescriptorName)",
+                    addr);
             goto fail;
         }
         if (name != NULL && (ls.systemd_name = strdup(name)) == NULL) {
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             goto fail;
         }
     } else if (config_parse_listen(addr, &ls.addr, err, errlen) < 0) {
@@ -743,7 +731,7 @@ static int parse_listen_line(const struct key *k, const char *value, int line,
     *out = malloc(sizeof ls);
     if (*out == NULL) {
         free(ls.systemd_name);
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto fail;
     }
     ls.text = addr;
@@ -775,14 +763,14 @@ static int set_number(const struct key *k, void *base, void *field, const char *
     uint64_t v;
 
     if (parse_number(k->type, value, &v) < 0) {
-        seterr(err, errlen, "invalid %s '%s'%s", number_text[k->type].name, value,
-               number_text[k->type].hint);
+        err_set(err, errlen, "invalid %s '%s'%s", number_text[k->type].name, value,
+                number_text[k->type].hint);
         return -1;
     }
     if (v < k->min || v > key_max(k)) {
         fmt_number(k->type, k->min, lo, sizeof lo);
         fmt_number(k->type, key_max(k), hi, sizeof hi);
-        seterr(err, errlen, "'%s' out of range (%s..%s)", value, lo, hi);
+        err_set(err, errlen, "'%s' out of range (%s..%s)", value, lo, hi);
         return -1;
     }
     if (field != NULL)
@@ -796,7 +784,7 @@ static int set_bool(const struct key *k, void *base, void *field, const char *va
     bool b;
 
     if (parse_bool(value, &b) < 0) {
-        seterr(err, errlen, "invalid value '%s' (on or off)", value);
+        err_set(err, errlen, "invalid value '%s' (on or off)", value);
         return -1;
     }
     if (field != NULL)
@@ -823,7 +811,7 @@ static int set_enum(const struct key *k, void *base, void *field, const char *va
         size_t used = strlen(list);
         snprintf(list + used, sizeof list - used, "%s%s", i ? " | " : "", k->choices[i]);
     }
-    seterr(err, errlen, "invalid value '%s' (%s)", value, list);
+    err_set(err, errlen, "invalid value '%s' (%s)", value, list);
     return -1;
 }
 
@@ -846,7 +834,7 @@ static int set_string(const struct key *k, void *base, void *field, const char *
         return 0;
     }
     if ((s = strdup(value)) == NULL) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     memcpy(&old, field, sizeof old);
@@ -874,7 +862,7 @@ static int set_listen(const struct key *k, void *base, void *field, const char *
     free(ls);
     if (field == NULL || done == n)
         return 0;
-    seterr(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
     return -1;
 }
 
@@ -890,7 +878,7 @@ static int set_nets(const struct key *k, void *base, void *field, const char *va
         return -1;
     struct netcidr *nets = n ? calloc(n, sizeof *nets) : NULL;
     if (n && nets == NULL) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         rc = -1;
     }
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -898,7 +886,7 @@ static int set_nets(const struct key *k, void *base, void *field, const char *va
             rc = -1;
     for (size_t i = 0; rc == 0 && field != NULL && i < n; i++)
         if (array_push(base, k, &nets[i], sizeof nets[i]) < 0) {
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             rc = -1;
         }
     free(nets);
@@ -918,7 +906,7 @@ static int set_backend(const struct key *k, void *base, void *field, const char 
     config_free_backend(&bs);
     if (field == NULL)
         return 0;
-    seterr(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
     return -1;
 }
 
@@ -940,7 +928,7 @@ static int set_list(const struct key *k, void *base, void *field, const char *va
         memcpy(&have, (char *)base + k->off2, sizeof have);
         char *grown = realloc(arr, (have + n) * sizeof(char *));
         if (grown == NULL) {
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             rc = -1;
         } else {
             memcpy(grown + have * sizeof(char *), items, n * sizeof(char *));
@@ -1686,7 +1674,7 @@ static char *read_secret(const char *file, char *err, size_t errlen)
     size_t len = 0;
 
     if (read_file(file, &buf, &len) < 0) {
-        seterr(err, errlen, "cannot read '%s': %s", file, strerror(errno));
+        err_set(err, errlen, "cannot read '%s': %s", file, strerror(errno));
         return NULL;
     }
     if (len > 0 && buf[len - 1] == '\n')
@@ -1694,7 +1682,7 @@ static char *read_secret(const char *file, char *err, size_t errlen)
     if (len > 0 && buf[len - 1] == '\r')
         len--;
     if (len == 0 || memchr(buf, '\0', len) != NULL || memchr(buf, '\n', len) != NULL) {
-        seterr(err, errlen, "'%s' must hold the password on one line", file);
+        err_set(err, errlen, "'%s' must hold the password on one line", file);
         free(buf);
         return NULL;
     }
@@ -1702,7 +1690,7 @@ static char *read_secret(const char *file, char *err, size_t errlen)
     explicit_bzero(buf, len);
     free(buf);
     if (s == NULL)
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
     return s;
 }
 
@@ -1721,7 +1709,8 @@ static int check_resolver(const char *s, char *err, size_t errlen)
     if (addr_split_hostport(s, host, sizeof host, &port, &v6, err, errlen) < 0)
         return -1;
     if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) != 1) {
-        seterr(err, errlen, "'%s': expected a numeric DNS server: IPv4[:port] or [IPv6][:port]", s);
+        err_set(err, errlen, "'%s': expected a numeric DNS server: IPv4[:port] or [IPv6][:port]",
+                s);
         return -1;
     }
     return 0;

@@ -5,6 +5,7 @@
 #endif
 
 #include "jwt.h"
+#include "errbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -70,19 +71,6 @@ struct jwt_verifier {
     bool seen_valid[JWT_SIG_CACHE];
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Contract in jwt.h. */
 int jwt_alg_from_name(const char *name, size_t len)
 {
@@ -102,13 +90,13 @@ const char *jwt_alg_name(enum jwt_alg alg)
 int jwt_check_alg_name(const char *item, char *err, size_t errlen)
 {
     if (strcasecmp(item, "none") == 0) {
-        seterr(err, errlen, "'none' is never accepted");
+        err_set(err, errlen, "'none' is never accepted");
         return -1;
     }
     if (jwt_alg_from_name(item, strlen(item)) < 0) {
-        seterr(err, errlen,
-               "unknown algorithm '%s' (HS256, HS384, HS512, RS256, PS256, ES256, ES384, EdDSA)",
-               item);
+        err_set(err, errlen,
+                "unknown algorithm '%s' (HS256, HS384, HS512, RS256, PS256, ES256, ES384, EdDSA)",
+                item);
         return -1;
     }
     return 0;
@@ -157,8 +145,8 @@ static int pkey_kind(EVP_PKEY *pkey, char *err, size_t errlen)
 {
     if (EVP_PKEY_is_a(pkey, "RSA")) {
         if (EVP_PKEY_get_bits(pkey) < MIN_RSA_BITS) {
-            seterr(err, errlen, "RSA key of %d bits (at least %d)", EVP_PKEY_get_bits(pkey),
-                   MIN_RSA_BITS);
+            err_set(err, errlen, "RSA key of %d bits (at least %d)", EVP_PKEY_get_bits(pkey),
+                    MIN_RSA_BITS);
             return -1;
         }
         return K_RSA;
@@ -174,12 +162,12 @@ static int pkey_kind(EVP_PKEY *pkey, char *err, size_t errlen)
                 return K_P256;
             if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0)
                 return K_P384;
-            seterr(err, errlen, "EC curve %s is not supported (P-256 or P-384)", group);
+            err_set(err, errlen, "EC curve %s is not supported (P-256 or P-384)", group);
             return -1;
         }
     }
-    seterr(err, errlen, "unsupported key type %s (RSA, EC P-256/P-384 or Ed25519)",
-           EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "?");
+    err_set(err, errlen, "unsupported key type %s (RSA, EC P-256/P-384 or Ed25519)",
+            EVP_PKEY_get0_type_name(pkey) ? EVP_PKEY_get0_type_name(pkey) : "?");
     return -1;
 }
 
@@ -192,7 +180,7 @@ static EVP_PKEY *load_pem(const unsigned char *data, size_t len, char *err, size
     size_t left = len;
 
     if (dctx == NULL || OSSL_DECODER_from_data(dctx, &p, &left) != 1 || pkey == NULL) {
-        seterr(err, errlen, "not a PEM public key OpenSSL can read");
+        err_set(err, errlen, "not a PEM public key OpenSSL can read");
         EVP_PKEY_free(pkey);
         pkey = NULL;
     }
@@ -209,7 +197,7 @@ static long jwk_bytes(json_t *o, const char *name, unsigned char *out, size_t ca
     long n = s ? jwt_b64url_decode(s, strlen(s), out, cap) : -1;
 
     if (n <= 0 || (want != 0 && (size_t)n != want)) {
-        seterr(err, errlen, "JWK: missing or invalid \"%s\"", name);
+        err_set(err, errlen, "JWK: missing or invalid \"%s\"", name);
         return -1;
     }
     return n;
@@ -245,7 +233,7 @@ static EVP_PKEY *jwk_rsa(json_t *o, char *err, size_t errlen)
         (params = OSSL_PARAM_BLD_to_param(bld)) != NULL)
         pkey = pkey_fromdata("RSA", params);
     if (pkey == NULL)
-        seterr(err, errlen, "JWK: invalid RSA key");
+        err_set(err, errlen, "JWK: invalid RSA key");
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
     BN_free(bn);
@@ -267,7 +255,7 @@ static EVP_PKEY *jwk_ec(json_t *o, char *err, size_t errlen)
         group = "secp384r1";
         sz = 48;
     } else {
-        seterr(err, errlen, "JWK: EC \"crv\" must be P-256 or P-384");
+        err_set(err, errlen, "JWK: EC \"crv\" must be P-256 or P-384");
         return NULL;
     }
     pt[0] = POINT_CONVERSION_UNCOMPRESSED;
@@ -281,7 +269,7 @@ static EVP_PKEY *jwk_ec(json_t *o, char *err, size_t errlen)
     };
     EVP_PKEY *pkey = pkey_fromdata("EC", params);
     if (pkey == NULL)
-        seterr(err, errlen, "JWK: invalid EC point");
+        err_set(err, errlen, "JWK: invalid EC point");
     return pkey;
 }
 
@@ -295,13 +283,13 @@ static int load_jwk(struct jwt_verifier *v, const char *text, size_t len, char *
     int rc = -1;
 
     if (!json_is_object(o)) {
-        seterr(err, errlen, "JWK: invalid JSON (line %d: %s)", je.line, je.text);
+        err_set(err, errlen, "JWK: invalid JSON (line %d: %s)", je.line, je.text);
     } else if (json_object_get(o, "keys") != NULL) {
-        seterr(err, errlen, "JWK: a key set is not supported (one key per file)");
+        err_set(err, errlen, "JWK: a key set is not supported (one key per file)");
     } else if (use != NULL && strcmp(use, "sig") != 0) {
-        seterr(err, errlen, "JWK: \"use\" is not \"sig\"");
+        err_set(err, errlen, "JWK: \"use\" is not \"sig\"");
     } else if (kty == NULL) {
-        seterr(err, errlen, "JWK: no \"kty\"");
+        err_set(err, errlen, "JWK: no \"kty\"");
     } else if (strcmp(kty, "oct") == 0) {
         unsigned char k[MAX_SECRET];
         long n = jwk_bytes(o, "k", k, sizeof k, 0, err, errlen);
@@ -311,7 +299,7 @@ static int load_jwk(struct jwt_verifier *v, const char *text, size_t len, char *
             v->kind = K_SECRET;
             rc = 0;
         } else if (n > 0) {
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
         }
         OPENSSL_cleanse(k, sizeof k);
     } else if (strcmp(kty, "RSA") == 0 || strcmp(kty, "EC") == 0) {
@@ -320,12 +308,12 @@ static int load_jwk(struct jwt_verifier *v, const char *text, size_t len, char *
         const char *crv = json_string_value(json_object_get(o, "crv"));
         unsigned char x[32];
         if (crv == NULL || strcmp(crv, "Ed25519") != 0)
-            seterr(err, errlen, "JWK: OKP \"crv\" must be Ed25519");
+            err_set(err, errlen, "JWK: OKP \"crv\" must be Ed25519");
         else if (jwk_bytes(o, "x", x, sizeof x, sizeof x, err, errlen) == 32 &&
                  (v->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, x, 32)) == NULL)
-            seterr(err, errlen, "JWK: invalid Ed25519 key");
+            err_set(err, errlen, "JWK: invalid Ed25519 key");
     } else {
-        seterr(err, errlen, "JWK: unsupported \"kty\" (oct, RSA, EC or OKP)");
+        err_set(err, errlen, "JWK: unsupported \"kty\" (oct, RSA, EC or OKP)");
     }
     if (v->pkey != NULL) {
         int kind = pkey_kind(v->pkey, err, errlen);
@@ -339,7 +327,7 @@ static int load_jwk(struct jwt_verifier *v, const char *text, size_t len, char *
     if (alg != NULL) {
         int a = jwt_alg_from_name(alg, strlen(alg));
         if (a < 0 || (v->allowed & ~(1u << a)) != 0) {
-            seterr(err, errlen, "JWK: its \"alg\" does not match token_jwt_algorithms");
+            err_set(err, errlen, "JWK: its \"alg\" does not match token_jwt_algorithms");
             rc = -1;
         }
     }
@@ -358,7 +346,7 @@ int jwt_verifier_from_mem(const void *key, size_t len, const struct jwt_settings
 
     *out = NULL;
     if (v == NULL) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     pthread_mutex_init(&v->lock, NULL);
@@ -371,7 +359,7 @@ int jwt_verifier_from_mem(const void *key, size_t len, const struct jwt_settings
         v->allowed |= 1u << a;
     }
     if (v->allowed == 0) {
-        seterr(err, errlen, "token_jwt_algorithms is required with token_jwt_key");
+        err_set(err, errlen, "token_jwt_algorithms is required with token_jwt_key");
         goto done;
     }
     while (skip < len && isspace((unsigned char)text[skip]))
@@ -390,11 +378,11 @@ int jwt_verifier_from_mem(const void *key, size_t len, const struct jwt_settings
         if (n > 0 && text[n - 1] == '\n')
             n -= 1 + (n > 1 && text[n - 2] == '\r');
         if (n == 0 || n > MAX_SECRET) {
-            seterr(err, errlen, "empty secret, or over %d bytes", MAX_SECRET);
+            err_set(err, errlen, "empty secret, or over %d bytes", MAX_SECRET);
             goto done;
         }
         if ((v->secret = malloc(n)) == NULL) {
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             goto done;
         }
         memcpy(v->secret, text, n);
@@ -405,19 +393,19 @@ int jwt_verifier_from_mem(const void *key, size_t len, const struct jwt_settings
         if (!(v->allowed & (1u << a)))
             continue;
         if (algs[a].kind != v->kind) {
-            seterr(err, errlen, "%s needs %s, the key is %s", algs[a].name,
-                   kind_names[algs[a].kind], kind_names[v->kind]);
+            err_set(err, errlen, "%s needs %s, the key is %s", algs[a].name,
+                    kind_names[algs[a].kind], kind_names[v->kind]);
             goto done;
         }
         if (v->kind == K_SECRET && v->secret_len < algs[a].size) {
-            seterr(err, errlen, "%s needs a secret of at least %zu bytes (has %zu)", algs[a].name,
-                   algs[a].size, v->secret_len);
+            err_set(err, errlen, "%s needs a secret of at least %zu bytes (has %zu)", algs[a].name,
+                    algs[a].size, v->secret_len);
             goto done;
         }
     }
     if ((s->audience && !(v->audience = strdup(s->audience))) ||
         (s->issuer && !(v->issuer = strdup(s->issuer)))) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto done;
     }
     v->leeway_ms = s->leeway_ms;
@@ -440,19 +428,19 @@ int jwt_verifier_new(const char *path, const struct jwt_settings *s, struct jwt_
 
     *out = NULL;
     if (f == NULL) {
-        seterr(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+        err_set(err, errlen, "cannot read '%s': %s", path, strerror(errno));
         return -1;
     }
     buf = malloc(JWT_MAX_KEY_FILE + 1);
     if (buf == NULL) {
         fclose(f);
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     n = fread(buf, 1, JWT_MAX_KEY_FILE + 1, f);
     if (ferror(f) || n > JWT_MAX_KEY_FILE) {
-        seterr(err, errlen, "cannot read '%s': %s", path,
-               ferror(f) ? "read error" : "larger than 64 KiB");
+        err_set(err, errlen, "cannot read '%s': %s", path,
+                ferror(f) ? "read error" : "larger than 64 KiB");
         rc = -1;
     } else {
         rc = jwt_verifier_from_mem(buf, n, s, out, err, errlen);
@@ -731,7 +719,7 @@ int jwt_verify(const struct jwt_verifier *v, const char *token, size_t len, cons
     rc = check_claims(v, claims, route, now, target, cap, &reason);
 done:
     if (rc < 0) {
-        seterr(why, whylen, "%s", reason);
+        err_set(why, whylen, "%s", reason);
         if (cap > 0)
             target[0] = '\0';
     }

@@ -5,6 +5,7 @@
 #endif
 
 #include "redis_target.h"
+#include "errbuf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -18,19 +19,6 @@
 
 #define REDIS_DEFAULT_PORT 6379u
 #define REDIS_MAX_DB 1000000u /* Redis's `databases` is an int; far above any real setting */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* A host name or IPv4 address: letters, digits, '.', '-', '_', non-empty. */
 static bool host_name_ok(const char *h, size_t len)
@@ -117,7 +105,7 @@ static int take_host(const char *s, const char *end, struct redis_target *t, con
         h = s + 1;
         he = memchr(h, ']', (size_t)(end - h));
         if (he == NULL || !host_v6_ok(h, (size_t)(he - h))) {
-            seterr(err, errlen, "expected [IPv6 address] as the Redis host");
+            err_set(err, errlen, "expected [IPv6 address] as the Redis host");
             return -1;
         }
         *rest = he + 1;
@@ -126,14 +114,14 @@ static int take_host(const char *s, const char *end, struct redis_target *t, con
         if (he == NULL)
             he = end;
         if (!host_name_ok(h, (size_t)(he - h))) {
-            seterr(err, errlen, "invalid Redis host '%.*s'", (int)(he - h), h);
+            err_set(err, errlen, "invalid Redis host '%.*s'", (int)(he - h), h);
             return -1;
         }
         *rest = he;
     }
     t->host = strndup(h, (size_t)(he - h));
     if (t->host == NULL) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -147,16 +135,16 @@ static int parse_url(const char *s, struct redis_target *t, char *err, size_t er
     if (at != NULL) {
         const char *colon = memchr(s, ':', (size_t)(at - s));
         if (colon == NULL) {
-            seterr(err, errlen, "redis:// URL: expected [user]:password@ before the host");
+            err_set(err, errlen, "redis:// URL: expected [user]:password@ before the host");
             return -1;
         }
         if (colon > s && (t->user = pct_decode(s, (size_t)(colon - s))) == NULL) {
-            seterr(err, errlen, "redis:// URL: invalid user name");
+            err_set(err, errlen, "redis:// URL: invalid user name");
             return -1;
         }
         if ((t->password = pct_decode(colon + 1, (size_t)(at - colon - 1))) == NULL ||
             t->password[0] == '\0') {
-            seterr(err, errlen, "redis:// URL: invalid or empty password");
+            err_set(err, errlen, "redis:// URL: invalid or empty password");
             return -1;
         }
         s = at + 1;
@@ -167,13 +155,13 @@ static int parse_url(const char *s, struct redis_target *t, char *err, size_t er
     t->port = REDIS_DEFAULT_PORT;
     if (p < end) {
         if (*p != ':' || parse_uint(p + 1, (size_t)(end - p - 1), 1, 65535, &t->port) < 0) {
-            seterr(err, errlen, "redis:// URL: invalid port (1-65535)");
+            err_set(err, errlen, "redis:// URL: invalid port (1-65535)");
             return -1;
         }
     }
     if (*end == '/' && end[1] != '\0' &&
         parse_uint(end + 1, strlen(end + 1), 0, REDIS_MAX_DB, &t->db) < 0) {
-        seterr(err, errlen, "redis:// URL: invalid database number '%s'", end + 1);
+        err_set(err, errlen, "redis:// URL: invalid database number '%s'", end + 1);
         return -1;
     }
     return 0;
@@ -189,7 +177,7 @@ static int parse_websockify(const char *s, struct redis_target *t, char *err, si
         return -1;
     for (int i = 0; i < 4 && p < end; i++) { /* p is at a ':' */
         if (*p != ':') {
-            seterr(err, errlen, "expected host[:port[:db[:password[:namespace]]]]");
+            err_set(err, errlen, "expected host[:port[:db[:password[:namespace]]]]");
             return -1;
         }
         f[i] = p + 1;
@@ -198,11 +186,11 @@ static int parse_websockify(const char *s, struct redis_target *t, char *err, si
     }
     t->port = REDIS_DEFAULT_PORT;
     if (flen[0] > 0 && parse_uint(f[0], flen[0], 1, 65535, &t->port) < 0) {
-        seterr(err, errlen, "invalid Redis port '%.*s' (1-65535)", (int)flen[0], f[0]);
+        err_set(err, errlen, "invalid Redis port '%.*s' (1-65535)", (int)flen[0], f[0]);
         return -1;
     }
     if (flen[1] > 0 && parse_uint(f[1], flen[1], 0, REDIS_MAX_DB, &t->db) < 0) {
-        seterr(err, errlen, "invalid Redis database number '%.*s'", (int)flen[1], f[1]);
+        err_set(err, errlen, "invalid Redis database number '%.*s'", (int)flen[1], f[1]);
         return -1;
     }
     if (flen[2] > 0 && (t->password = strndup(f[2], flen[2])) == NULL)
@@ -215,7 +203,7 @@ static int parse_websockify(const char *s, struct redis_target *t, char *err, si
     }
     return 0;
 oom:
-    seterr(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
     return -1;
 }
 
@@ -228,7 +216,8 @@ int redis_target_parse(const char *s, struct redis_target *t, char *err, size_t 
     if (strncmp(s, "redis://", 8) == 0)
         rc = parse_url(s + 8, t, err, errlen);
     else if (strstr(s, "://") != NULL) {
-        seterr(err, errlen, "only redis:// URLs (or websockify's host:port:db:password:namespace)");
+        err_set(err, errlen,
+                "only redis:// URLs (or websockify's host:port:db:password:namespace)");
         rc = -1;
     } else
         rc = parse_websockify(s, t, err, errlen);
@@ -237,7 +226,7 @@ int redis_target_parse(const char *s, struct redis_target *t, char *err, size_t 
         if (asprintf(&t->name, "%s%s%s:%u/%u", v6 ? "[" : "", t->host, v6 ? "]" : "", t->port,
                      t->db) < 0) {
             t->name = NULL;
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             rc = -1;
         }
     }

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include "token.h"
+#include "errbuf.h"
 
 #include "config.h"
 #include "http.h"
@@ -44,25 +45,6 @@ struct token_table {
     size_t ntg;
     int refs; /* holders of a published table (atomic) */
 };
-
-/* Append one printf-formatted line to err (NUL-terminated, truncated). */
-static void add_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void add_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    size_t used = strnlen(err, errlen - 1);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + used, errlen - used, fmt, ap);
-    va_end(ap);
-    used = strnlen(err, errlen - 1);
-    if (used + 1 < errlen) {
-        err[used] = '\n';
-        err[used + 1] = '\0';
-    }
-}
 
 /* ---- change detection --------------------------------------------------- */
 
@@ -298,7 +280,7 @@ static int parse_line(struct loader *l, const char *fname, int file, int lineno,
         why = parse_target(rest, rlen, target);
     if (why) {
         l->skipped++;
-        add_err(l->err, l->errlen, "%s: line %d: %s, skipped", fname, lineno, why);
+        err_add_line(l->err, l->errlen, "%s: line %d: %s, skipped", fname, lineno, why);
         return 0;
     }
     return add_entry(l, tok, tlen, target, lineno, file);
@@ -381,13 +363,13 @@ static int load_table(const char *path, struct token_table **out, char *err, siz
 
     struct stat st;
     if (stat(path, &st) != 0) {
-        add_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_add_line(err, errlen, "%s: %s", path, strerror(errno));
         rc = -1;
     } else if (S_ISDIR(st.st_mode)) {
         struct dirent **names;
         int n = scandir(path, &names, visible, alphasort);
         if (n < 0) {
-            add_err(err, errlen, "%s: %s", path, strerror(errno));
+            err_add_line(err, errlen, "%s: %s", path, strerror(errno));
             rc = -1;
         } else {
             files = calloc((size_t)n + 1, sizeof(*files));
@@ -415,8 +397,8 @@ static int load_table(const char *path, struct token_table **out, char *err, siz
     for (int i = 0; i < nfiles && rc == 0; i++) {
         if (load_file(&l, files[i], i) != 0) {
             int e = errno;
-            add_err(err, errlen, "%s: %s%s", files[i], strerror(e),
-                    S_ISDIR(st.st_mode) ? ", skipped" : "");
+            err_add_line(err, errlen, "%s: %s%s", files[i], strerror(e),
+                         S_ISDIR(st.st_mode) ? ", skipped" : "");
             if (e == ENOMEM)
                 rc = -2;
             else if (S_ISDIR(st.st_mode))
@@ -435,8 +417,9 @@ static int load_table(const char *path, struct token_table **out, char *err, siz
                       memcmp(l.e[i].token, l.e[i + 1].token, l.e[i].len) == 0;
             if (dup) {
                 l.skipped++;
-                add_err(err, errlen, "%s: line %d: duplicate token, %s:%d wins", files[l.e[i].file],
-                        l.e[i].line, files[l.e[i + 1].file], l.e[i + 1].line);
+                err_add_line(err, errlen, "%s: line %d: duplicate token, %s:%d wins",
+                             files[l.e[i].file], l.e[i].line, files[l.e[i + 1].file],
+                             l.e[i + 1].line);
                 free(l.e[i].token);
                 free(l.e[i].target);
             } else {
@@ -608,7 +591,7 @@ static int resolve_table(struct token_table *t, char *err, size_t errlen)
             char why[256];
             if (config_parse_backend(x->target, &g->b, why, sizeof(why)) < 0) {
                 g->why = strdup(why);
-                add_err(err, errlen, "token target %s: %s", x->target, why);
+                err_add_line(err, errlen, "token target %s: %s", x->target, why);
                 if (!g->why) {
                     free(idx);
                     return -1;
