@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "record.h"
+#include "http.h"
 
 #define MAX_HEADER_LINES 64
 
@@ -120,23 +121,12 @@ static int replay_raw(struct reader *r)
     }
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Four hex digits at p. -1 when not. */
 static long hex4(const char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
+        int h = http_hexval((unsigned char)p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;
