@@ -53,6 +53,9 @@ Environment (all optional):
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
                        as haproxy here logs nothing)
   BENCH_OUT            file for all results as JSON (tests/bench/results.json)
+  BENCH_BASELINE       another wsgate binary (an older build) measured as target
+                       "baseline" beside "wsgate" in the same rounds (plain
+                       WebSocket scenarios): before/after in one run
 """
 
 import argparse
@@ -68,6 +71,8 @@ import tempfile
 import time
 
 TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
+if os.environ.get("BENCH_BASELINE"):
+    TARGETS.append("baseline")
 SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100", "wsschurn",
              "wssresume", "loaded", "access"]
 WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume")
@@ -273,7 +278,8 @@ frontend relay
                           tls_port=tls_port)
         if name == "websockify":
             return Server(name, ["websockify", f"127.0.0.1:{port}", backend], port, log, "ws")
-        cfg = os.path.join(self.dir, "wsgate.ini")
+        cfg = os.path.join(self.dir, f"{name}.ini")
+        binary = os.environ["BENCH_BASELINE"] if name == "baseline" else self.args.wsgate
         tls_port = free_port() if self.cert else None
         while tls_port == port:
             tls_port = free_port()
@@ -291,7 +297,7 @@ log_level = {self.log_level}
 path = /echo
 backend = {backend}
 """)
-        return Server(name, [self.args.wsgate, "-c", cfg], port, log, "ws", "/echo", tls_port)
+        return Server(name, [binary, "-c", cfg], port, log, "ws", "/echo", tls_port)
 
     def make_cert(self):
         """A self-signed EC P-256 certificate and key for wsgate's tls listener
@@ -397,7 +403,7 @@ backend = {backend}
             "bulk100": (bulk100, TARGETS),
             "churn": (["-m", "churn", "-c", str(self.churn), "-s", "64"] + common, TARGETS),
             "idle": (["-m", "idle", "-c", str(self.idle_conns), "-H", str(self.idle_hold),
-                      "-C", "256"], ["haproxy", "wsgate"]),
+                      "-C", "256"], ["haproxy", "wsgate", "baseline"]),
         }
         extra, targets = plan[scenario]
         if scenario == "latency":
@@ -647,7 +653,7 @@ token_jwt_algorithms = ES256
         print("\n" + "results (direct and haproxy: raw TCP; websockify and wsgate: WebSocket)")
         print("".ljust(width) + "".join(c.rjust(11) for c in cols))
         for label, sc, key, _, fmt in self.rows():
-            vals = [self.get(sc, t, key) for t in TARGETS]
+            vals = [self.get(sc, t, key) for t in TARGETS[:4]]
             cells = [fmt.format(v) if v is not None else "-" for v in vals]
             wsg = vals[3]
             for other in (vals[1], vals[2]):
@@ -659,6 +665,7 @@ token_jwt_algorithms = ES256
         print(f"{rounds}other processes kept {self.other_cores:.2f} of {os.cpu_count()} cores busy "
               "on average during the run" + (" (noisy: compare with care)"
                                               if self.other_cores > 0.25 else ""))
+        self.report_baseline()
         self.report_wss()
         self.report_loaded()
         self.report_access()
@@ -668,6 +675,20 @@ token_jwt_algorithms = ES256
             print("\nproblems:")
             for f in self.failures:
                 print("  - " + f)
+
+    def report_baseline(self):
+        """wsgate beside the BENCH_BASELINE build, same rounds."""
+        if "baseline" not in self.targets:
+            return
+        print(f"\nbefore/after: baseline = {os.environ['BENCH_BASELINE']}, wsgate = "
+              f"{self.args.wsgate}")
+        width = max(len(r[0]) for r in self.rows()) + 2
+        print("".ljust(width) + "".join(c.rjust(11) for c in ("baseline", "wsgate", "new/old")))
+        for label, sc, key, _, fmt in self.rows():
+            a, b = self.get(sc, "baseline", key), self.get(sc, "wsgate", key)
+            cells = [fmt.format(v) if v is not None else "-" for v in (a, b)]
+            cells.append(f"{b / a:.2f}x" if a and b is not None else "-")
+            print(label.ljust(width) + "".join(c.rjust(11) for c in cells))
 
     def report_wss(self):
         """wss through wsgate beside haproxy terminating TLS (and plain ws
