@@ -41,9 +41,26 @@ ssize_t io_read(struct io *io, void *buf, size_t n)
     ERR_clear_error();
     size_t got = 0;
     int r = SSL_read_ex(io->ssl, buf, n, &got);
-    if (r == 1)
-        return (ssize_t)got;
-    return ssl_result(io, r, IO_READ_STARVED, IO_READ_WANTS_WRITE);
+    if (r != 1)
+        return ssl_result(io, r, IO_READ_STARVED, IO_READ_WANTS_WRITE);
+    /* One SSL_read gives at most one record (16 KiB): take the records
+     * already read ahead too, so one call moves what one read(2) would. */
+    size_t total = got;
+    while (total < n && SSL_has_pending(io->ssl)) {
+        ERR_clear_error();
+        r = SSL_read_ex(io->ssl, (char *)buf + total, n - total, &got);
+        if (r != 1) { /* a partial record: wait for the socket; report it later */
+            int e = SSL_get_error(io->ssl, r);
+            if (e == SSL_ERROR_WANT_READ)
+                io->want |= IO_READ_STARVED;
+            else if (e == SSL_ERROR_WANT_WRITE)
+                io->want |= IO_READ_WANTS_WRITE;
+            ERR_clear_error();
+            break;
+        }
+        total += got;
+    }
+    return (ssize_t)total;
 }
 
 ssize_t io_write(struct io *io, const void *buf, size_t n)
