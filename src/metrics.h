@@ -26,9 +26,9 @@ enum session_result {
 /* Handshake statuses counted in wsgate_handshake_failures_total{status}. */
 #define METRICS_STATUSES                                                                           \
     {                                                                                              \
-        400, 403, 404, 405, 426, 429, 431, 500, 502, 503, 504, 505, METRICS_STATUS_PROXY           \
+        400, 401, 403, 404, 405, 414, 426, 429, 431, 500, 502, 503, 504, 505, METRICS_STATUS_PROXY \
     }
-#define METRICS_NSTATUS 13
+#define METRICS_NSTATUS 15
 #define METRICS_STATUS_PROXY 1000 /* a bad or missing PROXY header: status="proxy" */
 #define METRICS_NBUCKETS 10       /* connect-time histogram buckets, +Inf excluded */
 

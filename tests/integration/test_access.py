@@ -218,6 +218,13 @@ def test_basic_auth(gw, tmp_path):
                  [("Authorization", "Basic !!!")], [("Authorization", "Bearer x")]):
         resp = assert_status(gw, "/r", 401, hdrs)
         assert resp.get("www-authenticate") == 'Basic realm="wsgate"', resp
+    # the five refusals count in wsgate_handshake_failures_total{status="401"}
+    c = gw.client()
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s\r\n\r\n"
+           % base64.b64encode(b"sha:pw-sha"))
+    m = c.read_http_response()
+    assert m.status == 200, m
+    assert b'wsgate_handshake_failures_total{route="r",status="401"} 5\n' in m.body, m.body
     # the [gateway] value guards web_root files too
     c = gw.client()
     c.send(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
