@@ -190,6 +190,14 @@ static int cli_access(struct cli *o)
     return cli_auth_file(o->auth_source) < 0 ? 2 : -1;
 }
 
+/* The listen words of the positional form: --ssl-only is TLS only; --cert
+ * alone serves TLS and plain WebSocket on the port (first byte 0x16 = TLS),
+ * as websockify does. */
+static const char *listen_tls(const struct cli *o)
+{
+    return o->ssl_only ? " tls" : o->cert ? " tls auto" : "";
+}
+
 /* Append printf output to a fixed buffer; returns -1 when it does not fit. */
 static int append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -242,7 +250,7 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         bad |= append(ini, cap, &n, "[gateway]\nlisten = unix:%s mode=%s%s%s\n", o->unix_listen,
                       o->unix_listen_mode && o->unix_listen_mode[0] != '0' ? "0" : "",
                       o->unix_listen_mode ? o->unix_listen_mode : "0660",
-                      o->ssl_only || o->cert ? " tls" : "");
+                      listen_tls(o));
     } else {
         const char *colon = strrchr(listen, ':');
         const char *port = colon ? colon + 1 : listen;
@@ -250,7 +258,7 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
         const char *host = listen_host(o, listen, hlen);
         bad |= append(ini, cap, &n, "[gateway]\nlisten = %.*s:%s%s\n",
                       host ? (int)strlen(host) : (int)hlen, host ? host : listen, port,
-                      o->ssl_only || o->cert ? " tls" : "");
+                      listen_tls(o));
     }
     if (o->run_once)
         bad |= append(ini, cap, &n, "max_connections = 1\n");

@@ -315,6 +315,16 @@ def test_websockify_cert_key_ssl_only_flags(gw, echo, pki):
     assert b"HTTP/" not in rest, rest[:200]
 
 
+def test_websockify_cert_without_ssl_only_serves_both(gw, echo, pki):
+    """As websockify: --cert without --ssl-only serves wss and plain ws on
+    one port (tls auto)."""
+    gw.start(args=["--cert", pki.srv.cert, "--key", pki.srv.key, gw.listen, echo.addr])
+    info = small_echo(gw, client_context(pki.ca_))
+    assert info["peer_der"] == pki.srv.der
+    c = gw.ws("/")
+    echo_check(c, random_bytes(5000, 9))
+
+
 # ---------------------------------------------------------------- 3. mutual TLS
 
 
