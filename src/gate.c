@@ -280,11 +280,14 @@ static int token_file_target(const struct route *r, const char *tok, size_t n,
 /* token_jwt_key: the signed token names the target. */
 static int jwt_target(const struct route *r, const char *tok, size_t n, struct gate_verdict *v)
 {
-    char target[JWT_TARGET_MAX], why[sizeof(v->detail) - 16];
+    char target[JWT_TARGET_MAX], why[80];
     if (jwt_verify(r->jwt, tok, n, r->name, (int64_t)time(NULL), target, sizeof(target), why,
                    sizeof(why)) < 0) {
-        snprintf(v->detail, sizeof(v->detail), "invalid token: %s", why);
-        v->why = v->detail;
+        size_t len = strlen(why) + sizeof("invalid token: ");
+        free(v->detail);
+        if ((v->detail = malloc(len)))
+            snprintf(v->detail, len, "invalid token: %s", why);
+        v->why = v->detail ? v->detail : "invalid token";
         return 403;
     }
     return gate_token_target(r, target, &v->token_backend, &v->why);
@@ -376,7 +379,10 @@ static void negotiate_compression(const struct http_request *req, struct gate_ve
     }
     struct pmd_settings set = {.level = (int)p->compression_level,
                                .window_bits = (int)p->compression_window_bits};
-    v->pmd = n > 0 && pmd_negotiate(vals, lens, n, &set, &v->pmd_params, v->pmd_resp);
+    char resp[PMD_RESPONSE_MAX];
+    v->pmd = n > 0 && pmd_negotiate(vals, lens, n, &set, &v->pmd_params, resp);
+    if (v->pmd && !(v->pmd_resp = strdup(resp)))
+        v->pmd = false; /* out of memory: no compression */
 }
 
 void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
@@ -410,8 +416,17 @@ void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
         gate_verdict_clear(v);
 }
 
+void gate_verdict_free(struct gate_verdict *v)
+{
+    gate_verdict_clear(v);
+    free(v->detail);
+    v->detail = NULL;
+}
+
 void gate_verdict_clear(struct gate_verdict *v)
 {
+    free(v->pmd_resp);
+    v->pmd_resp = NULL;
     free_spec(v->token_backend);
     v->token_backend = NULL;
     if (v->token) {

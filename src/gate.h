@@ -46,13 +46,13 @@ struct gate_verdict {
     bool base64;                        /* the "base64" subprotocol was chosen */
     bool pmd;                           /* permessage-deflate agreed (route compression = on) */
     struct pmd_params pmd_params;       /* its parameters */
-    char pmd_resp[PMD_RESPONSE_MAX];    /* the Sec-WebSocket-Extensions value of the 101 */
-    struct iptable_key ip_key;          /* the route's per-address count held (holds_ip) */
-    bool holds_ip;                      /* release with gate_release_ip() */
-    enum gate_wait wait;                /* GATE_UPGRADE: a lookup before the dial */
-    char *token;                        /* GATE_WAIT_REDIS: the token (gate_verdict_clear) */
+    char *pmd_resp; /* the Sec-WebSocket-Extensions value of the 101 (malloc'd until sent) */
+    struct iptable_key ip_key; /* the route's per-address count held (holds_ip) */
+    bool holds_ip;             /* release with gate_release_ip() */
+    enum gate_wait wait;       /* GATE_UPGRADE: a lookup before the dial */
+    char *token;               /* GATE_WAIT_REDIS: the token (gate_verdict_clear) */
     size_t token_len;
-    char detail[96]; /* room for a why built from parts (never a token) */
+    char *detail; /* a why built from parts, malloc'd (never a token) */
 };
 
 /* The connection a request came on. */
@@ -75,6 +75,9 @@ struct buf *gate_error_response(struct buf_pool *pool, int status, const char *w
 
 /* Free what the verdict holds for the dial (token_backend, token; the
  * token is wiped). Safe to call twice. */
+/* Everything a verdict holds, at the session's end (v->why may point into
+ * it until then). */
+void gate_verdict_free(struct gate_verdict *v);
 void gate_verdict_clear(struct gate_verdict *v);
 
 /* A token target text ("host:port", "[v6]:port", "unix:/path") for route r

@@ -38,7 +38,7 @@
 #include "record.h"
 #include "ws.h"
 
-#define RELAY_SPANS 64     /* payload ranges written to the backend in one writev */
+#define RELAY_SPANS 32     /* payload ranges written to the backend in one writev */
 #define RELAY_BUDGET 65536 /* bytes one call reads or decodes at most */
 #define RELAY_PONG_SLOT (WS_MAX_SERVER_HEADER + WS_MAX_CONTROL + 2)
 

@@ -390,7 +390,7 @@ static void session_free(struct session *s)
     buf_put(&w->pool, s->pipelined);
     buf_put(&w->pool, s->v.resp);
     static_close(&s->v.file);
-    gate_verdict_clear(&s->v);
+    gate_verdict_free(&s->v);
     free_specs(s);
     if (s->prev)
         s->prev->next = s->next;
@@ -553,6 +553,8 @@ static void start_relay(struct session *s)
     memcpy(res.accept, s->v.accept, sizeof(s->v.accept));
     char head[512];
     size_t len = upgrade_response_101(&res, head, sizeof(head));
+    free(s->v.pmd_resp); /* sent: idle sessions hold nothing of the handshake */
+    s->v.pmd_resp = NULL;
     if (relay_start(r, head, len) < 0) {
         session_close(s, END_CLIENT_DROP, "client write error");
         return;
