@@ -4,7 +4,9 @@
  * entry header followed by its payload, both 8-byte aligned and contiguous
  * (an entry that does not fit before the end of the ring leaves a pad). The
  * ring's bytes [tail, tail + used) belong to the writer, the rest to the
- * producers; `used` and `head` change under the lock only, and the writer
+ * producers; `used`, `head` and `tail` change under the lock only (an
+ * empty ring starts over at offset 0, so a writer that keeps up leaves only
+ * its front warm in the cache), and the writer
  * reads its entries without the lock. Events that must happen once and may
  * not be lost to a full ring (a recording stopped for lack of room, a
  * recording closed) are flags on the handle plus an intrusive list, taken by
@@ -102,7 +104,7 @@ static struct {
     unsigned flushers;      /* record_flush() callers waiting */
     unsigned max_files, next_max_files;
     unsigned char *ring;
-    size_t cap, head, used;
+    size_t cap, head, used, tail; /* tail: the writer's, changed under the lock */
     struct recording *attention;
     struct recording *all;
     struct record_stats stats;
@@ -388,6 +390,8 @@ static int ring_put(struct recording *r, enum kind kind, int dir, double t, cons
                     size_t len)
 {
     size_t n = sizeof(struct entry) + ALIGN8(len);
+    if (q.used == 0) /* empty: start over at the front, where the ring is warm */
+        q.head = q.tail = 0;
     size_t to_end = q.cap - q.head;
 
     if (q.ring == NULL || q.used + n > q.cap)
@@ -484,7 +488,7 @@ struct recording *record_open(const char *dir, enum record_format format, const 
     pthread_mutex_lock(&q.lock);
     if (q.running && !q.stopping && q.ring == NULL) {
         q.ring = malloc(q.cap);
-        q.head = q.used = 0;
+        q.head = q.used = q.tail = 0;
     }
     if (!q.running || q.stopping || ring_put(r, E_OPEN, 0, start, NULL, 0) < 0) {
         if (q.running)
@@ -966,14 +970,14 @@ static void writer_attend(struct recording *list)
     }
 }
 
-/* Process `used` bytes of entries from *tail in batches: collect, write,
+/* Process `used` bytes of entries from q.tail in batches: collect, write,
  * then release the batch's ring space. */
-static void writer_drain(size_t *tail, size_t used)
+static void writer_drain(size_t used)
 {
     size_t done = 0;
 
     while (done < used) {
-        size_t taken = 0, pos = *tail;
+        size_t taken = 0, pos = q.tail; /* producers change it only when used == 0 */
         while (done + taken < used && w.nslots < BATCH_SLOTS && taken < BATCH_BYTES) {
             size_t step;
             if (q.cap - pos < sizeof(struct entry)) {
@@ -1000,9 +1004,9 @@ static void writer_drain(size_t *tail, size_t used)
             taken += step;
         }
         batch_write();
-        *tail = pos;
         done += taken;
         pthread_mutex_lock(&q.lock);
+        q.tail = pos;
         q.used -= taken;
         pthread_mutex_unlock(&q.lock);
     }
@@ -1045,8 +1049,6 @@ static bool writer_wait(void)
 
 static void *writer_main(void *arg)
 {
-    size_t tail = 0;
-
     (void)arg;
     pthread_mutex_lock(&q.lock);
     while (writer_wait()) {
@@ -1058,7 +1060,7 @@ static void *writer_main(void *arg)
         q.busy = true;
         pthread_mutex_unlock(&q.lock);
 
-        writer_drain(&tail, used);
+        writer_drain(used);
         writer_attend(list);
 
         pthread_mutex_lock(&q.lock);
@@ -1093,7 +1095,7 @@ int record_start(size_t queue_bytes)
     }
     q.cap = ALIGN8(queue_bytes);
     q.ring = NULL;
-    q.head = q.used = 0;
+    q.head = q.used = q.tail = 0;
     q.stopping = q.held = q.busy = q.sleeping = q.napping = false;
     q.max_files = q.next_max_files;
     memset(&q.stats, 0, sizeof q.stats);
