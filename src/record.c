@@ -1031,7 +1031,7 @@ static bool writer_wait(void)
         if (!has_work())
             return false; /* stopping */
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until); /* q.wake's clock */
         until.tv_nsec += BATCH_DELAY_NS;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
@@ -1098,6 +1098,16 @@ int record_start(size_t queue_bytes)
     q.head = q.used = q.tail = 0;
     q.stopping = q.held = q.busy = q.sleeping = q.napping = false;
     q.max_files = q.next_max_files;
+    static bool monotonic; /* q.wake times its naps on CLOCK_MONOTONIC */
+    if (!monotonic) {
+        pthread_condattr_t a;
+        pthread_condattr_init(&a);
+        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+        pthread_cond_destroy(&q.wake);
+        pthread_cond_init(&q.wake, &a);
+        pthread_condattr_destroy(&a);
+        monotonic = true;
+    }
     memset(&q.stats, 0, sizeof q.stats);
     rc = pthread_create(&q.thread, NULL, writer_main, NULL);
     q.running = rc == 0;
