@@ -45,7 +45,7 @@
 
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 #define MAX_PIECE (64u * 1024)     /* record_data() splits larger chunks */
-#define WAKE_BYTES (256u * 1024)   /* a napping writer is woken at this much */
+#define WAKE_BYTES (1024u * 1024)  /* a napping writer is woken at this much */
 #define BATCH_DELAY_NS 10000000L   /* the nap: 10 ms */
 #define BATCH_SLOTS 1024           /* chunks per batch */
 #define BATCH_BYTES (1024u * 1024) /* ring bytes per batch */
