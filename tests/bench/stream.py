@@ -130,7 +130,7 @@ def down(name, binary, opts, offer):
     backend.close()
     print("%-22s %8.1f MB/s  ratio %5.2f  wsgate CPU %6.2f s/GB%s" % (
         name, TOTAL / dt / 1e6, TOTAL / wire, cpu / (TOTAL / 1e9), note))
-    return TOTAL / dt
+    return TOTAL / dt, cpu / (TOTAL / 1e9)
 
 
 def recorded_payload(path):
@@ -192,18 +192,22 @@ def main():
         plan.append(("on, level 1, 12 bits", WSGATE, z, offer))
     if "record" in PARTS:
         plan.append(("off, recording raw", WSGATE, {"record": "x"}, None))
-    rates = {}
+    rates, cpus = {}, {}
     for _ in range(ROUNDS):
         for name, binary, opts, off in plan:
-            rates.setdefault(name, []).append(down(name, binary, opts, off))
+            rate, cpu = down(name, binary, opts, off)
+            rates.setdefault(name, []).append(rate)
+            cpus.setdefault(name, []).append(cpu)
     if plan:
         print("medians of %d rounds, %d MB each:" % (ROUNDS, TOTAL >> 20))
     for name, _, _, _ in plan:
-        print("  %-22s %8.1f MB/s" % (name, statistics.median(rates[name]) / 1e6))
+        print("  %-22s %8.1f MB/s  wsgate CPU %5.2f s/GB" % (
+            name, statistics.median(rates[name]) / 1e6, statistics.median(cpus[name])))
     if "record" in PARTS:
-        print("recording on / off throughput: %.0f%%" % (
-            100 * statistics.median(rates["off, recording raw"])
-            / statistics.median(rates["off (this build)"])))
+        on, off = rates["off, recording raw"], rates["off (this build)"]
+        print("recording on / off throughput: %.0f%% (median of the per-round ratios %.0f%%)" % (
+            100 * statistics.median(on) / statistics.median(off),
+            100 * statistics.median(a / b for a, b in zip(on, off))))
     if "idle" in PARTS:
         a = idle("idle, compression off", {}, None)
         b = idle("idle, compression on", z, offer)
