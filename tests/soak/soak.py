@@ -504,7 +504,8 @@ class Soak:
         after = self.snapshot("after closing all")
 
         recorded = recorded_bytes(args.record) if args.record else None
-        rec_check = check_recordings(recorded[3], self.clients) if args.record else None
+        rec_check = check_recordings(recorded[3], recorded[4], self.clients) \
+            if args.record else None
         rss_growth = 100.0 * (end["rss_kib"] - start["rss_kib"]) / max(1, start["rss_kib"])
         report = {
             "seconds": args.seconds,
@@ -603,48 +604,63 @@ class Soak:
                 print("wsgate exit status %d" % self.gw.returncode)
 
 
+def parse_recording(blob):
+    """(client port, "i" bytes, "o" bytes, stop reason or None when the
+    file has no stop line yet) of a raw recording; ValueError when it is
+    not one."""
+    end = blob.index(b"\n\n")
+    head = dict(ln.split(b": ", 1) for ln in blob[:end].split(b"\n")[1:])
+    if not blob.startswith(b"WSREC 1\n") or b"client" not in head:
+        raise ValueError("no WSREC header")
+    port = int(head[b"client"].rsplit(b":", 1)[1])
+    pos, i, o = end + 2, 0, 0
+    while pos < len(blob):
+        nl = blob.index(b"\n", pos)
+        parts = blob[pos:nl].split(b" ", 2)
+        if parts[1] == b"stop":
+            return port, i, o, parts[2].decode()
+        n = int(parts[2])
+        if parts[1] == b"i":
+            i += n
+        elif parts[1] == b"o":
+            o += n
+        else:
+            raise ValueError("bad chunk line %r" % blob[pos:nl][:80])
+        pos = nl + 1 + n + 1
+    return port, i, o, None
+
+
 def recorded_bytes(d, settle=30):
-    """(files, "i" bytes, "o" bytes, {client port: [(i, o, stop reason)]}) of
-    the raw recordings in d, once every file ends with its stop line (the
-    writer closes them off the loop)."""
+    """(files, "i" bytes, "o" bytes, {client port: [(i, o, stop reason)]},
+    [unreadable files]) of the raw recordings in d, once every file ends
+    with its stop line (the writer closes them off the loop)."""
     deadline = time.monotonic() + settle
     while True:
         files = ins = outs = 0
-        per = {}
+        per, bad = {}, []
         complete = True
         for name in os.listdir(d):
             with open(os.path.join(d, name), "rb") as f:
                 blob = f.read()
             files += 1
-            end = blob.index(b"\n\n")
-            head = dict(ln.split(b": ", 1) for ln in blob[:end].split(b"\n")[1:])
-            port = int(head[b"client"].rsplit(b":", 1)[1])
-            pos, i, o, why = end + 2, 0, 0, None
-            while pos < len(blob):
-                nl = blob.index(b"\n", pos)
-                parts = blob[pos:nl].split(b" ", 2)
-                if parts[1] == b"stop":
-                    why = parts[2].decode()
-                    break
-                n = int(parts[2])
-                if parts[1] == b"i":
-                    i += n
-                else:
-                    o += n
-                pos = nl + 1 + n + 1
-            else:
+            try:
+                port, i, o, why = parse_recording(blob)
+            except (ValueError, IndexError) as e:
+                bad.append("%s: %s" % (name, e))
                 complete = False
+                continue
+            complete = complete and why is not None
             ins += i
             outs += o
             per.setdefault(port, []).append((i, o, why))
         if complete or time.monotonic() > deadline:
-            return files, ins, outs, per
+            return files, ins, outs, per, bad
 
 
-def check_recordings(per, clients):
+def check_recordings(per, bad, clients):
     """(sessions whose one recording holds exactly the bytes they sent as
     "i" and got back as "o" and ended "closed", first problems)."""
-    good, problems = 0, []
+    good, problems = 0, ["unreadable recording " + b for b in bad[:10]]
     for c in clients:
         recs = per.get(c.port, [])
         if recs == [(c.sent, c.recv, "closed")]:
