@@ -838,6 +838,73 @@ static void test_open_bound(void **state)
     free(d2);
 }
 
+struct reopen_case {
+    char *dir;
+    char path_a[512];
+};
+
+static void reopen_gone(void *arg)
+{
+    struct reopen_case *rc = arg;
+    struct recording *a = record_open(rc->dir, RECORD_RAW, "a", "c", "s", T0, 7);
+    struct recording *b = record_open(rc->dir, RECORD_RAW, "b", "c", "s", T0, 8);
+    snprintf(rc->path_a, sizeof rc->path_a, "%s", record_path(a));
+    record_data(a, RECORD_OUT, "one\n", 4, T0 + 1);
+    record_flush();
+    record_data(b, RECORD_OUT, "two\n", 4, T0 + 1); /* closes a's file (bound 1) */
+    record_flush();
+    assert_int_equal(unlink(rc->path_a), 0);
+    record_data(a, RECORD_OUT, "three\n", 6, T0 + 2); /* cannot reopen: a stops */
+    record_flush();
+    record_data(a, RECORD_OUT, "four\n", 5, T0 + 3); /* nothing */
+    record_data(b, RECORD_OUT, "five\n", 5, T0 + 3);
+    record_close(a, T0 + 4);
+    record_close(b, T0 + 4);
+    record_flush();
+}
+
+/* A file the bound closed and that vanished before its recording wrote
+ * again: that recording stops with one log line, the other goes on. */
+static void test_reopen_error(void **state)
+{
+    struct reopen_case rc;
+    struct record_stats before, after;
+    (void)state;
+
+    record_stop();
+    assert_int_equal(record_open_files(1), 0);
+    assert_int_equal(record_start(RECORD_QUEUE_DEFAULT), 0);
+    rc.dir = strdup(subdir("reopen"));
+    record_get_stats(&before);
+    char *log = capture_stderr(reopen_gone, &rc);
+    record_get_stats(&after);
+    char want[700];
+    snprintf(want, sizeof want,
+             "recording %s stopped: cannot reopen the file: No such file or directory; the "
+             "session goes on",
+             rc.path_a);
+    char *hit = strstr(log, want);
+    if (hit == NULL)
+        fail_msg("log has no '%s':\n%s", want, log);
+    if (strstr(hit + strlen(want), "stopped") != NULL)
+        fail_msg("logged more than once:\n%s", log);
+    free(log);
+    assert_int_equal(after.stopped - before.stopped, 1);
+    assert_int_equal(after.bytes_written - before.bytes_written, 4 + 4 + 5);
+    assert_int_equal(after.bytes_dropped - before.bytes_dropped, 6 + 5);
+    size_t flen;
+    char *file = slurp(only_file(rc.dir), &flen);
+    const char *body = strstr(file, "\n\n");
+    assert_non_null(body);
+    assert_string_equal(body, "\n\n+1.000000 o 4\ntwo\n\n+3.000000 o 5\nfive\n\n"
+                              "+4.000000 stop closed\n");
+    free(file);
+    free(rc.dir);
+    record_stop();
+    assert_int_equal(record_open_files(RECORD_OPEN_FILES_DEFAULT), 0);
+    assert_int_equal(record_start(RECORD_QUEUE_DEFAULT), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -846,7 +913,7 @@ int main(void)
         cmocka_unit_test(test_big_chunks),     cmocka_unit_test(test_asciicast),
         cmocka_unit_test(test_asciinema_cat),  cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_disk_full),      cmocka_unit_test(test_open_error),
-        cmocka_unit_test(test_open_bound),
+        cmocka_unit_test(test_open_bound),     cmocka_unit_test(test_reopen_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
