@@ -4,13 +4,25 @@
  * entry header followed by its payload, both 8-byte aligned and contiguous
  * (an entry that does not fit before the end of the ring leaves a pad). The
  * ring's bytes [tail, tail + used) belong to the writer, the rest to the
- * producers; `used` and `head` change under the lock only, and the writer
+ * producers; `used`, `head` and `tail` change under the lock only (an
+ * empty ring starts over at offset 0, so a writer that keeps up leaves only
+ * its front warm in the cache), and the writer
  * reads its entries without the lock. Events that must happen once and may
  * not be lost to a full ring (a recording stopped for lack of room, a
  * recording closed) are flags on the handle plus an intrusive list, taken by
  * the writer together with the ring snapshot, and handled after the entries
  * of that snapshot: so every byte queued before a close is written before
- * the file is closed. */
+ * the file is closed.
+ *
+ * The writer takes the entries in batches (at most BATCH_SLOTS chunks or
+ * BATCH_BYTES of ring): it collects each recording's chunks of the batch in
+ * order, then writes them per file with writev(2) straight from the ring
+ * (raw) or through its buffer (asciicast), and only then releases the
+ * batch's ring space. Files stay open in an LRU list of at most
+ * q.max_files; a file closed by it is reopened with O_APPEND. Producers
+ * wake the writer only when it sleeps with nothing queued or when a nap
+ * (BATCH_DELAY_NS, to let chunks gather) has more than wake_bytes()
+ * waiting: no syscall per chunk on the workers. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -25,14 +37,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
-#define MAX_PIECE (64u * 1024) /* record_data() splits larger chunks */
-#define RELEASE_EVERY (256u * 1024)
+#define MAX_PIECE (64u * 1024)     /* record_data() splits larger chunks */
+#define WAKE_BYTES (1024u * 1024)  /* a napping writer is woken at this much */
+#define BATCH_DELAY_NS 10000000L   /* the nap: 10 ms */
+#define BATCH_SLOTS 1024           /* chunks per batch */
+#define BATCH_BYTES (1024u * 1024) /* ring bytes per batch */
+#define IOV_BATCH 1020             /* iovecs per writev(2), <= IOV_MAX */
 #define OBUF_SIZE (64u * 1024)
 #define JSON_SLICE 4096u
 
@@ -68,8 +85,13 @@ struct recording {
     struct recording *all_prev, *all_next; /* every handle not yet freed */
 
     /* writer only */
-    int fd;
+    int fd;      /* -1 when not open (not created yet, closed by the LRU, ended) */
+    bool live;   /* created, not stopped, not ended */
     bool failed; /* stopped by the writer (open or write error) */
+    bool header_due, in_batch;
+    int bfirst, blast;                     /* r's chunks in the batch (w.slots), -1 */
+    struct recording *bnext;               /* recordings in the batch */
+    struct recording *lru_prev, *lru_next; /* open files, most recently written first */
     struct record_utf8 utf[2];
 };
 
@@ -78,15 +100,19 @@ static struct {
     pthread_cond_t wake, idle;
     pthread_t thread;
     bool running, stopping, held, busy;
+    bool sleeping, napping; /* the writer waits: for anything / for more */
+    unsigned flushers;      /* record_flush() callers waiting */
+    unsigned max_files, next_max_files;
     unsigned char *ring;
-    size_t cap, head, used;
+    size_t cap, head, used, tail; /* tail: the writer's, changed under the lock */
     struct recording *attention;
     struct recording *all;
     struct record_stats stats;
     uint64_t rand_state;
 } q = {.lock = PTHREAD_MUTEX_INITIALIZER,
        .wake = PTHREAD_COND_INITIALIZER,
-       .idle = PTHREAD_COND_INITIALIZER};
+       .idle = PTHREAD_COND_INITIALIZER,
+       .next_max_files = RECORD_OPEN_FILES_DEFAULT};
 
 /* ---- pure helpers ----------------------------------------------------- */
 
@@ -364,6 +390,8 @@ static int ring_put(struct recording *r, enum kind kind, int dir, double t, cons
                     size_t len)
 {
     size_t n = sizeof(struct entry) + ALIGN8(len);
+    if (q.used == 0) /* empty: start over at the front, where the ring is warm */
+        q.head = q.tail = 0;
     size_t to_end = q.cap - q.head;
 
     if (q.ring == NULL || q.used + n > q.cap)
@@ -401,10 +429,19 @@ static void attend(struct recording *r, unsigned want)
     }
 }
 
+/* Wake the writer when it sleeps with nothing to do (under q.lock). */
 static void wake_writer(void)
 {
-    if (!q.busy)
+    if (q.sleeping) {
+        q.sleeping = false;
         pthread_cond_signal(&q.wake);
+    }
+}
+
+/* Queued bytes at which a napping writer is woken. */
+static size_t wake_bytes(void)
+{
+    return q.cap / 4 < WAKE_BYTES ? q.cap / 4 : WAKE_BYTES;
 }
 
 /* Contract in record.h. */
@@ -444,13 +481,14 @@ struct recording *record_open(const char *dir, enum record_format format, const 
     r->format = format;
     r->start = start;
     r->fd = -1;
+    r->bfirst = r->blast = -1;
     utf8_reset(&r->utf[0]);
     utf8_reset(&r->utf[1]);
 
     pthread_mutex_lock(&q.lock);
     if (q.running && !q.stopping && q.ring == NULL) {
         q.ring = malloc(q.cap);
-        q.head = q.used = 0;
+        q.head = q.used = q.tail = 0;
     }
     if (!q.running || q.stopping || ring_put(r, E_OPEN, 0, start, NULL, 0) < 0) {
         if (q.running)
@@ -499,6 +537,10 @@ void record_data(struct recording *r, enum record_dir dir, const void *buf, size
         len -= piece;
     }
     wake_writer();
+    if (q.napping && q.used >= wake_bytes()) {
+        q.napping = false;
+        pthread_cond_signal(&q.wake);
+    }
     pthread_mutex_unlock(&q.lock);
 }
 
@@ -522,20 +564,79 @@ const char *record_path(const struct recording *r)
 
 /* ---- the writer ------------------------------------------------------- */
 
+struct slot {
+    size_t off;    /* the entry's offset in the ring */
+    int next;      /* the recording's next chunk in the batch, -1 */
+    char line[44]; /* "+SECONDS DIR LEN\n" */
+};
+
 static struct {
     char buf[OBUF_SIZE];
     size_t n;
     struct recording *r; /* whose bytes buf holds */
     uint64_t payload;    /* payload bytes of complete chunks among them */
     char json[6 * JSON_SLICE + 64];
+
+    struct slot slots[BATCH_SLOTS];
+    int nslots;
+    struct recording *batch, *batch_last; /* in order of first chunk */
+    struct iovec iov[IOV_BATCH];
+
+    struct recording *lru_head, *lru_tail; /* open files */
+    unsigned nopen;
 } w;
+
+static void lru_unlink(struct recording *r)
+{
+    if (r->lru_prev)
+        r->lru_prev->lru_next = r->lru_next;
+    else
+        w.lru_head = r->lru_next;
+    if (r->lru_next)
+        r->lru_next->lru_prev = r->lru_prev;
+    else
+        w.lru_tail = r->lru_prev;
+    r->lru_prev = r->lru_next = NULL;
+}
+
+static void lru_push(struct recording *r)
+{
+    r->lru_prev = NULL;
+    r->lru_next = w.lru_head;
+    if (w.lru_head)
+        w.lru_head->lru_prev = r;
+    else
+        w.lru_tail = r;
+    w.lru_head = r;
+}
+
+/* r's file descriptor becomes fd (>= 0), the most recently used. */
+static void file_opened(struct recording *r, int fd)
+{
+    r->fd = fd;
+    lru_push(r);
+    w.nopen++;
+    __atomic_store_n(&q.stats.files_open, (uint64_t)w.nopen, __ATOMIC_RELAXED);
+}
+
+/* Close r's file if open. Returns 0, or the errno of a failed close(2). */
+static int file_close(struct recording *r)
+{
+    if (r->fd < 0)
+        return 0;
+    int rc = close(r->fd), err = rc < 0 && errno != EINTR ? errno : 0;
+    r->fd = -1;
+    lru_unlink(r);
+    w.nopen--;
+    __atomic_store_n(&q.stats.files_open, (uint64_t)w.nopen, __ATOMIC_RELAXED);
+    return err;
+}
 
 /* Stop r after an error: close its file, log once. */
 static void writer_fail(struct recording *r, const char *why, int err)
 {
-    if (r->fd >= 0)
-        close(r->fd);
-    r->fd = -1;
+    (void)file_close(r);
+    r->live = false;
     r->failed = true;
     __atomic_store_n(&r->dead, 1, __ATOMIC_RELAXED);
     STAT_ADD(stopped, 1);
@@ -543,7 +644,42 @@ static void writer_fail(struct recording *r, const char *why, int err)
             err ? ": " : "", err ? strerror(err) : "");
 }
 
-/* write(2) all of buf to r's file; on error stop r. */
+/* Close least recently written files until one more may be opened. */
+static void lru_make_room(void)
+{
+    while (w.nopen >= q.max_files && w.lru_tail != NULL) {
+        struct recording *v = w.lru_tail;
+        int err = file_close(v);
+        if (err)
+            writer_fail(v, "close failed", err);
+    }
+}
+
+/* r's file open for appending and the most recently used; false when r is
+ * not live or after stopping it (the file could not be reopened). */
+static bool file_ready(struct recording *r)
+{
+    if (!r->live)
+        return false;
+    if (r->fd >= 0) {
+        if (w.lru_head != r) {
+            lru_unlink(r);
+            lru_push(r);
+        }
+        return true;
+    }
+    lru_make_room();
+    int fd = open(r->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    if (fd < 0) {
+        writer_fail(r, "cannot reopen the file", errno);
+        return false;
+    }
+    file_opened(r, fd);
+    STAT_ADD(reopened, 1);
+    return true;
+}
+
+/* write(2) all of buf to r's (open) file; on error stop r. */
 static void write_all(struct recording *r, const char *buf, size_t len)
 {
     while (len > 0 && r->fd >= 0) {
@@ -559,14 +695,37 @@ static void write_all(struct recording *r, const char *buf, size_t len)
     }
 }
 
+/* writev(2) all of iov[0..n) to r's file (iov is consumed); false after
+ * stopping r on an error. */
+static bool writev_all(struct recording *r, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t k = writev(r->fd, iov, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            writer_fail(r, "write failed", k < 0 ? errno : EIO);
+            return false;
+        }
+        size_t left = (size_t)k;
+        for (; n > 0 && left >= iov->iov_len; iov++, n--)
+            left -= iov->iov_len;
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return true;
+}
+
 /* Write the buffered bytes; their chunks count as written only when all of
  * them reached the file. */
 static void out_flush(void)
 {
-    if (w.r != NULL && w.n > 0)
+    if (w.r != NULL && w.n > 0 && file_ready(w.r))
         write_all(w.r, w.buf, w.n);
     if (w.r != NULL && w.payload > 0) {
-        if (w.r->fd >= 0)
+        if (w.r->live)
             STAT_ADD(bytes_written, w.payload);
         else
             STAT_ADD(bytes_dropped, w.payload);
@@ -586,7 +745,8 @@ static void out_put(struct recording *r, const void *p, size_t len)
         out_flush(); /* counts the chunks before this one */
         w.r = r;
         if (len >= sizeof w.buf) {
-            write_all(r, p, len);
+            if (file_ready(r))
+                write_all(r, p, len);
             return;
         }
     }
@@ -599,17 +759,18 @@ static double offset(const struct recording *r, double t)
     return t > r->start ? t - r->start : 0.0;
 }
 
-/* Create r's file and write its header. */
+/* Create r's file; its header is written with r's first batch. */
 static void writer_open(struct recording *r)
 {
     int fd = -1;
 
+    lru_make_room();
     for (int attempt = 0; attempt < 10; attempt++) {
         if (attempt > 0) { /* the name is taken: another ID suffix */
             const char *ext = r->format == RECORD_ASCIICAST ? ".cast" : ".wsrec";
             snprintf(r->path + r->id_end, 4 + strlen(ext) + 1, "x%d%s", attempt, ext);
         }
-        fd = open(r->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0640);
+        fd = open(r->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
         if (fd >= 0 || errno != EEXIST)
             break;
     }
@@ -618,9 +779,10 @@ static void writer_open(struct recording *r)
         return;
     }
     (void)fchmod(fd, 0640); /* whatever the umask */
-    r->fd = fd;
+    r->live = true;
+    r->header_due = true;
+    file_opened(r, fd);
     STAT_ADD(opened, 1);
-    out_put(r, r->header, strlen(r->header));
 }
 
 /* One asciicast event for text already JSON-escaped. */
@@ -633,48 +795,126 @@ static void cast_event(struct recording *r, double t, int dir, const char *text,
     out_put(r, "\"]\n", 3);
 }
 
-static void writer_data(struct recording *r, const struct entry *e, const unsigned char *p)
+/* One asciicast chunk through the buffer. */
+static void cast_data(struct recording *r, const struct entry *e, const unsigned char *p)
 {
-    if (r->fd < 0) {
-        STAT_ADD(bytes_dropped, e->len);
-        return;
-    }
-    if (r->format == RECORD_RAW) {
-        char line[64];
-        int k = snprintf(line, sizeof line, "+%.6f %c %u\n", offset(r, e->t), e->dir ? 'o' : 'i',
-                         e->len);
-        out_put(r, line, (size_t)k);
-        out_put(r, p, e->len);
-        out_put(r, "\n", 1);
-    } else {
-        struct record_utf8 *st = &r->utf[e->dir ? 1 : 0];
-        size_t done = 0, n;
-        bool started = false;
-        char pre[64];
-        do {
-            size_t slice = e->len - done < JSON_SLICE ? e->len - done : JSON_SLICE;
-            n = record_json_text(st, p + done, slice, w.json, sizeof w.json);
-            done += slice;
-            if (n == 0)
-                continue;
-            if (!started) {
-                int k = snprintf(pre, sizeof pre, "[%.6f, \"%c\", \"", offset(r, e->t),
-                                 e->dir ? 'o' : 'i');
-                out_put(r, pre, (size_t)k);
-                started = true;
-            }
-            out_put(r, w.json, n);
-        } while (done < e->len);
-        if (started)
-            out_put(r, "\"]\n", 3);
-    }
+    struct record_utf8 *st = &r->utf[e->dir ? 1 : 0];
+    size_t done = 0, n;
+    bool started = false;
+    char pre[64];
+
+    do {
+        size_t slice = e->len - done < JSON_SLICE ? e->len - done : JSON_SLICE;
+        n = record_json_text(st, p + done, slice, w.json, sizeof w.json);
+        done += slice;
+        if (n == 0)
+            continue;
+        if (!started) {
+            int k =
+                snprintf(pre, sizeof pre, "[%.6f, \"%c\", \"", offset(r, e->t), e->dir ? 'o' : 'i');
+            out_put(r, pre, (size_t)k);
+            started = true;
+        }
+        out_put(r, w.json, n);
+    } while (done < e->len);
+    if (started)
+        out_put(r, "\"]\n", 3);
     w.payload += e->len; /* counted by out_flush() */
+}
+
+/* Add the chunk at ring offset off (or only r, off == SIZE_MAX) to the batch. */
+static void batch_add(struct recording *r, size_t off)
+{
+    if (!r->in_batch) {
+        r->in_batch = true;
+        r->bfirst = r->blast = -1;
+        r->bnext = NULL;
+        if (w.batch_last)
+            w.batch_last->bnext = r;
+        else
+            w.batch = r;
+        w.batch_last = r;
+    }
+    if (off == SIZE_MAX)
+        return;
+    int i = w.nslots++;
+    w.slots[i].off = off;
+    w.slots[i].next = -1;
+    if (r->blast >= 0)
+        w.slots[r->blast].next = i;
+    else
+        r->bfirst = i;
+    r->blast = i;
+}
+
+/* Write r's chunks of the batch in the raw format: one writev(2) (per
+ * IOV_BATCH iovecs) of the header when due, then for each chunk its line,
+ * its payload straight from the ring and a newline. */
+static void batch_write_raw(struct recording *r)
+{
+    static const char nl[] = "\n";
+    uint64_t payload = 0;
+    int n = 0;
+    bool ok = file_ready(r);
+
+    if (ok && r->header_due)
+        w.iov[n++] = (struct iovec){r->header, strlen(r->header)};
+    r->header_due = false;
+    for (int i = r->bfirst; i >= 0; i = w.slots[i].next) {
+        struct slot *sl = &w.slots[i];
+        struct entry e;
+        memcpy(&e, q.ring + sl->off, sizeof e);
+        payload += e.len;
+        if (!ok)
+            continue;
+        if (n + 3 > IOV_BATCH) {
+            ok = writev_all(r, w.iov, n);
+            n = 0;
+        }
+        int k = snprintf(sl->line, sizeof sl->line, "+%.6f %c %u\n", offset(r, e.t),
+                         e.dir ? 'o' : 'i', e.len);
+        w.iov[n++] = (struct iovec){sl->line, (size_t)k};
+        w.iov[n++] = (struct iovec){q.ring + sl->off + sizeof e, e.len};
+        w.iov[n++] = (struct iovec){(void *)nl, 1};
+    }
+    if (ok && n > 0)
+        ok = writev_all(r, w.iov, n);
+    if (ok)
+        STAT_ADD(bytes_written, payload);
+    else
+        STAT_ADD(bytes_dropped, payload);
+}
+
+/* Write the batch, file by file, and empty it. */
+static void batch_write(void)
+{
+    for (struct recording *r = w.batch; r != NULL; r = r->bnext) {
+        r->in_batch = false;
+        if (r->format == RECORD_RAW) {
+            batch_write_raw(r);
+            continue;
+        }
+        if (r->header_due)
+            out_put(r, r->header, strlen(r->header));
+        r->header_due = false;
+        for (int i = r->bfirst; i >= 0; i = w.slots[i].next) {
+            struct entry e;
+            memcpy(&e, q.ring + w.slots[i].off, sizeof e);
+            if (r->live)
+                cast_data(r, &e, q.ring + w.slots[i].off + sizeof e);
+            else
+                STAT_ADD(bytes_dropped, e.len);
+        }
+        out_flush();
+    }
+    w.batch = w.batch_last = NULL;
+    w.nslots = 0;
 }
 
 /* The last line and close(2); reason NULL for a normal end. */
 static void writer_finish(struct recording *r, double t, const char *reason)
 {
-    if (r->fd < 0)
+    if (!r->live)
         return;
     if (r->format == RECORD_RAW) {
         char line[96];
@@ -689,11 +929,10 @@ static void writer_finish(struct recording *r, double t, const char *reason)
         }
     }
     out_flush();
-    if (r->fd >= 0 && close(r->fd) < 0 && errno != EINTR) {
-        r->fd = -1;
-        writer_fail(r, "close failed", errno);
-    }
-    r->fd = -1;
+    int err = file_close(r);
+    if (err && r->live)
+        writer_fail(r, "close failed", err);
+    r->live = false;
 }
 
 /* Handle the flags of the attention list taken with the last snapshot. */
@@ -706,7 +945,7 @@ static void writer_attend(struct recording *list)
         unsigned want = r->want;
         r->want = 0;
         pthread_mutex_unlock(&q.lock);
-        if ((want & W_FULL) && r->fd >= 0) {
+        if ((want & W_FULL) && r->live) {
             writer_finish(r, r->stop_t, "queue-full");
             r->failed = true;
             STAT_ADD(stopped, 1);
@@ -731,55 +970,88 @@ static void writer_attend(struct recording *list)
     }
 }
 
-/* Process `used` bytes of entries from *tail, releasing ring space as it
- * goes. */
-static void writer_drain(size_t *tail, size_t used)
+/* Process `used` bytes of entries from q.tail in batches: collect, write,
+ * then release the batch's ring space. */
+static void writer_drain(size_t used)
 {
-    size_t done = 0, unreleased = 0;
+    size_t done = 0;
 
     while (done < used) {
-        size_t step;
-        if (q.cap - *tail < sizeof(struct entry)) {
-            step = q.cap - *tail;
-        } else {
-            struct entry e;
-            memcpy(&e, q.ring + *tail, sizeof e);
-            step = e.kind == E_PAD ? sizeof e + e.len : sizeof e + ALIGN8(e.len);
-            assert(e.kind <= E_DATA && step <= q.cap - *tail && done + step <= used);
-            if (e.kind == E_OPEN)
-                writer_open(e.r);
-            else if (e.kind == E_DATA)
-                writer_data(e.r, &e, q.ring + *tail + sizeof e);
+        size_t taken = 0, pos = q.tail; /* producers change it only when used == 0 */
+        while (done + taken < used && w.nslots < BATCH_SLOTS && taken < BATCH_BYTES) {
+            size_t step;
+            if (q.cap - pos < sizeof(struct entry)) {
+                step = q.cap - pos;
+            } else {
+                struct entry e;
+                memcpy(&e, q.ring + pos, sizeof e);
+                step = e.kind == E_PAD ? sizeof e + e.len : sizeof e + ALIGN8(e.len);
+                assert(e.kind <= E_DATA && step <= q.cap - pos && done + taken + step <= used);
+                if (e.kind == E_OPEN) {
+                    writer_open(e.r);
+                    if (e.r->live)
+                        batch_add(e.r, SIZE_MAX);
+                } else if (e.kind == E_DATA) {
+                    if (e.r->live)
+                        batch_add(e.r, pos);
+                    else
+                        STAT_ADD(bytes_dropped, e.len);
+                }
+            }
+            pos += step;
+            if (pos == q.cap)
+                pos = 0;
+            taken += step;
         }
-        *tail += step;
-        if (*tail == q.cap)
-            *tail = 0;
-        done += step;
-        unreleased += step;
-        if (unreleased >= RELEASE_EVERY) {
-            pthread_mutex_lock(&q.lock);
-            q.used -= unreleased;
-            pthread_mutex_unlock(&q.lock);
-            unreleased = 0;
-        }
+        batch_write();
+        done += taken;
+        pthread_mutex_lock(&q.lock);
+        q.tail = pos;
+        q.used -= taken;
+        pthread_mutex_unlock(&q.lock);
     }
-    out_flush();
-    pthread_mutex_lock(&q.lock);
-    q.used -= unreleased;
-    pthread_mutex_unlock(&q.lock);
+}
+
+static bool has_work(void)
+{
+    return q.used > 0 || q.attention != NULL;
+}
+
+/* Under q.lock: wait until there is something to do and it has had a nap
+ * to gather (unless a flush, the stop or wake_bytes() cut it short).
+ * Returns false when stopping with nothing left. */
+static bool writer_wait(void)
+{
+    for (;;) {
+        while (q.held || (!has_work() && !q.stopping)) {
+            q.sleeping = true;
+            pthread_cond_wait(&q.wake, &q.lock);
+            q.sleeping = false;
+        }
+        if (!has_work())
+            return false; /* stopping */
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until); /* q.wake's clock */
+        until.tv_nsec += BATCH_DELAY_NS;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        q.napping = true;
+        while (q.napping && !q.stopping && q.flushers == 0 && q.used < wake_bytes())
+            if (pthread_cond_timedwait(&q.wake, &q.lock, &until) == ETIMEDOUT)
+                break;
+        q.napping = false;
+        if (!q.held)
+            return true;
+    }
 }
 
 static void *writer_main(void *arg)
 {
-    size_t tail = 0;
-
     (void)arg;
     pthread_mutex_lock(&q.lock);
-    for (;;) {
-        while (q.held || (q.used == 0 && q.attention == NULL && !q.stopping))
-            pthread_cond_wait(&q.wake, &q.lock);
-        if (q.used == 0 && q.attention == NULL && q.stopping)
-            break;
+    while (writer_wait()) {
         size_t used = q.used;
         struct recording *list = q.attention;
         q.attention = NULL;
@@ -788,7 +1060,7 @@ static void *writer_main(void *arg)
         q.busy = true;
         pthread_mutex_unlock(&q.lock);
 
-        writer_drain(&tail, used);
+        writer_drain(used);
         writer_attend(list);
 
         pthread_mutex_lock(&q.lock);
@@ -823,8 +1095,19 @@ int record_start(size_t queue_bytes)
     }
     q.cap = ALIGN8(queue_bytes);
     q.ring = NULL;
-    q.head = q.used = 0;
-    q.stopping = q.held = q.busy = false;
+    q.head = q.used = q.tail = 0;
+    q.stopping = q.held = q.busy = q.sleeping = q.napping = false;
+    q.max_files = q.next_max_files;
+    static bool monotonic; /* q.wake times its naps on CLOCK_MONOTONIC */
+    if (!monotonic) {
+        pthread_condattr_t a;
+        pthread_condattr_init(&a);
+        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+        pthread_cond_destroy(&q.wake);
+        pthread_cond_init(&q.wake, &a);
+        pthread_condattr_destroy(&a);
+        monotonic = true;
+    }
     memset(&q.stats, 0, sizeof q.stats);
     rc = pthread_create(&q.thread, NULL, writer_main, NULL);
     q.running = rc == 0;
@@ -860,8 +1143,14 @@ void record_stop(void)
 void record_flush(void)
 {
     pthread_mutex_lock(&q.lock);
+    q.flushers++;
+    if (q.napping) {
+        q.napping = false;
+        pthread_cond_signal(&q.wake);
+    }
     while (q.running && (q.used > 0 || q.attention != NULL || q.busy))
         pthread_cond_wait(&q.idle, &q.lock);
+    q.flushers--;
     pthread_mutex_unlock(&q.lock);
 }
 
@@ -872,6 +1161,8 @@ void record_get_stats(struct record_stats *out)
     out->stopped = __atomic_load_n(&q.stats.stopped, __ATOMIC_RELAXED);
     out->bytes_written = __atomic_load_n(&q.stats.bytes_written, __ATOMIC_RELAXED);
     out->bytes_dropped = __atomic_load_n(&q.stats.bytes_dropped, __ATOMIC_RELAXED);
+    out->reopened = __atomic_load_n(&q.stats.reopened, __ATOMIC_RELAXED);
+    out->files_open = __atomic_load_n(&q.stats.files_open, __ATOMIC_RELAXED);
 }
 
 /* Contract in record.h. */
@@ -882,4 +1173,17 @@ void record_hold(int on)
     if (!q.held)
         pthread_cond_signal(&q.wake);
     pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+int record_open_files(unsigned n)
+{
+    if (n == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&q.lock);
+    q.next_max_files = n;
+    pthread_mutex_unlock(&q.lock);
+    return 0;
 }

@@ -7,7 +7,10 @@
  * write to the file fails (ENOSPC, EIO, ...), only that recording stops: the
  * writer closes its file with a final "stop" line (raw format, when it can),
  * logs one line, and later record_data() calls for it do nothing. The
- * session goes on.
+ * session goes on. The writer holds at most record_open_files() files open
+ * (not one per session); it lets chunks gather for a few milliseconds (or
+ * until 1 MiB is queued) and writes each file's chunks with one
+ * writev(2) from the ring.
  *
  * Files are named ROUTE-YYYYMMDDTHHMMSSZ-ID.wsrec (raw) or .cast (asciicast
  * v2), ID being letters and digits, created with O_EXCL and mode 0640 by the
@@ -43,6 +46,9 @@ enum record_dir {
 
 /* Default ring size of the writer queue. */
 #define RECORD_QUEUE_DEFAULT (16u << 20)
+
+/* Default bound on the recording files the writer holds open at once. */
+#define RECORD_OPEN_FILES_DEFAULT 256u
 
 struct recording;
 
@@ -86,12 +92,21 @@ const char *record_path(const struct recording *h);
 /* Wait until everything queued so far has been written (tests, shutdown). */
 void record_flush(void);
 
+/* Bound the files the writer holds open at once to n (>= 1; default
+ * RECORD_OPEN_FILES_DEFAULT), so that recordings cost no descriptor per
+ * session: beyond it the least recently written file is closed, and reopened
+ * with O_APPEND when its recording writes again. Takes effect at the next
+ * record_start(). Returns 0, or -1 with errno EINVAL when n is 0. */
+int record_open_files(unsigned n);
+
 /* Counters since record_start(). */
 struct record_stats {
     uint64_t opened;        /* files created */
     uint64_t stopped;       /* recordings stopped early (queue full, write error, open error) */
     uint64_t bytes_written; /* payload bytes written to files */
     uint64_t bytes_dropped; /* payload bytes not recorded because a recording stopped */
+    uint64_t reopened;      /* files reopened after the open-files bound closed them */
+    uint64_t files_open;    /* recording files open now (at most the bound) */
 };
 void record_get_stats(struct record_stats *out);
 

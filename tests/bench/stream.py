@@ -4,15 +4,21 @@
   down  backend -> client bulk of a terminal-like text payload (TOTAL bytes)
         through one session: compression off (this build and $WSGATE_BASE,
         e.g. the main branch), compression on (level 1, window 12), and
-        recording on: payload MB/s, wire ratio, wsgate CPU s/GB.
+        recording on (raw): payload MB/s, wire ratio, wsgate CPU s/GB. Each
+        configuration runs STREAM_ROUNDS times, in alternation, and the
+        medians are reported; a recording must hold every relayed byte (its
+        chunk lengths are summed) or the run says INCOMPLETE.
   idle  RSS per idle session (N sessions, each having sent and received one
         compressed message, so both zlib streams exist), compression off
         and on; the difference is what one idle compressing session holds.
 Figures only: nothing here is a timed assertion.
-Env: WSGATE, WSGATE_BASE, STREAM_TOTAL (MB, default 200), STREAM_IDLE (1000)."""
+Env: WSGATE, WSGATE_BASE, STREAM_TOTAL (MB, default 100), STREAM_IDLE (1000),
+STREAM_ROUNDS (3), STREAM_PARTS (comma-separated subset of
+down,deflate,record,idle; default all)."""
 
 import os
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -27,8 +33,10 @@ import harness  # noqa: E402
 
 WSGATE = os.environ.get("WSGATE", os.path.join(HERE, "..", "..", "build", "src", "wsgate"))
 BASE = os.environ.get("WSGATE_BASE")
-TOTAL = int(os.environ.get("STREAM_TOTAL", "200")) << 20
+TOTAL = int(os.environ.get("STREAM_TOTAL", "100")) << 20
 IDLE = int(os.environ.get("STREAM_IDLE", "1000"))
+ROUNDS = int(os.environ.get("STREAM_ROUNDS", "3"))
+PARTS = os.environ.get("STREAM_PARTS", "down,deflate,record,idle").split(",")
 
 
 def text_block(n):
@@ -72,7 +80,8 @@ def start(binary, workdir, routes):
 def read_session(c, total):
     """Read frames until the close frame; returns wire bytes."""
     wire = 0
-    buf = bytearray()
+    buf = bytearray(c.buf)  # what came with the 101
+    c.buf.clear()
     c.sock.settimeout(60)
     while True:
         while len(buf) < 2 or len(buf) < frame_len(buf):
@@ -110,17 +119,33 @@ def down(name, binary, opts, offer):
         wire = read_session(c, TOTAL)
         dt, cpu = time.monotonic() - t0, cpu_seconds(g.proc.pid) - cpu0
         c.close()
-        rec_bytes = 0
+        note = ""
         if "record" in opts:
-            time.sleep(1)
-            rec_bytes = sum(os.path.getsize(os.path.join(opts["record"], f))
-                            for f in os.listdir(opts["record"]))
+            g.stop()  # the writer ends every file
+            files = os.listdir(opts["record"])
+            got = recorded_payload(os.path.join(opts["record"], files[0])) if files else None
+            note = "  recorded %s payload bytes%s" % (
+                got, "" if len(files) == 1 and got == TOTAL else " INCOMPLETE")
         g.stop()
     backend.close()
     print("%-22s %8.1f MB/s  ratio %5.2f  wsgate CPU %6.2f s/GB%s" % (
-        name, TOTAL / dt / 1e6, TOTAL / wire, cpu / (TOTAL / 1e9),
-        "  recorded %d B" % rec_bytes if rec_bytes else ""))
-    return TOTAL / dt
+        name, TOTAL / dt / 1e6, TOTAL / wire, cpu / (TOTAL / 1e9), note))
+    return TOTAL / dt, cpu / (TOTAL / 1e9)
+
+
+def recorded_payload(path):
+    """Payload bytes of a raw recording that ended normally, else None."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    pos, total = blob.index(b"\n\n") + 2, 0
+    while pos < len(blob):
+        nl = blob.index(b"\n", pos)
+        parts = blob[pos:nl].split(b" ")
+        if parts[1] == b"stop":
+            return total if parts[2] == b"closed" else None
+        total += int(parts[2])
+        pos = nl + 1 + int(parts[2]) + 1
+    return None
 
 
 def idle(name, opts, offer):
@@ -158,15 +183,35 @@ def main():
     print("load average: %s" % open("/proc/loadavg").read().split()[:3])
     z = dict(compression="on", compression_level=1, compression_window_bits=12)
     offer = "permessage-deflate; client_max_window_bits"
-    if BASE:
-        down("off (base)", BASE, {}, None)
-    off = down("off (this build)", WSGATE, {}, None)
-    down("on, level 1, 12 bits", WSGATE, z, offer)
-    rec = down("off, recording raw", WSGATE, {"record": "x"}, None)
-    print("recording on / off throughput: %.0f%%" % (100 * rec / off))
-    a = idle("idle, compression off", {}, None)
-    b = idle("idle, compression on", z, offer)
-    print("idle compressing session costs %.1f KiB more than a plain one" % (b - a))
+    plan = []
+    if BASE and "down" in PARTS:
+        plan.append(("off (base)", BASE, {}, None))
+    if "down" in PARTS or "record" in PARTS:
+        plan.append(("off (this build)", WSGATE, {}, None))
+    if "deflate" in PARTS:
+        plan.append(("on, level 1, 12 bits", WSGATE, z, offer))
+    if "record" in PARTS:
+        plan.append(("off, recording raw", WSGATE, {"record": "x"}, None))
+    rates, cpus = {}, {}
+    for _ in range(ROUNDS):
+        for name, binary, opts, off in plan:
+            rate, cpu = down(name, binary, opts, off)
+            rates.setdefault(name, []).append(rate)
+            cpus.setdefault(name, []).append(cpu)
+    if plan:
+        print("medians of %d rounds, %d MB each:" % (ROUNDS, TOTAL >> 20))
+    for name, _, _, _ in plan:
+        print("  %-22s %8.1f MB/s  wsgate CPU %5.2f s/GB" % (
+            name, statistics.median(rates[name]) / 1e6, statistics.median(cpus[name])))
+    if "record" in PARTS:
+        on, off = rates["off, recording raw"], rates["off (this build)"]
+        print("recording on / off throughput: %.0f%% (median of the per-round ratios %.0f%%)" % (
+            100 * statistics.median(on) / statistics.median(off),
+            100 * statistics.median(a / b for a, b in zip(on, off))))
+    if "idle" in PARTS:
+        a = idle("idle, compression off", {}, None)
+        b = idle("idle, compression on", z, offer)
+        print("idle compressing session costs %.1f KiB more than a plain one" % (b - a))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,12 @@ of the traffic (end) and after all are closed. Exit status 0 only when no
 byte was lost or corrupted, no session dropped, RSS grew less than
 --max-rss-growth percent from start to end and the fds came back to the
 count before the connections.
+
+With --record DIR (make soak-record: 9,000 connections for 2 minutes) every
+session is recorded (raw) in DIR, and the soak passes only when each
+session has exactly one recording (found by the client port in its header)
+whose "i" chunks sum to the bytes that session sent, whose "o" chunks sum to
+the bytes it got back, and which ends with "stop closed".
 """
 
 import argparse
@@ -171,6 +177,8 @@ class Client(asyncio.Protocol):
         self.msg_starts = []       # (offset in the stream, seq) of messages in flight
         self.stream_off = 0        # bytes of echo verified so far
         self.seq = 0
+        self.sent = self.recv = 0  # payload bytes of this session
+        self.port = None           # local port: the "client:" of its recording
         self.timer = None
         self.closing = False       # we sent our close frame
         self.closed = False
@@ -182,6 +190,7 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.port = transport.get_extra_info("sockname")[1]
         req = ("GET /soak/%d HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n" % (self.cid, self.soak.host_header, self.key))
@@ -269,6 +278,7 @@ class Client(asyncio.Protocol):
     def on_data(self, payload):
         n = len(payload)
         self.stats.bytes_recv += n
+        self.recv += n
         if n > len(self.expect) or self.expect[:n] != payload:
             # Find the first bad byte and the message it belongs to.
             m = min(n, len(self.expect))
@@ -309,6 +319,7 @@ class Client(asyncio.Protocol):
         self.transport.write(client_frame(OP_BINARY, body))
         self.stats.msgs_sent += 1
         self.stats.bytes_sent += total
+        self.sent += total
 
     def start_close(self):
         if self.closed or self.closing:
@@ -493,6 +504,8 @@ class Soak:
         after = self.snapshot("after closing all")
 
         recorded = recorded_bytes(args.record) if args.record else None
+        rec_check = check_recordings(recorded[3], recorded[4], self.clients) \
+            if args.record else None
         rss_growth = 100.0 * (end["rss_kib"] - start["rss_kib"]) / max(1, start["rss_kib"])
         report = {
             "seconds": args.seconds,
@@ -518,14 +531,17 @@ class Soak:
             "problems": stats.first_problems,
         }
         if recorded is not None:
-            report["recorded_files"], report["recorded_in"], report["recorded_out"] = recorded
+            report["recorded_files"], report["recorded_in"], report["recorded_out"] = recorded[:3]
+            report["recordings_matching"], report["recording_problems"] = rec_check
         ok = (lost == 0 and stats.corrupt == 0 and stats.dropped == 0 and connect_failed == 0
               and stats.handshake_failed == 0 and len(self.clients) == args.connections
               and stats.close_bad == 0 and still_open == 0
               and rss_growth < args.max_rss_growth and after["fds"] <= before["fds"]
               and (recorded is None or (recorded[0] == len(self.clients)
                                         and recorded[1] == stats.bytes_sent
-                                        and recorded[2] == stats.bytes_recv))
+                                        and recorded[2] == stats.bytes_recv
+                                        and rec_check[0] == len(self.clients)
+                                        and not rec_check[1]))
               and self.gw.poll() is None)
         report["result"] = "PASS" if ok else "FAIL"
         self.print_report(report)
@@ -548,8 +564,12 @@ class Soak:
                  r["handshake_failures"], r["clean_closes"], r["bad_close_replies"],
                  r["sessions_not_closed_in_60s"]))
         if "recorded_files" in r:
-            print("recorded            %d files, %d bytes in, %d bytes out"
-                  % (r["recorded_files"], r["recorded_in"], r["recorded_out"]))
+            print("recorded            %d files, %d bytes in, %d bytes out; %d sessions "
+                  "recorded exactly (in = sent, out = echoed, ended \"closed\")"
+                  % (r["recorded_files"], r["recorded_in"], r["recorded_out"],
+                     r["recordings_matching"]))
+            for p in r["recording_problems"]:
+                print("  " + p)
         for name in ("before connections", "start", "end", "after closing all"):
             if name in s:
                 print("wsgate %-19s VmRSS %7d KiB  fds %6d  CPU %7.1f s"
@@ -584,34 +604,71 @@ class Soak:
                 print("wsgate exit status %d" % self.gw.returncode)
 
 
+def parse_recording(blob):
+    """(client port, "i" bytes, "o" bytes, stop reason or None when the
+    file has no stop line yet) of a raw recording; ValueError when it is
+    not one."""
+    end = blob.index(b"\n\n")
+    head = dict(ln.split(b": ", 1) for ln in blob[:end].split(b"\n")[1:])
+    if not blob.startswith(b"WSREC 1\n") or b"client" not in head:
+        raise ValueError("no WSREC header")
+    port = int(head[b"client"].rsplit(b":", 1)[1])
+    pos, i, o = end + 2, 0, 0
+    while pos < len(blob):
+        nl = blob.index(b"\n", pos)
+        parts = blob[pos:nl].split(b" ", 2)
+        if parts[1] == b"stop":
+            return port, i, o, parts[2].decode()
+        n = int(parts[2])
+        if parts[1] == b"i":
+            i += n
+        elif parts[1] == b"o":
+            o += n
+        else:
+            raise ValueError("bad chunk line %r" % blob[pos:nl][:80])
+        pos = nl + 1 + n + 1
+    return port, i, o, None
+
+
 def recorded_bytes(d, settle=30):
-    """(files, "i" bytes, "o" bytes) of the raw recordings in d, once every
-    file ends with its stop line (the writer closes them off the loop)."""
+    """(files, "i" bytes, "o" bytes, {client port: [(i, o, stop reason)]},
+    [unreadable files]) of the raw recordings in d, once every file ends
+    with its stop line (the writer closes them off the loop)."""
     deadline = time.monotonic() + settle
     while True:
         files = ins = outs = 0
+        per, bad = {}, []
         complete = True
         for name in os.listdir(d):
             with open(os.path.join(d, name), "rb") as f:
                 blob = f.read()
             files += 1
-            pos = blob.index(b"\n\n") + 2
-            while pos < len(blob):
-                nl = blob.index(b"\n", pos)
-                parts = blob[pos:nl].split(b" ", 2)
-                if parts[1] == b"stop":
-                    break
-                n = int(parts[2])
-                if parts[1] == b"i":
-                    ins += n
-                else:
-                    outs += n
-                pos = nl + 1 + n + 1
-            else:
+            try:
+                port, i, o, why = parse_recording(blob)
+            except (ValueError, IndexError) as e:
+                bad.append("%s: %s" % (name, e))
                 complete = False
+                continue
+            complete = complete and why is not None
+            ins += i
+            outs += o
+            per.setdefault(port, []).append((i, o, why))
         if complete or time.monotonic() > deadline:
-            return files, ins, outs
-        time.sleep(0.5)
+            return files, ins, outs, per, bad
+
+
+def check_recordings(per, bad, clients):
+    """(sessions whose one recording holds exactly the bytes they sent as
+    "i" and got back as "o" and ended "closed", first problems)."""
+    good, problems = 0, ["unreadable recording " + b for b in bad[:10]]
+    for c in clients:
+        recs = per.get(c.port, [])
+        if recs == [(c.sent, c.recv, "closed")]:
+            good += 1
+        elif len(problems) < 10:
+            problems.append("conn %d (port %s): sent %d, echoed %d, recordings (i, o, stop) %r"
+                            % (c.cid, c.port, c.sent, c.recv, recs))
+    return good, problems
 
 
 def main():

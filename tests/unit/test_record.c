@@ -3,7 +3,8 @@
  * round trip with every byte value through the replay reader, asciicast
  * output checked exactly and by the real `asciinema cat`, the bounded queue
  * (a full queue stops only the recording that hit it; the ring wraps), and
- * write errors on a 64 KiB tmpfs. */
+ * write errors on a 64 KiB tmpfs, and more recordings than the bound on open
+ * files (each reopened for appending, every byte in its own file). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -680,6 +682,229 @@ static void test_open_error(void **state)
     free(log);
 }
 
+/* Descriptors of this process open on files in dir. */
+static int fds_in(const char *dir)
+{
+    DIR *dp = opendir("/proc/self/fd");
+    struct dirent *de;
+    size_t n = strlen(dir);
+    int count = 0;
+    assert_non_null(dp);
+    while ((de = readdir(dp)) != NULL) {
+        char link[300], target[600];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", de->d_name);
+        ssize_t k = readlink(link, target, sizeof target - 1);
+        if (k <= 0)
+            continue;
+        target[k] = '\0';
+        if (strncmp(target, dir, n) == 0 && target[n] == '/')
+            count++;
+    }
+    closedir(dp);
+    return count;
+}
+
+static void bound_chunk(unsigned char *c, size_t len, int i, int round)
+{
+    for (size_t k = 0; k < len; k++)
+        c[k] = (unsigned char)(i * 7 + round * 13 + (int)k);
+}
+
+/* More recordings than the open-files bound (3): exactly the bound stays
+ * open while they all write, a file the bound closed is reopened for
+ * appending (the cyclic order misses every time: 10 x 12 reopens), and
+ * every chunk lands in its own file, in order, after one header. */
+static void test_open_bound(void **state)
+{
+    enum { N = 10, ROUNDS = 12 };
+    struct recording *r[N];
+    char *paths[N];
+    unsigned char chunk[600];
+    struct record_stats s;
+    (void)state;
+
+    record_stop();
+    errno = 0;
+    assert_int_equal(record_open_files(0), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(record_open_files(3), 0);
+    assert_int_equal(record_start(RECORD_QUEUE_DEFAULT), 0);
+    char *d = strdup(subdir("bound"));
+    record_hold(1); /* the creations and round 0 in one batch */
+    for (int i = 0; i < N; i++) {
+        r[i] = record_open(d, RECORD_RAW, "b", "c", "s", T0, 100 + (uint64_t)i);
+        assert_non_null(r[i]);
+        paths[i] = strdup(record_path(r[i]));
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            size_t len = 50 + (size_t)(i * 31 + round * 17) % 500;
+            bound_chunk(chunk, len, i, round);
+            record_data(r[i], round & 1 ? RECORD_OUT : RECORD_IN, chunk, len,
+                        T0 + round + i / 100.0);
+        }
+        record_hold(0);
+        record_flush();
+        assert_int_equal(fds_in(d), 3);
+        record_get_stats(&s);
+        assert_int_equal(s.files_open, 3);
+    }
+    record_get_stats(&s);
+    assert_int_equal(s.opened, N);
+    assert_int_equal(s.reopened, N * ROUNDS);
+    assert_int_equal(s.stopped, 0);
+    for (int i = 0; i < N; i++)
+        record_close(r[i], T0 + 50);
+    record_flush();
+    assert_int_equal(fds_in(d), 0);
+    record_get_stats(&s);
+    assert_int_equal(s.files_open, 0);
+
+    for (int i = 0; i < N; i++) {
+        struct stat st;
+        assert_int_equal(stat(paths[i], &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0640);
+        size_t flen;
+        char *file = slurp(paths[i], &flen);
+        assert_memory_equal(file, "WSREC 1\nroute: b\nclient: c\nbackend: s\n", 38);
+        char *p = strstr(file, "\n\n");
+        assert_non_null(p);
+        p += 2;
+        for (int round = 0; round < ROUNDS; round++) {
+            size_t len = 50 + (size_t)(i * 31 + round * 17) % 500;
+            char line[64];
+            int k = snprintf(line, sizeof line, "+%.6f %c %zu\n", T0 + round + i / 100.0 - T0,
+                             round & 1 ? 'o' : 'i', len);
+            assert_memory_equal(p, line, (size_t)k);
+            p += k;
+            bound_chunk(chunk, len, i, round);
+            assert_memory_equal(p, chunk, len);
+            p += len;
+            assert_int_equal(*p++, '\n');
+        }
+        assert_string_equal(p, "+50.000000 stop closed\n");
+        assert_int_equal((size_t)(p - file) + 23, flen);
+        free(file);
+        free(paths[i]);
+    }
+
+    /* The default bound: 300 recordings hold 256 files. */
+    record_stop();
+    assert_int_equal(record_open_files(RECORD_OPEN_FILES_DEFAULT), 0);
+    assert_int_equal(record_start(RECORD_QUEUE_DEFAULT), 0);
+    char *d2 = strdup(subdir("bound300"));
+    static struct recording *many[300];
+    for (int i = 0; i < 300; i++) {
+        char text[32];
+        int k = snprintf(text, sizeof text, "rec %d\n", i);
+        many[i] = record_open(d2, RECORD_RAW, "m", "c", "s", T0, 1000 + (uint64_t)i);
+        record_data(many[i], RECORD_OUT, text, (size_t)k, T0 + 1);
+    }
+    record_flush();
+    assert_int_equal(fds_in(d2), 256);
+    record_get_stats(&s);
+    assert_int_equal(s.files_open, 256);
+    /* Least recently written, not first opened: 44 written again stays
+     * open when 0 is reopened (45 is closed instead). */
+    uint64_t reopened = s.reopened;
+    record_data(many[44], RECORD_OUT, "again\n", 6, T0 + 1.5);
+    record_flush();
+    record_data(many[0], RECORD_OUT, "again\n", 6, T0 + 1.5);
+    record_flush();
+    record_data(many[44], RECORD_OUT, "again\n", 6, T0 + 1.5);
+    record_flush();
+    record_get_stats(&s);
+    assert_int_equal(s.reopened - reopened, 1);
+    assert_int_equal(fds_in(d2), 256);
+    for (int i = 0; i < 300; i++) {
+        char *path = strdup(record_path(many[i])), want[128];
+        record_close(many[i], T0 + 2);
+        record_flush();
+        size_t flen;
+        char *file = slurp(path, &flen);
+        static const char again[] = "+1.500000 o 6\nagain\n\n";
+        int digits = i < 10 ? 6 : i < 100 ? 7 : 8;
+        snprintf(want, sizeof want, "\n\n+1.000000 o %d\nrec %d\n\n%s%s+2.000000 stop closed\n",
+                 digits, i, i == 0 || i == 44 ? again : "", i == 44 ? again : "");
+        assert_non_null(strstr(file, want));
+        assert_int_equal(strlen(strstr(file, want)), strlen(want));
+        free(file);
+        free(path);
+    }
+    assert_int_equal(fds_in(d2), 0);
+    record_get_stats(&s);
+    assert_int_equal(s.bytes_written, 8 * 300 - 10 - 100 + 3 * 6);
+    free(d);
+    free(d2);
+}
+
+struct reopen_case {
+    char *dir;
+    char path_a[512];
+};
+
+static void reopen_gone(void *arg)
+{
+    struct reopen_case *rc = arg;
+    struct recording *a = record_open(rc->dir, RECORD_RAW, "a", "c", "s", T0, 7);
+    struct recording *b = record_open(rc->dir, RECORD_RAW, "b", "c", "s", T0, 8);
+    snprintf(rc->path_a, sizeof rc->path_a, "%s", record_path(a));
+    record_data(a, RECORD_OUT, "one\n", 4, T0 + 1);
+    record_flush();
+    record_data(b, RECORD_OUT, "two\n", 4, T0 + 1); /* closes a's file (bound 1) */
+    record_flush();
+    assert_int_equal(unlink(rc->path_a), 0);
+    record_data(a, RECORD_OUT, "three\n", 6, T0 + 2); /* cannot reopen: a stops */
+    record_flush();
+    record_data(a, RECORD_OUT, "four\n", 5, T0 + 3); /* nothing */
+    record_data(b, RECORD_OUT, "five\n", 5, T0 + 3);
+    record_close(a, T0 + 4);
+    record_close(b, T0 + 4);
+    record_flush();
+}
+
+/* A file the bound closed and that vanished before its recording wrote
+ * again: that recording stops with one log line, the other goes on. */
+static void test_reopen_error(void **state)
+{
+    struct reopen_case rc;
+    struct record_stats before, after;
+    (void)state;
+
+    record_stop();
+    assert_int_equal(record_open_files(1), 0);
+    assert_int_equal(record_start(RECORD_QUEUE_DEFAULT), 0);
+    rc.dir = strdup(subdir("reopen"));
+    record_get_stats(&before);
+    char *log = capture_stderr(reopen_gone, &rc);
+    record_get_stats(&after);
+    char want[700];
+    snprintf(want, sizeof want,
+             "recording %s stopped: cannot reopen the file: No such file or directory; the "
+             "session goes on",
+             rc.path_a);
+    char *hit = strstr(log, want);
+    if (hit == NULL)
+        fail_msg("log has no '%s':\n%s", want, log);
+    if (strstr(hit + strlen(want), "stopped") != NULL)
+        fail_msg("logged more than once:\n%s", log);
+    free(log);
+    assert_int_equal(after.stopped - before.stopped, 1);
+    assert_int_equal(after.bytes_written - before.bytes_written, 4 + 4 + 5);
+    assert_int_equal(after.bytes_dropped - before.bytes_dropped, 6 + 5);
+    size_t flen;
+    char *file = slurp(only_file(rc.dir), &flen);
+    const char *body = strstr(file, "\n\n");
+    assert_non_null(body);
+    assert_string_equal(body, "\n\n+1.000000 o 4\ntwo\n\n+3.000000 o 5\nfive\n\n"
+                              "+4.000000 stop closed\n");
+    free(file);
+    free(rc.dir);
+    record_stop();
+    assert_int_equal(record_open_files(RECORD_OPEN_FILES_DEFAULT), 0);
+    assert_int_equal(record_start(RECORD_QUEUE_DEFAULT), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_big_chunks),     cmocka_unit_test(test_asciicast),
         cmocka_unit_test(test_asciinema_cat),  cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_disk_full),      cmocka_unit_test(test_open_error),
+        cmocka_unit_test(test_open_bound),     cmocka_unit_test(test_reopen_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
