@@ -355,12 +355,60 @@ struct basic_user {
     char *hash;
 };
 
+#define VERIFIED_MAX 64 /* credentials remembered per table (SHA-256 of user and password) */
+
+/* Credentials this table verified: a crypt(3) check costs milliseconds on
+ * a worker loop (yescrypt, bcrypt), so a browser that sends the same
+ * Authorization on every upgrade pays it once. Only successful checks are
+ * remembered; a reload makes a new table and forgets them. */
+struct verified {
+    pthread_mutex_t lock;
+    uint8_t digest[VERIFIED_MAX][32];
+    size_t n, next;
+};
+
 struct basic_auth {
     struct basic_user *u;
     size_t n;
     struct stat st; /* of the file when it was read */
     bool have_st;
+    struct verified *seen;
 };
+
+/* SHA-256 of user NUL password. false when OpenSSL fails. */
+static bool credential_digest(const char *user, const char *password, uint8_t out[32])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned len = 0;
+    bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(c, user, strlen(user) + 1) == 1 &&
+              EVP_DigestUpdate(c, password, strlen(password)) == 1 &&
+              EVP_DigestFinal_ex(c, out, &len) == 1 && len == 32;
+    EVP_MD_CTX_free(c);
+    return ok;
+}
+
+/* True when t verified these credentials before (constant time per entry). */
+static bool verified_before(const struct basic_auth *t, const uint8_t d[32])
+{
+    bool hit = false;
+    pthread_mutex_lock(&t->seen->lock);
+    for (size_t i = 0; i < t->seen->n; i++)
+        hit |= CRYPTO_memcmp(t->seen->digest[i], d, 32) == 0;
+    pthread_mutex_unlock(&t->seen->lock);
+    return hit;
+}
+
+static void remember_verified(const struct basic_auth *t, const uint8_t d[32])
+{
+    struct verified *v = t->seen;
+    pthread_mutex_lock(&v->lock);
+    memcpy(v->digest[v->next], d, 32);
+    v->next = (v->next + 1) % VERIFIED_MAX;
+    if (v->n < VERIFIED_MAX)
+        v->n++;
+    pthread_mutex_unlock(&v->lock);
+}
 
 /* A hash of a supported method that libxcrypt accepts. */
 static bool hash_supported(const char *h)
@@ -437,6 +485,8 @@ static int parse_users(const char *path, char *text, struct basic_auth *t, char 
 int basic_auth_load(const char *path, struct basic_auth **out, char *err, size_t errlen)
 {
     struct basic_auth *t = calloc(1, sizeof *t);
+    if (t && (t->seen = calloc(1, sizeof *t->seen)))
+        pthread_mutex_init(&t->seen->lock, NULL);
     FILE *f = NULL;
     char *text = NULL;
     bool oom = false;
@@ -513,6 +563,12 @@ int basic_auth_verify(const struct basic_auth *t, const char *user, const char *
     for (size_t i = 0; i < t->n && u == NULL; i++)
         if (strcmp(t->u[i].name, user) == 0)
             u = &t->u[i];
+    uint8_t d[32];
+    bool digested = t->seen && u && credential_digest(user, password, d);
+    if (digested && verified_before(t, d)) {
+        OPENSSL_cleanse(d, sizeof d);
+        return 1;
+    }
     if ((cd = calloc(1, sizeof *cd)) == NULL)
         return 0;
     /* Unknown user: hash anyway, against the first user's hash. */
@@ -521,6 +577,9 @@ int basic_auth_verify(const struct basic_auth *t, const char *user, const char *
     size_t hl = strlen(hash);
     if (r != NULL && strlen(r) == hl && CRYPTO_memcmp(r, hash, hl) == 0)
         ok = u != NULL;
+    if (ok && digested)
+        remember_verified(t, d);
+    OPENSSL_cleanse(d, sizeof d);
     OPENSSL_cleanse(cd, sizeof *cd);
     free(cd);
     return ok;
@@ -536,6 +595,11 @@ void basic_auth_free(struct basic_auth *t)
         free(t->u[i].hash);
     }
     free(t->u);
+    if (t->seen) {
+        pthread_mutex_destroy(&t->seen->lock);
+        OPENSSL_cleanse(t->seen->digest, sizeof t->seen->digest);
+        free(t->seen);
+    }
     free(t);
 }
 

@@ -158,6 +158,15 @@ static void test_load_and_verify(void **state)
     assert_int_equal(basic_auth_verify(t, "carol", "secret"), 0);
     assert_int_equal(basic_auth_verify(t, "dave", "x"), 0);
     assert_int_equal(basic_auth_verify(t, "mallory", "secret1"), 0);
+    /* remembered successes change no answer: the same again, a wrong
+     * password after a right one, a right password under another name, and
+     * the user and password split differently (the digest separates them) */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(basic_auth_verify(t, "alice", "secret1"), 1);
+        assert_int_equal(basic_auth_verify(t, "alice", "secret11"), 0);
+        assert_int_equal(basic_auth_verify(t, "alic", "esecret1"), 0);
+        assert_int_equal(basic_auth_verify(t, "bob", "secret1"), 0);
+    }
 
     request("GET / HTTP/1.1\r\nAuthorization: Basic Ym9iOnNlY3JldDI=\r\n\r\n"); /* bob:secret2 */
     assert_int_equal(basic_auth_check(t, &req), 200);
