@@ -58,10 +58,11 @@
 #include "upgrade.h"
 #include "worker.h"
 
-#define CLOSE_WAIT 5.0   /* seconds for the close handshake and final flushes */
-#define LINGER 2.0       /* seconds to drain a client after our last byte */
-#define PAUSED_PROBE 1.0 /* seconds between checks of a client we do not read */
-#define LOOKUP_GRACE 0.5 /* beyond connect_timeout: Redis and DNS answer first */
+#define CLOSE_WAIT 5.0      /* seconds for the close handshake and final flushes */
+#define LINGER 2.0          /* seconds to drain a client after our last byte */
+#define PAUSED_PROBE 1.0    /* seconds between checks of a client we do not read */
+#define KEEPALIVE_AFTER 2.0 /* seconds a relay lives before its backend gets TCP keepalive */
+#define LOOKUP_GRACE 0.5    /* beyond connect_timeout: Redis and DNS answer first */
 
 enum phase {
     PH_REQUEST,
@@ -106,6 +107,7 @@ enum action {
     ACT_IDLE,
     ACT_LINGER_OVER,
     ACT_FLUSH_TIMEOUT,
+    ACT_KEEPALIVE, /* the session outlived KEEPALIVE_AFTER: TCP keepalive on the backend */
 };
 
 struct half {
@@ -168,6 +170,8 @@ struct session {
     ev_tstamp ping_sent;  /* a ping is outstanding while ping_sent > relay.last_rx */
     ev_tstamp probe_from; /* reading the client paused (backpressure) since, or 0 */
     ev_tstamp linger_since;
+    ev_tstamp relayed_at; /* the 101 went out */
+    bool keepalive_on;    /* TCP keepalive set on the backend (after KEEPALIVE_AFTER) */
 };
 
 static ev_tstamp now_of(const struct session *s)
@@ -544,6 +548,7 @@ static void start_relay(struct session *s)
                &s->route->stats->slot[s->w->id], &s->end, s->v.base64,
                s->route->p.max_message_size);
     enter(s, PH_RELAY);
+    s->relayed_at = now_of(s);
     metrics_connect_time(&s->route->stats->slot[s->w->id], ev_time() - s->dial.started);
     struct upgrade_result res = {.status = 101, .subprotocol = s->v.subprotocol};
     if (s->v.pmd) {
@@ -1025,6 +1030,8 @@ static ev_tstamp next_due(const struct session *s, enum action *act)
     case PH_CLOSING:
         if (relay_up_pending(r))
             DUE(now_of(s), ACT_RESUME);
+        if (!s->keepalive_on && half_open(&s->be))
+            DUE(s->relayed_at + KEEPALIVE_AFTER, ACT_KEEPALIVE);
         if (s->probe_from)
             DUE(s->probe_from + PAUSED_PROBE, ACT_PROBE);
         if (s->phase == PH_CLOSING) {
@@ -1116,6 +1123,10 @@ static void act(struct session *s, enum action a)
         break;
     case ACT_FLUSH_TIMEOUT:
         session_close(s, END_TIMEOUT, "close timeout: backend did not take its bytes");
+        break;
+    case ACT_KEEPALIVE:
+        sock_keepalive(s->be.tr.fd, &s->dial.backend->addrs[s->dial.addr - 1]);
+        s->keepalive_on = true;
         break;
     }
 }

@@ -158,8 +158,15 @@ void sock_tune(int fd, const struct sockaddr_any *addr)
 {
     if (addr->ss.ss_family != AF_INET && addr->ss.ss_family != AF_INET6)
         return;
-    int one = 1, idle = 60, intvl = 10, cnt = 6;
+    int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void sock_keepalive(int fd, const struct sockaddr_any *addr)
+{
+    if (addr->ss.ss_family != AF_INET && addr->ss.ss_family != AF_INET6)
+        return;
+    int one = 1, idle = 60, intvl = 10, cnt = 6;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));

@@ -41,9 +41,12 @@ int sock_error(int fd);
  * CLOSE (where a reset or any fatal error leaves it). */
 int sock_peer_gone(int fd);
 
-/* TCP_NODELAY and keepalive (60 s idle, 10 s interval, 6 probes) on TCP
- * sockets; nothing for Unix sockets. */
+/* TCP_NODELAY on TCP sockets; nothing for Unix sockets. */
 void sock_tune(int fd, const struct sockaddr_any *addr);
+/* TCP keepalive (60 s idle, 10 s interval, 6 probes) on TCP sockets;
+ * nothing for Unix sockets. Four setsockopt calls: the session arms it only
+ * once it has lived a few seconds (short sessions never need it). */
+void sock_keepalive(int fd, const struct sockaddr_any *addr);
 
 /* "1.2.3.4:80", "[::1]:80" or "unix:/path" into out. Returns out. */
 char *sock_addr_str(const struct sockaddr_any *addr, char *out, size_t len);

@@ -107,3 +107,45 @@ def test_wss_client_socket_has_nodelay(gw, echo, tmp_path):
             s.close()
     finally:
         ss.close()
+
+
+def gateway_backend_socket(gw, backend_port):
+    """A duplicate of wsgate's socket connected to the backend port."""
+    pidfd = _syscall(SYS_PIDFD_OPEN, gw.proc.pid, 0)
+    try:
+        for name in os.listdir("/proc/%d/fd" % gw.proc.pid):
+            try:
+                if not os.readlink("/proc/%d/fd/%s" % (gw.proc.pid, name)).startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            s = socket.socket(fileno=_syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0))
+            try:
+                if s.type == socket.SOCK_STREAM and s.getpeername()[1] == backend_port:
+                    return s
+            except OSError:
+                pass
+            s.close()
+    finally:
+        os.close(pidfd)
+    raise AssertionError("no socket in wsgate is connected to port %d" % backend_port)
+
+
+def test_backend_keepalive_once_the_session_lives(gw, echo):
+    """DESIGN.md: backend sockets use TCP keepalive (60 s idle, 10 s
+    interval, 6 probes). It is armed once a relay has lived 2 s, so the
+    short sessions of connection churn skip its four setsockopt calls."""
+    gw.start({"route:echo": route(echo.addr, "/")})
+    c = gw.ws("/")
+    c.send_frame(harness.OP_BINARY, b"x")
+    assert c.read_data(1) == b"x"
+    s = gateway_backend_socket(gw, echo.port)
+    try:
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        harness.wait_until(lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1,
+                           timeout=4, what="SO_KEEPALIVE on the backend socket")
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+    finally:
+        s.close()
