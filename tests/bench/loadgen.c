@@ -1189,26 +1189,13 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"mode", 1, 0, 'm'},
-        {"proto", 1, 0, 'p'},
-        {"path", 1, 0, 'u'},
-        {"conns", 1, 0, 'c'},
-        {"size", 1, 0, 's'},
-        {"window", 1, 0, 'w'},
-        {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'W'},
-        {"samples", 1, 0, 'n'},
-        {"pace", 1, 0, 'C'},
-        {"hold", 1, 0, 'H'},
-        {"threads", 1, 0, 't'},
-        {"watch-pid", 1, 0, 'P'},
-        {"label", 1, 0, 'l'},
-        {"tls", 0, 0, 'T'},
-        {"sni", 1, 0, 'S'},
-        {"host", 1, 0, 'A'},
-        {"help", 0, 0, 'h'},
-        {"resume", 0, 0, 'R'},
-        {0, 0, 0, 0},
+        {"mode", 1, 0, 'm'},      {"proto", 1, 0, 'p'},  {"path", 1, 0, 'u'},
+        {"conns", 1, 0, 'c'},     {"size", 1, 0, 's'},   {"window", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'W'}, {"samples", 1, 0, 'n'},
+        {"pace", 1, 0, 'C'},      {"hold", 1, 0, 'H'},   {"threads", 1, 0, 't'},
+        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'},  {"tls", 0, 0, 'T'},
+        {"sni", 1, 0, 'S'},       {"host", 1, 0, 'A'},   {"help", 0, 0, 'h'},
+        {"resume", 0, 0, 'R'},    {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "m:p:TRu:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
