@@ -90,6 +90,7 @@ static struct options {
     bool tls;    /* TLS to the target (wss://), no certificate verification */
     bool resume; /* churn with TLS: offer each slot's last session again */
     const char *sni;
+    const char *host; /* Host header (default: the target HOST:PORT) */
     int conns;
     int threads;
     int window;
@@ -540,7 +541,7 @@ static void conn_stream_ready(struct conn *c)
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
-                     opt.path, opt.target, key);
+                     opt.path, opt.host ? opt.host : opt.target, key);
     c->want_out = false;
     ssize_t w = conn_write(c, (const uint8_t *)req, (size_t)n);
     if (w < 0)
@@ -1168,6 +1169,7 @@ static void usage(FILE *f)
             "  -p, --proto PROTO      ws | tcp (default ws)\n"
             "  -T, --tls              TLS to the target (wss://; certificate not verified)\n"
             "      --sni NAME         TLS: server name to send (default none)\n"
+            "      --host NAME        Host header of the upgrade (default HOST:PORT)\n"
             "  -R, --resume           churn with TLS: resume each worker's last session\n"
             "  -u, --path PATH        WebSocket request path (default /)\n"
             "  -c, --conns N          connections (churn: concurrent workers) (1)\n"
@@ -1187,25 +1189,13 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"mode", 1, 0, 'm'},
-        {"proto", 1, 0, 'p'},
-        {"path", 1, 0, 'u'},
-        {"conns", 1, 0, 'c'},
-        {"size", 1, 0, 's'},
-        {"window", 1, 0, 'w'},
-        {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'W'},
-        {"samples", 1, 0, 'n'},
-        {"pace", 1, 0, 'C'},
-        {"hold", 1, 0, 'H'},
-        {"threads", 1, 0, 't'},
-        {"watch-pid", 1, 0, 'P'},
-        {"label", 1, 0, 'l'},
-        {"tls", 0, 0, 'T'},
-        {"sni", 1, 0, 'S'},
-        {"help", 0, 0, 'h'},
-        {"resume", 0, 0, 'R'},
-        {0, 0, 0, 0},
+        {"mode", 1, 0, 'm'},      {"proto", 1, 0, 'p'},  {"path", 1, 0, 'u'},
+        {"conns", 1, 0, 'c'},     {"size", 1, 0, 's'},   {"window", 1, 0, 'w'},
+        {"duration", 1, 0, 'd'},  {"warmup", 1, 0, 'W'}, {"samples", 1, 0, 'n'},
+        {"pace", 1, 0, 'C'},      {"hold", 1, 0, 'H'},   {"threads", 1, 0, 't'},
+        {"watch-pid", 1, 0, 'P'}, {"label", 1, 0, 'l'},  {"tls", 0, 0, 'T'},
+        {"sni", 1, 0, 'S'},       {"host", 1, 0, 'A'},   {"help", 0, 0, 'h'},
+        {"resume", 0, 0, 'R'},    {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "m:p:TRu:c:s:w:d:W:n:C:H:t:P:l:h", lo, NULL)) != -1) {
@@ -1231,6 +1221,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'S':
             opt.sni = optarg;
+            break;
+        case 'A':
+            opt.host = optarg;
             break;
         case 'u':
             opt.path = optarg;

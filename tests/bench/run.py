@@ -47,8 +47,9 @@ Environment (all optional):
                        median round (3)
   BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
                        wss100,wsschurn,wssresume,loaded,
-                       access (churn: Redis token, ES256 JWT, plain) (all; wss* measure
-                       haproxy's and wsgate's TLS listeners)
+                       access (churn: Redis token, ES256 JWT, plain),
+                       routes (churn: 1,000 host+path routes vs 1 route)
+                       (all; wss* measure haproxy's and wsgate's TLS listeners)
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
                        as haproxy here logs nothing)
@@ -74,14 +75,18 @@ TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
 if os.environ.get("BENCH_BASELINE"):
     TARGETS.append("baseline")
 SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100", "wsschurn",
-             "wssresume", "loaded", "access"]
+             "wssresume", "loaded", "access", "routes"]
 WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume")
 # TLS on both sides of the comparison (what issue 16 asks for)
 TLS_SUITE = "TLS_AES_256_GCM_SHA384"
+# routes: the Host every churn connection sends, served by the echo route.
+ROUTES_HOST = "echo.bench.test"
+ROUTES_N = 1000
 # The result that orders the rounds of a scenario when BENCH_REPEAT > 1.
 MEDIAN_KEY = {"bulk1": "mb_per_s", "latency": "p50_us", "bulk100": "mb_per_s",
               "churn": "per_s", "idle": "open_s", "wss1": "mb_per_s", "wss100": "mb_per_s",
-              "wsschurn": "per_s", "wssresume": "per_s", "loaded": "p99_us", "access": "per_s"}
+              "wsschurn": "per_s", "wssresume": "per_s", "loaded": "p99_us", "access": "per_s",
+              "routes": "per_s"}
 
 
 def env_num(name, default):
@@ -396,6 +401,10 @@ backend = {backend}
         if scenario == "access":
             self.run_access(["-m", "churn", "-c", str(self.churn), "-s", "64"] + common, budget)
             return
+        if scenario == "routes":
+            self.run_routes(["-m", "churn", "-c", str(self.churn), "-s", "64", "--host",
+                             ROUTES_HOST] + common, budget)
+            return
         plan = {
             "bulk1": (bulk1, TARGETS),
             "latency": (["-m", "latency", "-c", "1", "-s", "64", "-n", str(self.samples),
@@ -606,6 +615,71 @@ token_jwt_algorithms = ES256
             mark = "" if goal is None else (" ok" if share >= goal else " BELOW GOAL")
             print(f"  {label:20s} {v:8.0f}  {share * 100:5.1f}% of plain{mark}")
 
+    # ---- routes: churn through a wsgate with 1,000 host+path routes (the
+    # echo route last in the file, chosen by its Host) and through one with
+    # that route alone, in one run ---------------------------------------
+    def routes_config(self, n):
+        """INI text of a wsgate whose n-th route is the echo route: the n - 1
+        others (every tenth a wildcard, every third on the same /echo path, so
+        that only the Host tells them apart) name a backend never dialled."""
+        lines = []
+        for i in range(n - 1):
+            host = f"*.w{i}.example.org" if i % 10 == 0 else f"h{i}.example.com"
+            path = "/echo" if i % 3 == 0 else f"/console/p{i % 7}"
+            lines.append(f"[route:r{i}]\nhost = {host}\npath = {path}\nbackend = 127.0.0.1:1\n")
+        lines.append(f"[route:echo]\nhost = {ROUTES_HOST}\npath = /echo\n"
+                     f"backend = 127.0.0.1:{self.echo_port}\n")
+        return "\n".join(lines)
+
+    def start_routes(self, n):
+        port = free_port()
+        name = f"wsgate-routes{n}"
+        cfg = os.path.join(self.dir, f"{name}.ini")
+        with open(cfg, "w") as f:
+            f.write(f"""[gateway]
+listen = 127.0.0.1:{port}
+workers = 0
+max_connections = 10000
+log_level = {self.log_level}
+
+{self.routes_config(n)}""")
+        srv = Server(name, [self.args.wsgate, "-c", cfg], port,
+                     os.path.join(self.dir, f"{name}.log"), "ws", "/echo")
+        srv.start()
+        self.servers[name] = srv
+        return name
+
+    def run_routes(self, churn, budget):
+        if "wsgate" not in self.targets:
+            return
+        names = []
+        try:
+            for n in (ROUTES_N, 1):
+                names.append(self.start_routes(n))
+        except (RuntimeError, OSError) as e:
+            self.failures.append(f"routes: wsgate did not start: {e}")
+        if len(names) == 2:
+            keys = [f"routes-{ROUTES_N}", "routes-1"]
+            for round_no in range(self.repeat):
+                k = round_no % 2
+                for name, key in list(zip(names, keys))[k:] + list(zip(names, keys))[:k]:
+                    self.loadgen("routes", name, churn, budget, key=key)
+            self.pick_medians("routes")
+        for name in names:
+            self.servers.pop(name).stop()
+
+    def report_routes(self):
+        many, one = (self.get("routes", f"routes-{ROUTES_N}", "per_s"),
+                     self.get("routes", "routes-1", "per_s"))
+        if many is None or one is None:
+            return
+        share = many / one
+        print(f"\nroute table churn ({self.churn} concurrent, Host {ROUTES_HOST}, conn/s; "
+              f"goal: {ROUTES_N:,} routes within 5% of 1 route)")
+        print(f"  {f'{ROUTES_N:,} host+path routes (echo last)':34s} {many:8.0f}")
+        print(f"  {'1 route':34s} {one:8.0f}")
+        print(f"  ratio {share:.3f}" + (" ok" if share >= 0.95 else " BELOW GOAL"))
+
     # ---- report -----------------------------------------------------------
     def print_machine(self):
         def first_line(argv):
@@ -669,6 +743,7 @@ token_jwt_algorithms = ES256
         self.report_wss()
         self.report_loaded()
         self.report_access()
+        self.report_routes()
         self.report_cpu()
         self.report_goals()
         if self.failures:

@@ -5,7 +5,8 @@
 //   WS_BASE     "" when the page's own origin is wsgate (web_root), else the
 //               ws:// origin of wsgate (the page is served elsewhere)
 //   ROUTES      echo=/echo,deny=/deny,hb=/hb,z=/z route paths (z compresses)
-//   SCENARIOS   comma list: echo,echo-deflate,echo-b64,origin,heartbeat,static,demo,novnc
+//   SCENARIOS   comma list: echo,echo-deflate,echo-b64,origin,heartbeat,static,demo,novnc,
+//               hosts,replay
 //   HOLD        heartbeat idle seconds (5)
 //   DEMO_URL    URL of a wsgate serving contrib/web (the demo terminal page)
 //   DEMO_PATH   that wsgate's echo route, the page's default (/echo)
@@ -14,10 +15,19 @@
 //   ARTIFACTS   directory for screenshots and page logs
 //   CHROMIUM    browser binary (/usr/bin/chromium)
 //   WAIT_FOR    host:port list that must accept connections first
+//   HOSTS_PORT  hosts: port of a wsgate tls listener routing /x by Host
+//               (a.test -> "backend A", *.b.test -> "backend B"); Chromium
+//               maps *.test to 127.0.0.1 (--host-resolver-rules)
+//   HOSTS_SPKI  base64 SHA-256 of that listener's public key: the only
+//               certificate Chromium accepts without a trusted CA
+//   REPLAY_BASE URL of a wsgate web_root holding replay.html and
+//               asciinema-player/; its route REPLAY_PATH (/rec) records as
+//               asciicast into REC_DIR (web_root's rec/) and reaches a backend
+//               that greets with REPLAY_BANNER "\r\n" and then echoes
 // Prints one "ok"/"not ok" line per scenario and a final
 // "N passed, N failed" line; exits 0 when every scenario passed.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -217,6 +227,141 @@ async function demoScenario(ctx) {
   return { ok, detail };
 }
 
+// A recording made through wsgate, replayed by contrib/web/replay.html with
+// asciinema-player: a page socket on the recorded route reads the greeting,
+// types a line (echoed back) and closes; the .cast file must hold exactly that
+// output; then replay.html?cast=rec/FILE must end with the same text on the
+// player's terminal, line for line.
+async function replayScenario(ctx) {
+  const page = await ctx.newPage();
+  const lines = [];
+  page.on('console', (m) => lines.push(`console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => lines.push(`pageerror: ${e.message}`));
+  const banner = env.REPLAY_BANNER || '';
+  const typed = 'typed through wsgate 7';
+  const output = `${banner}\r\n${typed}\r\n`;
+  // eslint-disable-next-line no-control-regex
+  const screen = [...output.replace(/\x1b\[[0-9;]*m/g, '').split('\r\n').filter((l) => l !== '')];
+  let ok = false;
+  let detail = '';
+  try {
+    if (!env.REPLAY_BASE || !env.REC_DIR) throw new Error('no REPLAY_BASE/REC_DIR');
+    const resp = await page.goto(`${env.REPLAY_BASE}replay.html`, { waitUntil: 'load', timeout: 15000 });
+    if (!resp || resp.status() !== 200) throw new Error(`replay.html: HTTP ${resp && resp.status()}`);
+    const wsUrl = env.REPLAY_BASE.replace(/^http/, 'ws') + (env.REPLAY_PATH || '/rec').replace(/^\//, '');
+    const got = await page.evaluate(
+      ([url, first, line]) =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(url);
+          ws.binaryType = 'arraybuffer';
+          let text = '';
+          let sent = false;
+          const t = setTimeout(() => reject(new Error(`timeout, received ${JSON.stringify(text)}`)), 15000);
+          ws.onmessage = (ev) => {
+            text += new TextDecoder().decode(ev.data, { stream: true });
+            if (!sent && text.length >= first.length) {
+              sent = true;
+              ws.send(new TextEncoder().encode(line));
+            }
+            if (text.length >= first.length + line.length) ws.close(1000);
+          };
+          ws.onclose = (ev) => {
+            clearTimeout(t);
+            resolve({ text, code: ev.code });
+          };
+        }),
+      [wsUrl, `${banner}\r\n`, `${typed}\r\n`],
+    );
+    if (got.text !== output || got.code !== 1000)
+      throw new Error(`through the recorded route: ${JSON.stringify(got)}, expected ${JSON.stringify(output)}`);
+    // The writer thread finishes the file after the session ends.
+    let name = null;
+    let events = null;
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      const casts = readdirSync(env.REC_DIR).filter((f) => f.endsWith('.cast'));
+      if (casts.length > 1) throw new Error(`${casts.length} recordings in ${env.REC_DIR}: ${casts.join(' ')}`);
+      if (casts.length === 1) {
+        name = casts[0];
+        const rows = readFileSync(join(env.REC_DIR, name), 'utf8').split('\n').filter(Boolean);
+        try {
+          const head = JSON.parse(rows[0]);
+          if (head.version !== 2) throw new Error(`header ${rows[0]}`);
+          events = rows.slice(1).map((r) => JSON.parse(r));
+        } catch {
+          events = null; // a line still being written
+        }
+        const out = events && events.filter((e) => e[1] === 'o').map((e) => e[2]).join('');
+        const inp = events && events.filter((e) => e[1] === 'i').map((e) => e[2]).join('');
+        if (out === output && inp === `${typed}\r\n`) break;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`recording ${name}: events ${JSON.stringify(events)}, expected output ${JSON.stringify(output)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const r2 = await page.goto(`${env.REPLAY_BASE}replay.html?cast=${encodeURIComponent(`rec/${name}`)}`, {
+      waitUntil: 'load',
+      timeout: 15000,
+    });
+    if (!r2 || r2.status() !== 200) throw new Error(`replay.html?cast=: HTTP ${r2 && r2.status()}`);
+    let shown = null;
+    const end = Date.now() + 20000;
+    for (;;) {
+      shown = await page.evaluate(() => {
+        const pre = document.querySelector('.ap-term-text');
+        if (!pre) return null;
+        const rows = [...pre.querySelectorAll('.ap-line')].map((l) => l.textContent.replace(/\s+$/, ''));
+        while (rows.length && rows[rows.length - 1] === '') rows.pop();
+        const p = window.player;
+        // SGR 1;32 of the first line: bold and green as the browser draws it
+        const span = [...pre.querySelectorAll('.ap-line span')].find((e) => e.textContent.includes('wsgate'));
+        const cs = span ? getComputedStyle(span) : null;
+        return {
+          rows,
+          t: p ? p.getCurrentTime() : null,
+          d: p ? p.getDuration() : null,
+          weight: cs ? Number(cs.fontWeight) : null,
+          color: cs ? cs.color : null,
+        };
+      });
+      if (shown && JSON.stringify(shown.rows) === JSON.stringify(screen) && shown.d !== null && shown.t >= shown.d) break;
+      if (Date.now() > end) break;
+      await page.waitForTimeout(200);
+    }
+    const green = (c) => {
+      const m = /rgba?\((\d+), (\d+), (\d+)/.exec(c || '');
+      return !!m && Number(m[2]) > 2 * Number(m[1]) && Number(m[2]) > 2 * Number(m[3]);
+    };
+    ok = !!shown && JSON.stringify(shown.rows) === JSON.stringify(screen) && shown.d !== null &&
+      shown.t >= shown.d && shown.weight >= 600 && green(shown.color);
+    detail = ok
+      ? `${name}: ${events.length} events; the player shows ${screen.length} lines at ` +
+        `${shown.t.toFixed(2)}/${shown.d.toFixed(2)} s, the first bold (${shown.weight}) in ${shown.color}`
+      : `player: ${JSON.stringify(shown)}, expected rows ${JSON.stringify(screen)} at the end, ` +
+        'the first bold and green';
+  } catch (e) {
+    detail = String(e.message || e);
+  }
+  await page.screenshot({ path: join(ARTIFACTS, 'replay.png'), fullPage: true }).catch(() => {});
+  writeFileSync(join(ARTIFACTS, 'replay.log'), lines.join('\n') + '\n');
+  await page.close();
+  if (!ok && lines.length) detail += `\n# page log:\n# ${lines.slice(-10).join('\n# ')}`;
+  return { ok, detail };
+}
+
+// Query string of index.html?test=hosts for the host-routed tls listener.
+function hostsQuery() {
+  const port = env.HOSTS_PORT;
+  const q = (k, v) => `&${k}=${encodeURIComponent(v)}`;
+  return (
+    q('t', `wss://a.test:${port}/x|backend A`) +
+    q('t', `wss://x.b.test:${port}/x|backend B`) +
+    q('t', `wss://deep.x.b.test:${port}/x|backend B`) +
+    q('refuse', `wss://c.test:${port}/x`) +
+    q('refuse', `wss://b.test:${port}/x`)
+  );
+}
+
 async function main() {
   for (const hp of (env.WAIT_FOR || '').split(',').filter(Boolean)) await waitPort(hp, 10000);
 
@@ -235,6 +380,8 @@ async function main() {
         '--disable-background-networking',
         '--disable-component-update',
         '--disable-sync',
+        '--host-resolver-rules=MAP *.test 127.0.0.1',
+        ...(env.HOSTS_SPKI ? [`--ignore-certificate-errors-spki-list=${env.HOSTS_SPKI}`] : []),
       ],
       viewport: { width: 1024, height: 768 },
       timeout: 60000,
@@ -275,6 +422,14 @@ async function main() {
         break;
       case 'novnc':
         r = await novncScenario(ctx);
+        break;
+      case 'hosts':
+        r = env.HOSTS_PORT
+          ? await pageScenario(ctx, s, 'hosts', '', hostsQuery(), 60000)
+          : { ok: false, detail: 'no HOSTS_PORT' };
+        break;
+      case 'replay':
+        r = await replayScenario(ctx);
         break;
       default:
         r = { ok: false, detail: 'unknown scenario' };

@@ -9,14 +9,19 @@
 # terminal page of contrib/web (served by a second wsgate whose web_root is
 # contrib/web, its /echo route relaying typed lines to the echo backend), and
 # noVNC (Debian's novnc package, served from web_root) showing a TigerVNC
-# desktop reached through a token route.
+# desktop reached through a token route; routing by Host on a tls listener
+# (hosts: wss to a.test, x.b.test and names no route serves, Chromium mapping
+# *.test to 127.0.0.1, the certificate made with openssl here and pinned by
+# its key); and an asciicast recording made through wsgate replayed by
+# contrib/web/replay.html with asciinema-player (replay).
 #
 # Environment:
 #   WSGATE      the wsgate binary (required; exit 77 = skip when missing)
 #   CHROMIUM    browser (default /usr/bin/chromium; missing -> exit 77)
 #   NODE        node (default: node on PATH; missing -> exit 77)
 #   PYTHON3     for serving the page while wsgate has no web_root (default /usr/bin/python3)
-#   WSGATE_BROWSER_SCENARIOS  override the list (echo,echo-b64,origin,heartbeat,static,demo,novnc)
+#   WSGATE_BROWSER_SCENARIOS  override the list (echo,echo-deflate,echo-b64,origin,heartbeat,
+#                             static,demo,hosts,replay,novnc)
 #   WSGATE_BROWSER_NOVNC=0    leave noVNC out
 #   WSGATE_BROWSER_ARTIFACTS  keep screenshots and logs in this directory
 # node_modules must be installed first: (cd tests/browser && npm ci); without
@@ -185,7 +190,7 @@ wait_for="127.0.0.1:$ws_port,127.0.0.1:$page_port"
 
 scenarios=${WSGATE_BROWSER_SCENARIOS:-echo,echo-deflate,echo-b64,origin,heartbeat}
 if [ -z "$WSGATE_BROWSER_SCENARIOS" ] && [ "$web_root" = 1 ]; then
-	scenarios="$scenarios,static,demo"
+	scenarios="$scenarios,static,demo,hosts,replay"
 elif [ -z "$WSGATE_BROWSER_SCENARIOS" ]; then
 	echo "run.sh: demo scenario left out (the demo page needs wsgate's web_root)"
 fi
@@ -213,6 +218,92 @@ EOF
 	start_wsgate wsgate-demo demo
 	demo_url="http://127.0.0.1:$demo_port/"
 	wait_for="$wait_for,127.0.0.1:$demo_port"
+	;;
+esac
+
+# ---- routing by Host on a tls listener ----------------------------------------
+# Two routes on the same path, the wildcard first in the file: a gateway that
+# ignored the Host header would send every name to one backend.
+hosts_port=""
+hosts_spki=""
+case ",$scenarios," in
+*,hosts,*)
+	command -v openssl >/dev/null 2>&1 || die "openssl not found (the hosts scenario makes its certificate)"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj /CN=a.test -addext "subjectAltName=DNS:a.test,DNS:*.b.test" \
+		-keyout "$tmp/hosts.key" -out "$tmp/hosts.crt" >"$tmp/openssl.log" 2>&1 || {
+		cat "$tmp/openssl.log" >&2
+		die "openssl req failed"
+	}
+	hosts_spki=$(openssl x509 -in "$tmp/hosts.crt" -noout -pubkey |
+		openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | base64) ||
+		die "cannot hash the test certificate's key"
+	for b in A B; do
+		"$NODE" "$here/echo-server.mjs" "$tmp/backend$b.port" "backend $b" &
+		pids="$pids $!"
+		wait_file "$tmp/backend$b.port" 10 || die "backend $b did not start"
+	done
+	hosts_port=$(free_port) || die "no free port"
+	cat >"$tmp/wsgate-hosts.ini" <<EOF
+[gateway]
+listen = 127.0.0.1:$hosts_port tls
+workers = 1
+log_level = info
+
+[tls]
+cert = $tmp/hosts.crt
+key = $tmp/hosts.key
+
+[route:b]
+host = *.b.test
+path = /x
+backend = 127.0.0.1:$(cat "$tmp/backendB.port")
+
+[route:a]
+host = a.test
+path = /x
+backend = 127.0.0.1:$(cat "$tmp/backendA.port")
+EOF
+	start_wsgate wsgate-hosts hosts
+	wait_for="$wait_for,127.0.0.1:$hosts_port"
+	;;
+esac
+
+# ---- an asciicast recording replayed by contrib/web/replay.html ----------------
+# web_root is a copy of replay.html and the player's files; the route records
+# into its rec/ directory, so the page fetches the recording from web_root.
+replay_base=""
+replay_root=""
+replay_banner=$(printf '\033[1;32mwsgate replay check\033[0m\r\nsecond line: 42')
+case ",$scenarios," in
+*,replay,*)
+	player="$here/node_modules/asciinema-player/dist/bundle"
+	[ -f "$player/asciinema-player.min.js" ] ||
+		die "$player/asciinema-player.min.js not found (cd tests/browser && npm ci)"
+	replay_root="$tmp/replay-root"
+	mkdir -p "$replay_root/asciinema-player" "$replay_root/rec" || die "cannot make $replay_root"
+	cp "$here/../../contrib/web/replay.html" "$replay_root/" &&
+		cp "$player"/* "$replay_root/asciinema-player/" || die "cannot copy replay.html and the player"
+	"$NODE" "$here/echo-server.mjs" "$tmp/rec-backend.port" "$replay_banner" &
+	pids="$pids $!"
+	wait_file "$tmp/rec-backend.port" 10 || die "the recorded backend did not start"
+	replay_port=$(free_port) || die "no free port"
+	cat >"$tmp/wsgate-replay.ini" <<EOF
+[gateway]
+listen = 127.0.0.1:$replay_port
+workers = 1
+log_level = info
+web_root = $replay_root
+
+[route:rec]
+path = /rec
+backend = 127.0.0.1:$(cat "$tmp/rec-backend.port")
+record = $replay_root/rec
+record_format = asciicast
+EOF
+	start_wsgate wsgate-replay replay
+	replay_base="http://127.0.0.1:$replay_port/"
+	wait_for="$wait_for,127.0.0.1:$replay_port"
 	;;
 esac
 
@@ -294,6 +385,12 @@ PAGE_BASE="http://127.0.0.1:$page_port/" \
 	DEMO_URL="$demo_url" \
 	DEMO_PATH=/echo \
 	NOVNC_URL="$novnc_url" \
+	HOSTS_PORT="$hosts_port" \
+	HOSTS_SPKI="$hosts_spki" \
+	REPLAY_BASE="$replay_base" \
+	REPLAY_PATH=/rec \
+	REPLAY_BANNER="$replay_banner" \
+	REC_DIR="${replay_root:+$replay_root/rec}" \
 	NOVNC_COLORS="255,0,0;0,0,255" \
 	ARTIFACTS="$art" \
 	CHROMIUM="$CHROMIUM" \

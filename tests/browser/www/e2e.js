@@ -12,6 +12,10 @@
  *              pings, then echo again on the same socket.
  *   static     (page served by wsgate's web_root) Content-Type, HEAD, 304,
  *              301 to a directory's slash, 404, 405 as the browser sees them.
+ *   hosts      routing by Host: each &t=URL|TAG (wss:// URLs that differ in
+ *              host name only) must reach the backend that greets with
+ *              TAG "\r\n" and then echoes; each &refuse=URL must fail to open
+ *              (no route answers that host).
  * The backend relays bytes, not messages: the bytes received (in whatever
  * frames the gateway cuts them into) must equal the bytes sent. */
 'use strict';
@@ -265,6 +269,40 @@
     check('close handshake', c && c.code === 1000, c ? 'code ' + c.code : 'no close event');
   }
 
+  /* Host routing: the greeting tells which backend answered; an echo of
+   * pseudo-random bytes follows on the same socket, compared byte for byte. */
+  async function testHosts(targets, refused) {
+    const enc = new TextEncoder();
+    let seed = 7;
+    for (const t of targets) {
+      const bar = t.lastIndexOf('|');
+      const url = t.slice(0, bar);
+      const tag = enc.encode(t.slice(bar + 1) + '\r\n');
+      const conn = new Conn(url);
+      await conn.ready;
+      const got = await conn.expect(tag.length, 15000);
+      const d = firstDiff(tag, got);
+      check(url + ' greeting', d < 0,
+        JSON.stringify(new TextDecoder().decode(got)) + ', expected ' + JSON.stringify(t.slice(bar + 1) + '\r\n'));
+      await echoOne(conn, url + ' echo', bytes(4096 + seed, seed++));
+      const c = await conn.close(1000);
+      check(url + ' close', c && c.code === 1000, c ? 'code ' + c.code : 'no close event');
+      check(url + ' no extra bytes', conn.avail === 0, conn.avail + ' unexpected bytes');
+    }
+    for (const url of refused) {
+      const conn = new Conn(url);
+      let opened = false;
+      try {
+        await Promise.race([conn.ready, sleep(15000).then(() => { throw new Error('no outcome'); })]);
+        opened = true;
+      } catch (e) {
+        /* expected */
+      }
+      check(url + ' refused', !opened && !conn.opened && conn.closed && conn.closed.code === 1006,
+        conn.closed ? 'code ' + conn.closed.code : 'no close event');
+    }
+  }
+
   /* The page's own origin is wsgate: check web_root answers as a browser
    * sees them (types it enforces for modules and wasm, HEAD, 304, 301, 404,
    * 405, an encoded traversal the URL parser leaves alone). */
@@ -336,6 +374,7 @@
       else if (test === 'echo-b64') await testEcho(route, ['base64']);
       else if (test === 'origin') await testOrigin(route);
       else if (test === 'static') await testStatic();
+      else if (test === 'hosts') await testHosts(params.getAll('t'), params.getAll('refuse'));
       else if (test === 'heartbeat') await testHeartbeat(route, Number(params.get('hold') || 5));
       else throw new Error('unknown test ' + test);
     } catch (e) {
