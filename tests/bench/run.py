@@ -48,7 +48,9 @@ Environment (all optional):
   BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
                        wss100,wsschurn,wssresume,loaded,
                        access (churn: Redis token, ES256 JWT, plain),
-                       routes (churn: 1,000 host+path routes vs 1 route)
+                       routes (churn: 1,000 host+path routes vs 1 route),
+                       edge (churn and latency through haproxy into a plain
+                       listener, a proxy listener, and one with per-IP limits)
                        (all; wss* measure haproxy's and wsgate's TLS listeners)
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
@@ -75,7 +77,7 @@ TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
 if os.environ.get("BENCH_BASELINE"):
     TARGETS.append("baseline")
 SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100", "wsschurn",
-             "wssresume", "loaded", "access", "routes"]
+             "wssresume", "loaded", "access", "routes", "edge"]
 WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume")
 # TLS on both sides of the comparison (what issue 16 asks for)
 TLS_SUITE = "TLS_AES_256_GCM_SHA384"
@@ -86,7 +88,7 @@ ROUTES_N = 1000
 MEDIAN_KEY = {"bulk1": "mb_per_s", "latency": "p50_us", "bulk100": "mb_per_s",
               "churn": "per_s", "idle": "open_s", "wss1": "mb_per_s", "wss100": "mb_per_s",
               "wsschurn": "per_s", "wssresume": "per_s", "loaded": "p99_us", "access": "per_s",
-              "routes": "per_s"}
+              "routes": "per_s", "edge": "per_s", "edge-latency": "p50_us"}
 
 
 def env_num(name, default):
@@ -401,6 +403,11 @@ backend = {backend}
         if scenario == "access":
             self.run_access(["-m", "churn", "-c", str(self.churn), "-s", "64"] + common, budget)
             return
+        if scenario == "edge":
+            self.run_edge(["-m", "churn", "-c", str(self.churn), "-s", "64"] + common,
+                          ["-m", "latency", "-c", "1", "-s", "64", "-n", str(self.samples),
+                           "-d", str(self.latency_max), "-W", str(w)], budget + self.latency_max)
+            return
         if scenario == "routes":
             self.run_routes(["-m", "churn", "-c", str(self.churn), "-s", "64", "--host",
                              ROUTES_HOST] + common, budget)
@@ -680,6 +687,95 @@ log_level = {self.log_level}
         print(f"  {'1 route':34s} {one:8.0f}")
         print(f"  ratio {share:.3f}" + (" ok" if share >= 0.95 else " BELOW GOAL"))
 
+    # ---- edge: haproxy in front of wsgate, a plain listener against a proxy
+    # listener (haproxy send-proxy-v2) without and with per-address limits,
+    # in one run (issue 12) -------------------------------------------------
+    EDGE_VARIANTS = (("edge-plain", False, ""),
+                     ("edge-proxy", True, ""),
+                     ("edge-proxy-limits", True,
+                      "max_connections_per_ip = 1000000\nhandshake_rate_per_ip = 1000000\n"))
+
+    def start_edge(self, key, proxy, limits):
+        """wsgate (a proxy listener when proxy) and haproxy in front of it."""
+        wport, hport = free_port(), free_port()
+        cfg = os.path.join(self.dir, f"{key}.ini")
+        with open(cfg, "w") as f:
+            f.write(f"""[gateway]
+listen = 127.0.0.1:{wport}{' proxy' if proxy else ''}
+workers = 0
+max_connections = 10000
+log_level = {self.log_level}
+{limits}
+[route:echo]
+path = /echo
+backend = 127.0.0.1:{self.echo_port}
+""")
+        w = Server(f"wsgate-{key}", [self.args.wsgate, "-c", cfg], wport,
+                   os.path.join(self.dir, f"wsgate-{key}.log"), "ws", "/echo")
+        w.start()
+        self.servers[w.name] = w
+        hcfg = os.path.join(self.dir, f"haproxy-{key}.cfg")
+        with open(hcfg, "w") as f:
+            f.write(f"""global
+    nbthread 2
+    maxconn 10000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend relay
+    bind 127.0.0.1:{hport}
+    default_backend gw
+backend gw
+    server w 127.0.0.1:{wport}{' send-proxy-v2' if proxy else ''}
+""")
+        h = Server(f"haproxy-{key}", ["haproxy", "-db", "-f", hcfg], hport,
+                   os.path.join(self.dir, f"haproxy-{key}.log"), "ws", "/echo")
+        h.start()
+        self.servers[h.name] = h
+        return h.name
+
+    def run_edge(self, churn, latency, budget):
+        if "wsgate" not in self.targets or "haproxy" not in self.targets:
+            return
+        names = []
+        try:
+            for key, proxy, limits in self.EDGE_VARIANTS:
+                names.append((self.start_edge(key, proxy, limits), key))
+        except (RuntimeError, OSError) as e:
+            self.failures.append(f"edge: cannot start: {e}")
+        if len(names) == len(self.EDGE_VARIANTS):
+            for round_no in range(self.repeat):
+                k = round_no % len(names)
+                for name, key in names[k:] + names[:k]:
+                    self.loadgen("edge", name, churn, budget, key=key)
+                    self.loadgen("edge-latency", name, latency, budget, key=key)
+            self.pick_medians("edge")
+            self.pick_medians("edge-latency")
+        for key, _, _ in self.EDGE_VARIANTS:
+            for name in (f"wsgate-{key}", f"haproxy-{key}"):
+                if name in self.servers:
+                    self.servers.pop(name).stop()
+
+    def report_edge(self):
+        base = self.get("edge", "edge-plain", "per_s")
+        if base is None:
+            return
+        print(f"\nedge: haproxy in front of wsgate ({self.churn} concurrent churn, conn/s; "
+              "64-byte echo latency, us; goal: proxy listener with limits within 5% of plain)")
+        for key, label in (("edge-plain", "plain listener"),
+                           ("edge-proxy", "proxy listener (send-proxy-v2)"),
+                           ("edge-proxy-limits", "proxy listener + per-IP limits")):
+            c = self.get("edge", key, "per_s")
+            p50, p99 = (self.get("edge-latency", key, "p50_us"),
+                        self.get("edge-latency", key, "p99_us"))
+            if c is None:
+                print(f"  {label:32s} -")
+                continue
+            print(f"  {label:32s} churn {c:8.0f} ({c / base:.3f}x)   latency p50 "
+                  f"{p50 or 0:6.1f} p99 {p99 or 0:6.1f}")
+
     # ---- report -----------------------------------------------------------
     def print_machine(self):
         def first_line(argv):
@@ -744,6 +840,7 @@ log_level = {self.log_level}
         self.report_loaded()
         self.report_access()
         self.report_routes()
+        self.report_edge()
         self.report_cpu()
         self.report_goals()
         if self.failures:
