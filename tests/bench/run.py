@@ -715,10 +715,12 @@ backend = 127.0.0.1:{self.echo_port}
         w.start()
         self.servers[w.name] = w
         hcfg = os.path.join(self.dir, f"haproxy-{key}.cfg")
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        maxconn = 10000 if hard == resource.RLIM_INFINITY else min(10000, (hard - 200) // 2)
         with open(hcfg, "w") as f:
             f.write(f"""global
     nbthread 2
-    maxconn 10000
+    maxconn {maxconn}
 defaults
     mode tcp
     timeout connect 5s
