@@ -355,6 +355,7 @@ static void inflate_message_end(struct pmd *p)
 {
     p->msg_out = 0;
     p->tail_fed = 0;
+    p->boundary = false;
     p->ended = false;
     p->in_msg = false;
     p->msg_in = false;
@@ -424,6 +425,11 @@ enum pmd_status pmd_inflate(struct pmd *p, const uint8_t *in, size_t inlen, bool
         uInt in0 = z->avail_in, out0 = z->avail_out;
         int rc = inflate(z, Z_SYNC_FLUSH);
         size_t got = out0 - z->avail_out, ate = in0 - z->avail_in;
+        /* zlib's "at a block boundary" (data_type bit 128) is only true
+         * right after a call that moved data: a later call with nothing to
+         * do leaves it at TYPEDO, which clears the bit */
+        if (got || ate)
+            p->boundary = (z->data_type & 128) != 0;
         if (data_left) {
             used += ate;
             p->msg_in = true;
@@ -462,7 +468,7 @@ enum pmd_status pmd_inflate(struct pmd *p, const uint8_t *in, size_t inlen, bool
     *consumed = used;
     *produced = made;
     if (fin) {
-        if (p->msg_in && !p->ended && !(z->data_type & 128)) {
+        if (p->msg_in && !p->ended && !p->boundary) {
             inflateReset(z);
             return inflate_fail(p, code, reason, WS_CLOSE_BAD_DATA, "truncated compressed message");
         }

@@ -94,6 +94,7 @@ struct pmd {
     bool in_msg;      /* a message is in progress */
     bool msg_in;      /* it had compressed bytes */
     bool pending;     /* the last call filled the output: zlib may hold more */
+    bool boundary;    /* the last inflate call that moved data ended at a block boundary */
     bool text;        /* a text message: its output is validated as UTF-8 */
     utf8_state utf8;
 };

@@ -145,12 +145,15 @@ static void check_config(const struct config *c)
         CHECK(r->path != NULL && r->path[0] == '/');
         size_t plen = strlen(r->path);
         CHECK(r->prefix == (r->path[plen - 1] == '/'));
-        /* Backends, or a token file that names them (not both). */
-        CHECK((r->nbackends >= 1) != (r->token_file != NULL));
+        /* Backends, or one token source that names them (not both). */
+        bool token_source = r->token_file != NULL || r->redis != NULL || r->jwt != NULL;
+        CHECK((r->nbackends >= 1) != token_source);
         CHECK((r->token_file != NULL) == (r->tokens != NULL));
         for (size_t b = 0; b < r->nbackends; b++) {
             CHECK(r->backends[b].text != NULL);
-            CHECK(r->backends[b].naddrs >= 1 && r->backends[b].addrs != NULL);
+            /* numeric addresses are parsed now, names resolved at connect */
+            CHECK((r->backends[b].naddrs >= 1 && r->backends[b].addrs != NULL) ||
+                  (r->backends[b].naddrs == 0 && r->backends[b].host != NULL));
         }
         for (size_t k = 0; k < r->norigins; k++)
             CHECK(r->origins[k] != NULL && r->origins[k][0] != '\0');
