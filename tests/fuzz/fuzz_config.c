@@ -135,8 +135,10 @@ static void check_config(const struct config *c)
     CHECK(c->refcount == 1);
     CHECK(c->file != NULL && strcmp(c->file, NAME) == 0);
     CHECK(c->nlistens >= 1 && c->listens != NULL);
+    /* every listener has an address, but for the sockets systemd passes */
     for (size_t i = 0; i < c->nlistens; i++)
-        CHECK(c->listens[i].text != NULL && c->listens[i].addr.len > 0);
+        CHECK(c->listens[i].text != NULL &&
+              (c->listens[i].addr.len > 0) == (c->listens[i].kind != LISTEN_SYSTEMD));
     CHECK(c->max_connections >= 1);
     CHECK(c->buffer_size >= 4096 && c->buffer_size <= 16u << 20);
     for (size_t i = 0; i < c->nroutes; i++) {
