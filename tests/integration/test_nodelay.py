@@ -30,10 +30,9 @@ def _syscall(*args):
     return r
 
 
-def gateway_socket_of(gw, client):
-    """A duplicate of the socket wsgate accepted for client (a connected
-    socket.socket on this side)."""
-    mine = client.getsockname()
+def gateway_socket(gw, match, what):
+    """A duplicate of the first connected socket of wsgate for which
+    match(sock) is true."""
     pidfd = _syscall(SYS_PIDFD_OPEN, gw.proc.pid, 0)
     try:
         for name in os.listdir("/proc/%d/fd" % gw.proc.pid):
@@ -42,17 +41,23 @@ def gateway_socket_of(gw, client):
                     continue
             except OSError:
                 continue
-            fd = _syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
-            s = socket.socket(fileno=fd)
+            s = socket.socket(fileno=_syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0))
             try:
-                if s.type == socket.SOCK_STREAM and s.getpeername() == mine:
+                if s.type == socket.SOCK_STREAM and match(s):
                     return s
             except OSError:
                 pass
             s.close()
     finally:
         os.close(pidfd)
-    raise AssertionError("no socket in wsgate is connected to %r" % (mine,))
+    raise AssertionError("no socket in wsgate is connected to %s" % what)
+
+
+def gateway_socket_of(gw, client):
+    """A duplicate of the socket wsgate accepted for client (a connected
+    socket.socket on this side)."""
+    mine = client.getsockname()
+    return gateway_socket(gw, lambda s: s.getpeername() == mine, repr(mine))
 
 
 def nodelay(s):
@@ -111,24 +116,8 @@ def test_wss_client_socket_has_nodelay(gw, echo, tmp_path):
 
 def gateway_backend_socket(gw, backend_port):
     """A duplicate of wsgate's socket connected to the backend port."""
-    pidfd = _syscall(SYS_PIDFD_OPEN, gw.proc.pid, 0)
-    try:
-        for name in os.listdir("/proc/%d/fd" % gw.proc.pid):
-            try:
-                if not os.readlink("/proc/%d/fd/%s" % (gw.proc.pid, name)).startswith("socket:"):
-                    continue
-            except OSError:
-                continue
-            s = socket.socket(fileno=_syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0))
-            try:
-                if s.type == socket.SOCK_STREAM and s.getpeername()[1] == backend_port:
-                    return s
-            except OSError:
-                pass
-            s.close()
-    finally:
-        os.close(pidfd)
-    raise AssertionError("no socket in wsgate is connected to port %d" % backend_port)
+    return gateway_socket(gw, lambda s: s.getpeername()[1] == backend_port,
+                          "port %d" % backend_port)
 
 
 def test_backend_keepalive_once_the_session_lives(gw, echo):
