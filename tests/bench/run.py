@@ -107,6 +107,29 @@ def env_list(name, allowed):
     return items
 
 
+def haproxy_config(port, server, tls_frontend=""):
+    """haproxy in mode tcp on 127.0.0.1:port in front of one server line
+    (and, given, a TLS frontend to the same backend). haproxy needs two
+    descriptors per connection and refuses to start when maxconn needs more
+    than the hard limit allows."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    maxconn = 10000 if hard == resource.RLIM_INFINITY else min(10000, (hard - 200) // 2)
+    return f"""global
+    nbthread 2
+    maxconn {maxconn}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend relay
+    bind 127.0.0.1:{port}
+    default_backend echo
+{tls_frontend}backend echo
+    {server}
+"""
+
+
 def cpu_busy_s():
     """CPU seconds all processes of the machine have used (from /proc/stat),
     and this runner's own plus its waited-for children's."""
@@ -254,10 +277,6 @@ class Bench:
         if name == "direct":
             return Server(name, None, self.echo_port, log, "tcp")
         if name == "haproxy":
-            # haproxy needs two descriptors per connection and refuses to
-            # start when maxconn needs more than the hard limit allows.
-            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-            maxconn = 10000 if hard == resource.RLIM_INFINITY else min(10000, (hard - 200) // 2)
             cfg = os.path.join(self.dir, "haproxy.cfg")
             tls_port = free_port() if self.cert else None
             while tls_port == port:
@@ -267,20 +286,7 @@ class Bench:
     default_backend echo
 """ if tls_port else ""
             with open(cfg, "w") as f:
-                f.write(f"""global
-    nbthread 2
-    maxconn {maxconn}
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-frontend relay
-    bind 127.0.0.1:{port}
-    default_backend echo
-{tls_frontend}backend echo
-    server echo {backend}
-""")
+                f.write(haproxy_config(port, f"server echo {backend}", tls_frontend))
             return Server(name, ["haproxy", "-db", "-f", cfg], port, log, "tcp",
                           tls_port=tls_port)
         if name == "websockify":
@@ -715,23 +721,9 @@ backend = 127.0.0.1:{self.echo_port}
         w.start()
         self.servers[w.name] = w
         hcfg = os.path.join(self.dir, f"haproxy-{key}.cfg")
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        maxconn = 10000 if hard == resource.RLIM_INFINITY else min(10000, (hard - 200) // 2)
         with open(hcfg, "w") as f:
-            f.write(f"""global
-    nbthread 2
-    maxconn {maxconn}
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-frontend relay
-    bind 127.0.0.1:{hport}
-    default_backend gw
-backend gw
-    server w 127.0.0.1:{wport}{' send-proxy-v2' if proxy else ''}
-""")
+            f.write(haproxy_config(hport, f"server w 127.0.0.1:{wport}"
+                                   f"{' send-proxy-v2' if proxy else ''}"))
         h = Server(f"haproxy-{key}", ["haproxy", "-db", "-f", hcfg], hport,
                    os.path.join(self.dir, f"haproxy-{key}.log"), "ws", "/echo")
         h.start()
