@@ -31,6 +31,7 @@
 #include "log.h"
 #include "redis.h"
 #include "resolver.h"
+#include "ticker.h"
 
 static char tmpdir[256];
 static char logpath[300];
@@ -403,23 +404,6 @@ static int silent_listener(int *port)
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     *port = ntohs(a.sin_port);
     return fd;
-}
-
-struct ticker {
-    ev_timer w;
-    int ticks;
-    ev_tstamp last, max_gap;
-};
-
-static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct ticker *t = (struct ticker *)w;
-    ev_tstamp now = ev_time();
-
-    if (t->ticks > 0 && now - t->last > t->max_gap)
-        t->max_gap = now - t->last;
-    t->last = now;
-    t->ticks++;
 }
 
 static void test_silent_server(void **state)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "resolver.h"
+#include "ticker.h"
 
 static char tmpdir[256], zone[300], qlog[300];
 static pid_t dns_pid;
@@ -248,23 +249,6 @@ static void test_ttl_expiry(void **state)
     run_until(e->loop, &never, 1, 1.1);
     r = resolve(e, "move.test", 80);
     assert_int_equal(r.st, RESOLVER_NOT_FOUND);
-}
-
-struct ticker {
-    ev_timer w;
-    int ticks;
-    ev_tstamp last, max_gap;
-};
-
-static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct ticker *t = (struct ticker *)w;
-    ev_tstamp now = ev_time();
-
-    if (t->ticks > 0 && now - t->last > t->max_gap)
-        t->max_gap = now - t->last;
-    t->last = now;
-    t->ticks++;
 }
 
 static void test_delay_blocks_nothing(void **state)
