@@ -1105,6 +1105,13 @@ static void act(struct session *s, enum action a)
                                           : "close timeout: client not reading");
         break;
     case ACT_PONG_TIMEOUT:
+        if (relay_client_paused(r) && !relay_wants_client_write(r) && sock_all_acked(s->cl.tr.fd)) {
+            /* Backpressure: its pong waits behind data we do not read. Its
+             * TCP acknowledged everything we sent, the ping included: the
+             * client is there, heard now (doc/design.md, Heartbeats). */
+            r->last_rx = now_of(s);
+            break;
+        }
         session_close(s, END_TIMEOUT,
                       relay_client_paused(r)
                           ? "pong timeout: the backend took nothing, the client was not heard"

@@ -8,6 +8,8 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -151,6 +153,14 @@ int sock_peer_gone(int fd)
         return 0;
     return ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE ||
            ti.tcpi_state == TCP_LAST_ACK;
+}
+
+int sock_all_acked(int fd)
+{
+    int queued = 0;
+    if (ioctl(fd, SIOCOUTQ, &queued) < 0)
+        return 0;
+    return queued == 0;
 }
 
 /* TCP_NODELAY and keepalive on TCP sockets. */

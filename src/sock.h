@@ -40,6 +40,9 @@ int sock_error(int fd);
  * reading (its data may still be queued): state CLOSE_WAIT, LAST_ACK or
  * CLOSE (where a reset or any fatal error leaves it). */
 int sock_peer_gone(int fd);
+/* Every byte written to fd has reached the peer: acknowledged by its TCP
+ * (SIOCOUTQ is 0), or read by it on a unix socket. 0 on error. */
+int sock_all_acked(int fd);
 
 /* TCP_NODELAY on TCP sockets; nothing for Unix sockets. */
 void sock_tune(int fd, const struct sockaddr_any *addr);

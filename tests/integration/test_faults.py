@@ -345,16 +345,13 @@ def test_slow_backend_dead_client_reaped_by_heartbeat(gw, backends, asan):
     release.set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "documented limitation (wsgate.8, BACKPRESSURE): while the backend takes "
-    "nothing, wsgate does not read the client, so the client's pongs sit "
-    "behind its data; after ping_interval + pong_timeout such a session is "
-    "dropped ('pong timeout: the backend took nothing...'). Reading them "
-    "would mean buffering without bound."))
 def test_slow_backend_live_client_not_dropped(gw, backends):
     """The backend stalls for 8 s (four pong timeouts) while the client is
     alive and answers every ping it gets; then the backend reads again.
-    Nothing is lost and the session closes normally."""
+    Its pongs sit behind data wsgate does not read (backpressure), but its
+    TCP acknowledges every ping, which is what wsgate judges it by then
+    (wsgate.8, HEARTBEATS). Nothing is lost and the session closes
+    normally."""
     release = threading.Event()
     slow = backends.custom(fh.never_read_handler(release), keep_data=True)
     res = start(gw, slow.addr, ping_interval="2s", pong_timeout="2s")
@@ -393,6 +390,38 @@ def test_slow_backend_live_client_not_dropped(gw, backends):
         outq.put(None)
     tail.join(30)
     all_delivered_then_close(gw, c, res, slow, payload, nframes, "the stalled session closed")
+
+
+def test_slow_backend_unreading_client_dropped(gw, backends):
+    """The counterpart: the backend sends 8 MiB and then stalls; the client
+    reads nothing and sends until it blocks. wsgate's ping cannot reach it
+    (its window is full), so nothing acknowledges it and the heartbeat ends
+    the session: ping_interval + pong_timeout after the last byte heard."""
+    release = threading.Event()
+
+    def handler(b, rec):
+        try:
+            rec.sock.sendall(b"\x5a" * (8 << 20))
+        except OSError:
+            pass
+        release.wait(120)
+        rec.sock.close()
+
+    slow = backends.custom(handler)
+    res = start(gw, slow.addr, ping_interval="2s", pong_timeout="2s")
+    c = gw.ws("/")
+    frame = build_frame(OP_BINARY, harness.random_bytes(64 * 1024, seed=66))
+    send_until_blocked(c.sock, frame, stuck_for=1.0)
+    t0 = time.monotonic()
+    try:
+        harness.wait_until(lambda: "pong timeout: the backend took nothing" in gw.stderr_text(),
+                           timeout=4 + fh.MARGIN, what="the pong timeout of an unreading client")
+        res.wait_fds_back(timeout=fh.MARGIN, what="the unreading client's session")
+    finally:
+        release.set()
+    print("dropped %.1fs after the client blocked" % (time.monotonic() - t0))
+    c.close()
+    gw.clients.remove(c)
 
 
 def all_delivered_then_close(gw, c, res, slow, payload, nframes, what):
