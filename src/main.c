@@ -54,6 +54,13 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         worker_post(&gw.workers[i], cmd);
 }
 
+/* The recording writer's thread: the queue drained (record.h). */
+static void record_drained(void)
+{
+    for (unsigned i = 0; i < gw.nworkers; i++)
+        worker_post(&gw.workers[i], WCMD_RECORD);
+}
+
 /* --run-once and --timeout: drain as SIGTERM does, and so exit. */
 static int run_once;
 static double exit_after; /* seconds; 0 = never */
@@ -257,6 +264,7 @@ static int run(struct config *cfg)
     if (token_watch_start(token_report) < 0)
         log_msg(WLOG_WARN, "cannot start the token watcher: %s; token files are not re-read",
                 strerror(errno));
+    record_on_drained(record_drained);
     if (record_start(RECORD_QUEUE_DEFAULT) < 0)
         log_msg(WLOG_WARN, "cannot start the recording writer: %s; sessions are not recorded",
                 strerror(errno));
@@ -312,6 +320,7 @@ static int run(struct config *cfg)
     }
     for (i = 0; i < gw.nworkers; i++)
         worker_join(&gw.workers[i]);
+    record_on_drained(NULL);
     record_stop(); /* the workers are gone: close every recording */
     for (i = 0; i < gw.nworkers; i++)
         worker_destroy(&gw.workers[i]);

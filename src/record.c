@@ -100,8 +100,10 @@ static struct {
     pthread_cond_t wake, idle;
     pthread_t thread;
     bool running, stopping, held, busy;
-    bool sleeping, napping; /* the writer waits: for anything / for more */
-    unsigned flushers;      /* record_flush() callers waiting */
+    int congested;            /* atomic: more than half the ring is used */
+    void (*on_drained)(void); /* called by the writer when congestion ends */
+    bool sleeping, napping;   /* the writer waits: for anything / for more */
+    unsigned flushers;        /* record_flush() callers waiting */
     unsigned max_files, next_max_files;
     unsigned char *ring;
     size_t cap, head, used, tail; /* tail: the writer's, changed under the lock */
@@ -415,6 +417,8 @@ static int ring_put(struct recording *r, enum kind kind, int dir, double t, cons
     if (q.head == q.cap)
         q.head = 0;
     q.used += n;
+    if (q.used > q.cap / 2 && !q.congested)
+        __atomic_store_n(&q.congested, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -510,6 +514,15 @@ fail:
     return NULL;
 }
 
+/* Under q.lock: producers queue nothing more for r; the writer ends its file
+ * with "stop queue-full" (as of now) and logs it. */
+static void stop_full(struct recording *r, double now)
+{
+    __atomic_store_n(&r->dead, 1, __ATOMIC_RELAXED);
+    r->stop_t = now;
+    attend(r, W_FULL);
+}
+
 /* Contract in record.h. */
 void record_data(struct recording *r, enum record_dir dir, const void *buf, size_t len, double now)
 {
@@ -527,10 +540,8 @@ void record_data(struct recording *r, enum record_dir dir, const void *buf, size
         if (piece > q.cap / 8)
             piece = q.cap / 8;
         if (ring_put(r, E_DATA, dir, now, p, piece) < 0) {
-            __atomic_store_n(&r->dead, 1, __ATOMIC_RELAXED);
             STAT_ADD(bytes_dropped, len);
-            r->stop_t = now;
-            attend(r, W_FULL);
+            stop_full(r, now);
             break;
         }
         p += piece;
@@ -540,6 +551,39 @@ void record_data(struct recording *r, enum record_dir dir, const void *buf, size
     if (q.napping && q.used >= wake_bytes()) {
         q.napping = false;
         pthread_cond_signal(&q.wake);
+    }
+    pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+bool record_congested(void)
+{
+    return __atomic_load_n(&q.congested, __ATOMIC_RELAXED) != 0;
+}
+
+/* Contract in record.h. */
+bool record_live(const struct recording *r)
+{
+    return r != NULL && !__atomic_load_n(&r->dead, __ATOMIC_RELAXED);
+}
+
+/* Contract in record.h. */
+void record_on_drained(void (*fn)(void))
+{
+    pthread_mutex_lock(&q.lock);
+    q.on_drained = fn;
+    pthread_mutex_unlock(&q.lock);
+}
+
+/* Contract in record.h. */
+void record_abandon(struct recording *r, double now)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&q.lock);
+    if (!r->dead) {
+        stop_full(r, now);
+        wake_writer();
     }
     pthread_mutex_unlock(&q.lock);
 }
@@ -1008,7 +1052,13 @@ static void writer_drain(size_t used)
         pthread_mutex_lock(&q.lock);
         q.tail = pos;
         q.used -= taken;
+        bool drained = q.congested && q.used <= q.cap / 4;
+        if (drained)
+            __atomic_store_n(&q.congested, 0, __ATOMIC_RELAXED);
+        void (*hook)(void) = q.on_drained;
         pthread_mutex_unlock(&q.lock);
+        if (drained && hook)
+            hook();
     }
 }
 
@@ -1049,6 +1099,7 @@ static bool writer_wait(void)
 
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "wsgate-record"); /* top -H, tests */
     (void)arg;
     pthread_mutex_lock(&q.lock);
     while (writer_wait()) {
@@ -1097,6 +1148,7 @@ int record_start(size_t queue_bytes)
     q.ring = NULL;
     q.head = q.used = q.tail = 0;
     q.stopping = q.held = q.busy = q.sleeping = q.napping = false;
+    q.congested = 0;
     q.max_files = q.next_max_files;
     static bool monotonic; /* q.wake times its naps on CLOCK_MONOTONIC */
     if (!monotonic) {

@@ -33,6 +33,7 @@
 #ifndef WSGATE_RECORD_H
 #define WSGATE_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,6 +80,21 @@ struct recording *record_open(const char *dir, enum record_format format, const 
  * (queue full, write error) it does nothing. h may be NULL (no-op). */
 void record_data(struct recording *h, enum record_dir dir, const void *buf, size_t len, double now);
 
+/* Congestion: more than half of the queue is in use (it stays set until the
+ * writer has brought it down to a quarter). Sessions that record should stop
+ * reading their peers meanwhile, so that their bytes wait in the kernel
+ * rather than overflow the queue. Lock-free. */
+bool record_congested(void);
+/* h is recording (not stopped by a full queue, an error or
+ * record_abandon()). Lock-free. */
+bool record_live(const struct recording *h);
+/* fn is called on the writer thread each time congestion ends (NULL: none).
+ * It must only post to the workers (e.g. ev_async_send). */
+void record_on_drained(void (*fn)(void));
+/* Stop recording h now as a full queue does: its file ends with
+ * "stop queue-full", a log line says so, later record_data() calls do
+ * nothing. For a session that waited too long for a congested queue. */
+void record_abandon(struct recording *h, double now);
 /* End the recording at time now: the writer writes what is queued, the
  * closing line, closes the file and frees h. h may be NULL. h must not be
  * used afterwards. Never blocks. */

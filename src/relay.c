@@ -591,9 +591,15 @@ int relay_client_write(struct relay *r)
 
 /* ---- derived state ---------------------------------------------------- */
 
+bool relay_record_waits(const struct relay *r)
+{
+    return r->rec && record_congested() && record_live(r->rec);
+}
+
 bool relay_wants_client_read(const struct relay *r)
 {
-    return !r->up_done && (!r->in || buf_room(r->in) > 0) && r->nspans < RELAY_SPANS;
+    return !r->up_done && (!r->in || buf_room(r->in) > 0) && r->nspans < RELAY_SPANS &&
+           !relay_record_waits(r);
 }
 
 bool relay_wants_client_write(const struct relay *r)
@@ -606,7 +612,7 @@ bool relay_wants_client_write(const struct relay *r)
 
 bool relay_wants_backend_read(const struct relay *r)
 {
-    return !r->down_done && !r->be_gone && !r->out;
+    return !r->down_done && !r->be_gone && !r->out && !relay_record_waits(r);
 }
 
 bool relay_wants_backend_write(const struct relay *r)

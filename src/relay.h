@@ -160,6 +160,10 @@ void relay_ping(struct relay *r);
  * now on is discarded, the client's frames are still decoded. */
 void relay_backend_gone(struct relay *r);
 
+/* The session records and the recording queue is congested: neither side is
+ * read until it drains (record.h), or the wait is given up (the caller stops
+ * the recording with record_abandon()). */
+bool relay_record_waits(const struct relay *r);
 /* What each side should be watched for now (backpressure, derived). */
 bool relay_wants_client_read(const struct relay *r);
 bool relay_wants_client_write(const struct relay *r);

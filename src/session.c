@@ -61,6 +61,7 @@
 #define CLOSE_WAIT 5.0      /* seconds for the close handshake and final flushes */
 #define LINGER 2.0          /* seconds to drain a client after our last byte */
 #define PAUSED_PROBE 1.0    /* seconds between checks of a client we do not read */
+#define RECORD_WAIT 1.0     /* seconds a session waits for a congested recording queue */
 #define KEEPALIVE_AFTER 2.0 /* seconds a relay lives before its backend gets TCP keepalive */
 #define LOOKUP_GRACE 0.5    /* beyond connect_timeout: Redis and DNS answer first */
 
@@ -99,8 +100,9 @@ enum action {
     ACT_LOOKUP_TIMEOUT,
     ACT_CONNECT_TIMEOUT,
     ACT_RESPONSE_STALLED,
-    ACT_RESUME, /* client input waits for another turn (the per-wake-up budget) */
-    ACT_PROBE,  /* a client we do not read: did it reset? */
+    ACT_RESUME,         /* client input waits for another turn (the per-wake-up budget) */
+    ACT_PROBE,          /* a client we do not read: did it reset? */
+    ACT_RECORD_GIVE_UP, /* waited RECORD_WAIT for the recording queue: stop recording */
     ACT_CLOSE_TIMEOUT,
     ACT_PONG_TIMEOUT,
     ACT_PING,
@@ -167,8 +169,9 @@ struct session {
 
     /* RELAY and on */
     struct relay relay;
-    ev_tstamp ping_sent;  /* a ping is outstanding while ping_sent > relay.last_rx */
-    ev_tstamp probe_from; /* reading the client paused (backpressure) since, or 0 */
+    ev_tstamp ping_sent;     /* a ping is outstanding while ping_sent > relay.last_rx */
+    ev_tstamp probe_from;    /* reading the client paused (backpressure) since, or 0 */
+    ev_tstamp rec_wait_from; /* reading paused for the recording queue since, or 0 */
     ev_tstamp linger_since;
     ev_tstamp relayed_at; /* the 101 went out */
     bool keepalive_on;    /* TCP keepalive set on the backend (after KEEPALIVE_AFTER) */
@@ -1034,6 +1037,8 @@ static ev_tstamp next_due(const struct session *s, enum action *act)
             DUE(s->relayed_at + KEEPALIVE_AFTER, ACT_KEEPALIVE);
         if (s->probe_from)
             DUE(s->probe_from + PAUSED_PROBE, ACT_PROBE);
+        if (s->rec_wait_from)
+            DUE(s->rec_wait_from + RECORD_WAIT, ACT_RECORD_GIVE_UP);
         if (s->phase == PH_CLOSING) {
             DUE(r->closing_since + CLOSE_WAIT, ACT_CLOSE_TIMEOUT);
             break;
@@ -1098,6 +1103,10 @@ static void act(struct session *s, enum action a)
         if (sock_peer_gone(s->cl.tr.fd))
             session_close(s, END_CLIENT_DROP,
                           "client reset TCP while its data waited for the backend");
+        break;
+    case ACT_RECORD_GIVE_UP:
+        /* The writer is stuck (a slow disk): the session goes on unrecorded. */
+        record_abandon(r->rec, now_of(s));
         break;
     case ACT_CLOSE_TIMEOUT:
         session_close(s, END_TIMEOUT,
@@ -1199,6 +1208,10 @@ static void rearm(struct session *s)
         s->probe_from = s->probe_from ? s->probe_from : now_of(s);
     else
         s->probe_from = 0;
+    if (s->phase >= PH_RELAY && s->phase <= PH_CLOSING && relay_record_waits(r))
+        s->rec_wait_from = s->rec_wait_from ? s->rec_wait_from : now_of(s);
+    else
+        s->rec_wait_from = 0;
 
     enum action a;
     ev_tstamp d = next_due(s, &a);
@@ -1241,7 +1254,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void relay_client_events(struct session *s, int ready)
 {
     struct relay *r = &s->relay;
-    if ((ready & EV_READ) && relay_client_read(r) < 0) {
+    if ((ready & EV_READ) && !relay_record_waits(r) && relay_client_read(r) < 0) {
         client_gone(s);
         return;
     }
@@ -1347,6 +1360,15 @@ void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, un
     w->sessions = s;
     w->nsessions++;
     settle(s);
+}
+
+void session_record_drained(struct worker *w)
+{
+    for (struct session *s = w->sessions, *next; s; s = next) {
+        next = s->next; /* settling may free s */
+        if (s->rec_wait_from)
+            settle(s);
+    }
 }
 
 void session_go_away(struct session *s)

@@ -22,6 +22,8 @@ enum {
  * closed at once (on a proxy listener: once its header names the client). */
 void session_start(struct worker *w, int fd, const struct sockaddr_any *peer, unsigned flags);
 
+/* The recording queue has drained: w's sessions waiting for it read again. */
+void session_record_drained(struct worker *w);
 /* Begin an orderly stop of a session: close 1001 "going away" once its
  * pending data is flushed (connections still in the handshake are closed). */
 void session_go_away(struct session *s);

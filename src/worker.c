@@ -136,6 +136,8 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
     if (cmd & WCMD_RELOAD)
         reload(w);
+    if (cmd & WCMD_RECORD)
+        session_record_drained(w);
     if ((cmd & WCMD_DRAIN) && !w->draining) {
         w->draining = 1;
         w->drain_deadline = ev_now(loop) + w->cfg->drain_timeout_ms / 1000.0;

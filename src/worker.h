@@ -38,6 +38,7 @@ enum {
     WCMD_RELOAD = 1, /* take gw->cfg for new sessions and listeners */
     WCMD_DRAIN = 2,  /* drain: finish sessions within drain_timeout, then stop */
     WCMD_STOP = 4,   /* close everything now and stop */
+    WCMD_RECORD = 8, /* the recording queue drained: sessions waiting for it go on */
 };
 
 struct worker {

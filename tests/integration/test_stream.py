@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import zlib
 
@@ -428,3 +429,57 @@ def test_full_disk_stops_recording_not_session(gw, backends, tmp_path):
         gw.stop()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def thread_ids(pid, name=None):
+    """Thread ids of process pid (those whose comm is name, if given)."""
+    tids = []
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+            if name is None or f.read().strip() == name:
+                tids.append(int(t))
+    return tids
+
+
+def test_starved_writer_makes_sessions_wait_not_lose(gw, backends, tmp_path):
+    """The recording writer gets about 1% of a CPU (nice 19, sharing CPU 0
+    with a busy loop and wsgate's workers) while a session moves 48 MB: the
+    16 MiB queue congests, the session stops reading until the writer has
+    caught up (it never waits RECORD_WAIT = 1 s), and the recording holds
+    every byte relayed, in order, ending "stop closed"."""
+    total = 48 << 20
+    data = harness.random_bytes(1 << 20, 7) * 48
+    sender = backends.sender(data)
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    gw.start({"route:bulk": route(sender.addr, "/", record=str(rec))})
+    pid = gw.proc.pid
+    (writer,) = thread_ids(pid, "wsgate-record")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {0})
+        for tid in thread_ids(pid):
+            os.sched_setaffinity(tid, {0})
+        os.setpriority(os.PRIO_PROCESS, writer, 19)
+        c = gw.ws("/")
+        got = c.read_data(total, timeout=120)
+        assert got == data
+        c.send(build_frame(harness.OP_CLOSE, harness.close_payload(1000)))
+        c.next_close()
+        c.close()
+    finally:
+        hog.kill()
+        hog.wait()
+    path = wait_file(str(rec), ".wsrec")
+
+    def complete():
+        with open(path, "rb") as f:
+            blob = f.read()
+        return blob if re.search(rb"\n\+\d+\.\d{6} stop [^\n]*\n$", blob) else None
+    blob = harness.wait_until(complete, timeout=60, what="recording closed")
+    _, chunks = parse_wsrec(blob)
+    assert chunks[-1] == ("stop", chunks[-1][1]) and chunks[-1][1].endswith("stop closed"), \
+        chunks[-1]
+    outs = b"".join(d for k, d in chunks if k == "o")
+    assert len(outs) == total and outs == data
+    assert "stopped" not in gw.stderr_text()

@@ -35,6 +35,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "record.h"
 #include "session.h"
 #include "worker.h"
 
@@ -923,6 +924,80 @@ static void test_ping_flood(void **state)
     PUMP_UNTIL(F.w.nsessions == 0, 0.5);
 }
 
+/* ---- recording ---------------------------------------------------------- */
+
+static char rec_dir[64];
+
+/* Route r records into rec_dir; the writer's queue is 1 MiB (congested past
+ * 512 KiB). */
+static int setup_rec(void **state)
+{
+    snprintf(rec_dir, sizeof(rec_dir), "/tmp/test_session_rec.XXXXXX");
+    assert_non_null(mkdtemp(rec_dir));
+    char extra[128];
+    snprintf(extra, sizeof(extra), "ping_interval = 0\nrecord = %s\n", rec_dir);
+    setup_with("64k", extra);
+    assert_int_equal(record_start(1 << 20), 0);
+    return 0;
+}
+
+static int teardown_rec(void **state)
+{
+    record_hold(0);
+    record_stop();
+    teardown(state);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rec_dir);
+    assert_int_equal(system(cmd), 0);
+    return 0;
+}
+
+/* A writer that takes nothing (held, as a stuck disk would): past half the
+ * queue the session stops reading; after RECORD_WAIT (1 s) it gives the
+ * recording up ("stop queue-full", counted as stopped) and relays the rest:
+ * every byte arrives, none is lost to the queue. */
+static void test_record_stuck_writer(void **state)
+{
+    struct record_stats before, after;
+    record_get_stats(&before);
+    start_client(0);
+    upgrade();
+    record_hold(1);
+    size_t n = 4 << 20;
+    uint8_t *down = malloc(n);
+    for (size_t k = 0; k < n; k++)
+        down[k] = pat(k, 5);
+    struct bytes got = {0};
+    size_t off = 0;
+    double t0 = now_s();
+    /* the backend writes what its socket takes; the client reads everything */
+    while (got.len < n) {
+        if (off < n) {
+            ssize_t k = write(F.be, down + off, n - off);
+            off += k > 0 ? (size_t)k : 0;
+        }
+        pump_once();
+        struct sframe f;
+        while (next_frame(&f))
+            bytes_add(&got, f.payload, f.len);
+        if (now_s() - t0 < 0.5) /* waiting: no more than the queue's half and one read */
+            assert_true(got.len <= (512u << 10) + (64u << 10));
+        assert_true(now_s() - t0 < 10);
+    }
+    assert_memory_equal(got.p, down, n);
+    record_hold(0);
+    record_flush();
+    record_get_stats(&after);
+    assert_int_equal(after.stopped - before.stopped, 1);
+    assert_true(after.bytes_dropped - before.bytes_dropped > 0);
+    free(down);
+    free(got.p);
+    send_close(1000, "");
+    expect_close(1000, NULL, 1);
+    close_client();
+    PUMP_UNTIL(F.w.nsessions == 0, 0.5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +1020,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure_client_slow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_per_wakeup, setup_16m, teardown),
         cmocka_unit_test_setup_teardown(test_ping_flood, setup_16m, teardown),
+        cmocka_unit_test_setup_teardown(test_record_stuck_writer, setup_rec, teardown_rec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
