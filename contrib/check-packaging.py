@@ -6,7 +6,10 @@ contrib/Dockerfile, contrib/kubernetes/sidecar.yaml, contrib/systemd/
 wsgate.service, the container configuration contrib/docker/wsgate.ini, the
 man pages doc/wsgate.8 and doc/wsgate.ini.5 and doc/doc.am are well formed
 and agree with each other and with the sources: every path they name exists,
-probes and HEALTHCHECK use health_path, the Prometheus annotations use
+probes use health_path, the HEALTHCHECK follows the mounted configuration
+(wsgate-healthcheck asks `wsgate --health-url`, no fixed URL), the final stage
+installs the runtime library of every -dev package of contrib/deps.sh, the
+documentation label names a file the image holds, the Prometheus annotations use
 metrics_path, stop timeouts exceed drain_timeout, the unit is hardened, the
 man pages render without warnings and cover every option, key and metric.
 
@@ -15,7 +18,8 @@ Exit status: 0 when everything holds, 1 with one line per problem otherwise,
 fails unless every breakage is caught.
 
 Environment: WSGATE=/path/to/wsgate also runs `wsgate -t` on the container
-configuration and on the Kubernetes ConfigMap's wsgate.ini.
+configuration and on the Kubernetes ConfigMap's wsgate.ini, and checks that
+`wsgate --health-url` names the container configuration's admin listener.
 """
 
 import argparse
@@ -39,6 +43,16 @@ SAMPLE_INI = "etc/wsgate.ini"
 MAN8 = "doc/wsgate.8"
 MAN5 = "doc/wsgate.ini.5"
 DOC_AM = "doc/doc.am"
+DEPS = "contrib/deps.sh"
+HEALTHCHECK_SH = "contrib/docker/wsgate-healthcheck"
+
+# The Debian 12 package holding the runtime library of each -dev package
+# contrib/deps.sh installs (the image's final stage installs these).
+RUNTIME_OF = {
+    "libev-dev": "libev4", "libssl-dev": "libssl3", "libinih-dev": "libinih1",
+    "libhiredis-dev": "libhiredis0.14", "libc-ares-dev": "libc-ares2",
+    "libjansson-dev": "libjansson4", "zlib1g-dev": "zlib1g", "libcrypt-dev": "libcrypt1",
+}
 
 # Defaults of DESIGN.md for the keys the checks compare.
 DEFAULT_HEALTH_PATH = "/healthz"
@@ -464,9 +478,12 @@ def check_dockerfile(p, root, docker_cfg):
                     ("make install DESTDIR=", destdir)):
         p.check(m is not None, where(build["line"]), "build stage does not run %s" % what)
     p.check("./autogen.sh" in build_run, where(build["line"]), "build stage does not run ./autogen.sh")
-    for pkg in ("libev-dev", "libssl-dev", "libinih-dev", "pkg-config", "autoconf", "automake"):
-        p.check(re.search(r"\b%s\b" % re.escape(pkg), build_run) is not None,
-                where(build["line"]), "build stage does not install %s" % pkg)
+    build_pkgs = deps_packages(root)
+    if not re.search(r"\bcontrib/deps\.sh\b", build_run):  # else deps.sh's own list
+        for pkg in build_pkgs or ("libev-dev", "libssl-dev", "libinih-dev", "pkg-config",
+                                  "autoconf", "automake"):
+            p.check(re.search(r"\b%s\b" % re.escape(pkg), build_run) is not None,
+                    where(build["line"]), "build stage does not install %s" % pkg)
     sbin = (prefix.group(1) if prefix else "/usr/local") + "/sbin/wsgate"
 
     # COPY/ADD sources, per stage; destinations of the final stage.
@@ -543,7 +560,12 @@ def check_dockerfile(p, root, docker_cfg):
                 "USER %s: use a numeric non-root uid (Kubernetes runAsNonRoot checks it)" % user)
         uid = int(u) if u.isdigit() else None
     final_run = " ".join(a for _, k, a in final["instrs"] if k == "RUN")
-    for pkg in ("libev4", "libssl3", "libinih1", "ca-certificates"):
+    runtime = ["ca-certificates"]
+    for dev in (x for x in build_pkgs if x.endswith("-dev")):
+        if p.check(dev in RUNTIME_OF, DEPS, "%s: which package has its runtime library? (add it "
+                   "to RUNTIME_OF in %s)" % (dev, os.path.basename(__file__))):
+            runtime.append(RUNTIME_OF[dev])
+    for pkg in runtime:
         p.check(re.search(r"\b%s\b" % re.escape(pkg), final_run) is not None,
                 where(final["line"]), "the final stage does not install %s" % pkg)
     for pkg in ("-dev", "build-essential", "autoconf"):
@@ -591,27 +613,66 @@ def check_dockerfile(p, root, docker_cfg):
         if p.check(m is not None, where(n), "HEALTHCHECK without CMD"):
             cmd = exec_form(m.group(1)) or shlex.split(m.group(1))
             urls = [u for c in cmd for u in re.findall(r"https?://[^\s\"']+", c)]
-            if p.check(len(urls) == 1, where(n), "HEALTHCHECK names %d URLs, expected one"
-                       % len(urls)):
-                um = re.match(r"https?://([^/]+?)(?::(\d+))?(/[^?#]*)?$", urls[0])
-                path = um.group(3) or "/"
-                port = int(um.group(2) or 80)
-                if docker_cfg:
-                    p.check(path == docker_cfg["health_path"], where(n),
-                            "HEALTHCHECK probes %s but health_path of %s is %s"
-                            % (path, DOCKER_INI, docker_cfg["health_path"]))
-                    p.check(port in ports, where(n), "HEALTHCHECK probes port %d but %s "
-                            "listens on %s" % (port, DOCKER_INI, sorted(ports)))
-                    admin = docker_cfg["admin"]
-                    p.check(not admin or port in admin, where(n), "HEALTHCHECK probes port %d "
-                            "but health_path is served on the admin listener %s only"
-                            % (port, sorted(admin)))
+            p.check(not urls, where(n), "HEALTHCHECK names the URL %s: a fixed URL does not follow "
+                    "a mounted configuration (wsgate-healthcheck asks `wsgate --health-url`; "
+                    "WSGATE_HEALTH_URL overrides it)" % " ".join(urls))
+            check_health_url(p, root, docker_cfg)
             exe = cmd[0] if cmd else ""
             p.check(exe in final_dests or re.search(r"\b%s\b" % re.escape(os.path.basename(exe)),
                                                     final_run) is not None,
                     where(n), "HEALTHCHECK runs %s, which the final stage neither copies nor "
                     "installs" % exe)
+    for n, kw, arg in final["instrs"]:
+        if kw != "LABEL":
+            continue
+        for key, val in re.findall(r'([\w.-]+)="([^"]*)"', arg):
+            if key != "org.opencontainers.image.documentation":
+                continue
+            doc = re.match(r"file://(/\S+)$", val)
+            p.check(doc is not None and any(doc.group(1) == d or (d.endswith("/") and
+                                                                  doc.group(1).startswith(d))
+                                            for d in final_dests), where(n),
+                    "the documentation label names %r, which is no file:// path the final "
+                    "stage copies (the image holds no other documentation)" % val)
     return uid
+
+
+def deps_packages(root):
+    """The packages contrib/deps.sh installs without --test (its pkgs= lines
+    before the --test branch)."""
+    if not os.path.isfile(os.path.join(root, DEPS)):
+        return []
+    text = read(root, DEPS).split('if [ "${1:-}" = "--test" ]')[0]
+    pkgs = []
+    for m in re.finditer(r'^pkgs="([^"]*)"', text, re.M):
+        pkgs += [w for w in m.group(1).split() if w != "$pkgs"]
+    return pkgs
+
+
+def check_health_url(p, root, docker_cfg):
+    """wsgate-healthcheck asks `wsgate --health-url` unless WSGATE_HEALTH_URL
+    is set, and (with $WSGATE) that names the container configuration's admin
+    listener and health_path: what the HEALTHCHECK will probe."""
+    if os.path.isfile(os.path.join(root, HEALTHCHECK_SH)):
+        code = "\n".join(l for l in read(root, HEALTHCHECK_SH).splitlines()
+                         if not l.lstrip().startswith("#"))
+        for word in ("wsgate --health-url", "$WSGATE_HEALTH_URL", "${WSGATE_HEALTH_URL"):
+            p.check(word in code or word.startswith("$") and word.replace("$", "${") in code,
+                    HEALTHCHECK_SH, "does not use %s" % word.lstrip("${"))
+    exe = os.environ.get("WSGATE")
+    if not exe or not docker_cfg or not os.access(exe, os.X_OK):
+        return
+    r = run([exe, "--health-url", "-c", os.path.join(root, DOCKER_INI)])
+    url = r.stdout.strip() if r and r.returncode == 0 else ""
+    um = re.match(r"http://([^/]+):(\d+)(/.*)$", url)
+    if not p.check(um is not None, DOCKER_INI, "`wsgate --health-url` prints no URL: %s"
+                   % (r.stderr.strip() if r else "cannot run")):
+        return
+    p.check(um.group(3) == docker_cfg["health_path"], DOCKER_INI, "`wsgate --health-url` "
+            "probes %s but health_path is %s" % (um.group(3), docker_cfg["health_path"]))
+    want = docker_cfg["admin"] or {lp[1] for lp in docker_cfg["listens"]}
+    p.check(int(um.group(2)) in want, DOCKER_INI, "`wsgate --health-url` probes port %s, not "
+            "one of %s" % (um.group(2), sorted(want)))
 
 
 def check_docker_ini(p, root):
@@ -923,7 +984,8 @@ def check_unit(p, root):
 
 def check_named_paths(p, root):
     files = [DOCKERFILE, DOCKERIGNORE, DOCKER_INI, K8S, UNIT, MAN8, MAN5, DOC_AM,
-             "contrib/docker/wsgate-healthcheck", "contrib/check-packaging.sh"]
+             "contrib/docker/wsgate-healthcheck", "contrib/check-packaging.sh",
+             "contrib/base-image.sh"]
     for rel in files:
         if not os.path.isfile(os.path.join(root, rel)):
             continue
@@ -972,7 +1034,8 @@ def check_all(root):
     check_unit(p, root)
     check_named_paths(p, root)
     if shutil.which("shellcheck"):
-        for rel in ("contrib/docker/wsgate-healthcheck", "contrib/check-packaging.sh"):
+        for rel in ("contrib/docker/wsgate-healthcheck", "contrib/check-packaging.sh",
+                    "contrib/base-image.sh"):
             if os.path.isfile(os.path.join(root, rel)):
                 r = run_on_file(["shellcheck"], os.path.join(root, rel))
                 p.check(r.returncode == 0, rel, "shellcheck: %s" % r.stdout.strip())
@@ -983,8 +1046,19 @@ def check_all(root):
 
 # (file, text to replace, replacement, words the report must contain)
 MUTATIONS = [
-    (DOCKERFILE, "http://127.0.0.1:9090/healthz", "http://127.0.0.1:9090/health",
-     "HEALTHCHECK probes /health"),
+    (DOCKERFILE, 'CMD ["/usr/local/bin/wsgate-healthcheck"]',
+     'CMD ["/usr/local/bin/wsgate-healthcheck", "http://127.0.0.1:9090/healthz"]',
+     "a fixed URL does not follow"),
+    (DOCKERFILE, "file:///usr/share/man/man8/wsgate.8", "man wsgate(8), wsgate.ini(5)",
+     "the documentation label names"),
+    (DOCKERFILE, "COPY --from=build /out/usr/share/man/ /usr/share/man/\n", "",
+     "the documentation label names"),
+    (DOCKERFILE, " libhiredis0.14 ", " ", "does not install libhiredis0.14"),
+    (DEPS, "libcrypt-dev", "libcrypt-dev libfoo-dev", "libfoo-dev: which package"),
+    (HEALTHCHECK_SH, "${WSGATE_HEALTH_URL:-}", "${HEALTH_URL:-}",
+     "does not use WSGATE_HEALTH_URL"),
+    (HEALTHCHECK_SH, "url=$(wsgate --health-url", "url=$(wsgate -t",
+     "does not use wsgate --health-url"),
     (DOCKERFILE, "COPY contrib/docker/wsgate.ini", "COPY contrib/docker/missing.ini",
      "does not exist"),
     (DOCKERFILE, "EXPOSE 8080", "EXPOZE 8080", "unknown instruction"),
@@ -993,7 +1067,6 @@ MUTATIONS = [
     (DOCKERFILE, "USER 10001:10001", "USER root", "numeric non-root"),
     (DOCKERFILE, 'ENTRYPOINT ["/usr/sbin/wsgate"]', "ENTRYPOINT /usr/sbin/wsgate", "JSON form"),
     (DOCKERFILE, "STOPSIGNAL SIGTERM", "STOPSIGNAL SIGKILL", "STOPSIGNAL"),
-    (DOCKER_INI, "health_path = /healthz", "health_path = /ready", "health_path"),
     (DOCKER_INI, "listen = 0.0.0.0:8080", "listen = 127.0.0.1:8080", "every address"),
     (K8S, "              path: /healthz\n              port: admin\n            periodSeconds: 5",
      "              path: /ready\n              port: admin\n            periodSeconds: 5",

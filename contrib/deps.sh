@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install what wsgate needs to build (and, with --test, to run its test
-# suite) on Debian 12. Idempotent; run as root.
+# suite; with --image, to build the container image without a registry) on
+# Debian 12. Idempotent; run as root.
 set -e
 pkgs="build-essential autoconf automake pkg-config libev-dev libssl-dev libinih-dev"
 # Redis tokens, asynchronous DNS, JSON (JWT, Redis values), compression, crypt(3)
@@ -13,9 +14,15 @@ if [ "${1:-}" = "--test" ]; then
     # python3-jwt, a DNS server (dnslib), asciinema; profiling for the bench
     pkgs="$pkgs clang libclang-rt-14-dev haproxy nginx-light redis-server python3-jwt"
     pkgs="$pkgs python3-cryptography python3-dnslib asciinema strace"
+    # make bench's chart (tests/bench/chart.py)
+    pkgs="$pkgs gnuplot-nox"
     # browser and noVNC end-to-end tests
     pkgs="$pkgs chromium novnc tigervnc-standalone-server x11-xserver-utils fonts-dejavu-core"
     command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
+fi
+if [ "${1:-}" = "--image" ]; then
+    # the container image without a registry: contrib/base-image.sh, podman build
+    pkgs="$pkgs debootstrap podman"
 fi
 missing=""
 for p in $pkgs; do

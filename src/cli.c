@@ -35,6 +35,8 @@ void cli_usage(FILE *out)
             "  -V, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
             "      --replay FILE   print a session recording (.wsrec or .cast) and exit\n"
+            "      --health-url    print the URL a local health probe fetches (admin\n"
+            "                      listener, else the first plain one; health_path) and exit\n"
             "\n"
             "websockify-compatible options (positional form):\n"
             "  --heartbeat N       ping a silent client after N seconds\n"
@@ -249,16 +251,15 @@ static int positional_ini(const struct cli *o, const char *listen, const char *t
     if (o->unix_listen) {
         bad |= append(ini, cap, &n, "[gateway]\nlisten = unix:%s mode=%s%s%s\n", o->unix_listen,
                       o->unix_listen_mode && o->unix_listen_mode[0] != '0' ? "0" : "",
-                      o->unix_listen_mode ? o->unix_listen_mode : "0660",
-                      listen_tls(o));
+                      o->unix_listen_mode ? o->unix_listen_mode : "0660", listen_tls(o));
     } else {
         const char *colon = strrchr(listen, ':');
         const char *port = colon ? colon + 1 : listen;
         size_t hlen = colon ? (size_t)(colon - listen) : 0;
         const char *host = listen_host(o, listen, hlen);
-        bad |= append(ini, cap, &n, "[gateway]\nlisten = %.*s:%s%s\n",
-                      host ? (int)strlen(host) : (int)hlen, host ? host : listen, port,
-                      listen_tls(o));
+        bad |=
+            append(ini, cap, &n, "[gateway]\nlisten = %.*s:%s%s\n",
+                   host ? (int)strlen(host) : (int)hlen, host ? host : listen, port, listen_tls(o));
     }
     if (o->run_once)
         bad |= append(ini, cap, &n, "max_connections = 1\n");
@@ -329,6 +330,7 @@ static const struct opt {
     {"version", 'V', O_VERSION, 0, false},
     {"help", 'h', O_HELP, 0, false},
     {"replay", 0, O_STR, OF(replay), false},
+    {"health-url", 0, O_FLAG, OF(health_url), false},
     {"web", 0, O_STR, OF(web), true},
     {"cert", 0, O_STR, OF(cert), true},
     {"key", 0, O_STR, OF(key), true},
@@ -510,7 +512,7 @@ static int check_values(struct cli *o)
 static int check_positional(struct cli *o)
 {
     if (o->replay) {
-        if (o->npos > 0 || o->config || o->test) {
+        if (o->npos > 0 || o->config || o->test || o->health_url) {
             fprintf(stderr, "wsgate: --replay FILE takes no other arguments\n");
             return 2;
         }

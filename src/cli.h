@@ -12,7 +12,7 @@
 
 struct cli {
     const char *config, *replay;
-    int test, verbose;
+    int test, verbose, health_url;
     /* the websockify-style form */
     const char *web, *cert, *key, *heartbeat, *idle, *token_plugin, *token_source, *unix_target;
     const char *target_config, *unix_listen, *unix_listen_mode, *record;

@@ -152,6 +152,7 @@ static const struct key keys[] = {
     {S_GATEWAY, "metrics_path", T_PATH, CFG(metrics_path), .def = "/metrics"},
     {S_GATEWAY, "log_level", T_ENUM, CFG(log_level), .def = "info", .choices = log_levels},
     {S_GATEWAY, "log_format", T_ENUM, CFG(log_format), .def = "text", .choices = log_formats},
+    {S_GATEWAY, "log_health_checks", T_BOOL, CFG(log_health_checks), .def = "off"},
     {S_GATEWAY, "drain_timeout", T_DURATION, CFG(drain_timeout_ms), .max = 24 * MS_HOUR,
      .def = "30"},
     {S_GATEWAY, "record", T_STRING, PAR(record), .flags = F_ROUTE},

@@ -177,6 +177,7 @@ struct config {
     uint32_t ipv6_prefix;    /* IPv6 clients count per this prefix for the per-IP limits */
     uint32_t max_handshakes; /* connections in their TLS/HTTP handshake at once, per process */
     bool has_admin;          /* a listener is "admin": health and metrics only there */
+    bool log_health_checks;  /* access-log health_path and metrics_path requests too */
     struct tls_settings tls;
     struct tls_cert *tls_certs; /* [tls:NAME] sections in file order */
     size_t ntls_certs;

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "jwt.h"
+#include "netaddr.h"
 #include "log.h"
 #include "tls.h"
 #include "token.h"
@@ -76,6 +77,7 @@ static bool builtin(struct gateway *gw, const struct config *c, const struct htt
     if (!get && !head)
         return false;
     const char *text = "text/plain; charset=utf-8";
+    v->builtin = is_path(c->health_path, req) || is_path(c->metrics_path, req);
     if (is_path(c->health_path, req)) {
         if (__atomic_load_n(&gw->draining, __ATOMIC_RELAXED))
             verdict_body(v, pool, 503, text, "draining\n", 9, head);
@@ -94,6 +96,43 @@ static bool builtin(struct gateway *gw, const struct config *c, const struct htt
     verdict_body(v, pool, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, head);
     free(body);
     return true;
+}
+
+/* A listener a plain-HTTP probe can use: TCP, no PROXY header, plain or
+ * "tls auto" (which takes plain HTTP too). */
+static bool plain_http(const struct listen_spec *l)
+{
+    return l->kind == LISTEN_INET && !l->proxy && (!l->tls || l->tls_auto);
+}
+
+int gate_health_url(const struct config *c, char *out, size_t len)
+{
+    if (!c->health_path) {
+        snprintf(out, len, "health_path is empty: no health endpoint is served");
+        return -1;
+    }
+    const struct listen_spec *l = NULL;
+    for (size_t i = 0; i < c->nlistens && !l; i++)
+        if (c->listens[i].admin == c->has_admin && plain_http(&c->listens[i]))
+            l = &c->listens[i];
+    if (!l) {
+        snprintf(out, len, "no %slistener answers plain HTTP on TCP", c->has_admin ? "admin " : "");
+        return -1;
+    }
+    struct netaddr a;
+    netaddr_from_sockaddr((const struct sockaddr *)&l->addr.ss, l->addr.len, &a);
+    static const uint8_t zero[16];
+    if (memcmp(a.a, zero, sizeof(zero)) == 0) { /* 0.0.0.0 -> 127.0.0.1, :: -> ::1 */
+        if (a.family == AF_INET) {
+            a.a[0] = 127;
+            a.a[3] = 1;
+        } else {
+            a.a[15] = 1;
+        }
+    }
+    char hp[NETADDR_STRLEN];
+    snprintf(out, len, "http://%s%s", netaddr_str(&a, hp, sizeof(hp)), c->health_path);
+    return 0;
 }
 
 /* A file under web_root for a plain GET/HEAD (no Upgrade header). */

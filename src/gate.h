@@ -35,6 +35,7 @@ struct gate_verdict {
     int status;              /* the HTTP status (101 for an upgrade) */
     const char *why;         /* an error's reason (for the body and the log) */
     bool failure;            /* counts in wsgate_handshake_failures_total */
+    bool builtin;            /* health_path or metrics_path answered (log_health_checks) */
     struct buf *resp;        /* GATE_RESPOND, GATE_FILE: the bytes to write (NULL: out of memory) */
     struct static_file file; /* GATE_FILE: fd open while a body follows */
     uint64_t file_left;
@@ -68,6 +69,14 @@ struct gate_conn {
 void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
                  const struct http_request *req, struct buf_pool *pool, struct gate_verdict *v,
                  const struct gate_conn *conn);
+
+/* The URL a local health probe should fetch for c (wsgate --health-url):
+ * http://ADDR:PORT/health_path of the first admin listener when there is
+ * one (health_path is served there only), else of the first listener that
+ * answers plain HTTP (not tls without auto, not proxy, not unix or
+ * systemd). A wildcard address (0.0.0.0, ::) becomes the loopback address.
+ * Returns 0 with the URL in out[len], or -1 with the reason in out. */
+int gate_health_url(const struct config *c, char *out, size_t len);
 
 /* An error response for status (and why) in a buffer from pool (NULL when
  * out of memory). */

@@ -329,7 +329,7 @@ void log_access(const struct access_record *r)
     if (json_mode()) {
         puts_(&l, "{\"time\":\"");
         put_time(&l);
-        puts_(&l, "\",\"level\":\"info\",\"event\":\"session\",\"client\":");
+        puts_(&l, "\",\"level\":\"info\",\"msg\":\"access\",\"event\":\"session\",\"client\":");
         put_json_str(&l, r->client);
         if (r->peer) {
             puts_(&l, ",\"peer\":");

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "cli.h"
+#include "gate.h"
 #include "iptable.h"
 #include "listener.h"
 #include "log.h"
@@ -364,6 +365,8 @@ static int load_config(const struct cli *o, struct config **cfg, const char **na
             fprintf(stderr, "%s: configuration is invalid\n", *name);
         return 1;
     }
+    if (o->health_url) /* reads no certificate: a probe must not fail on a rotated file */
+        return -1;
     int kept_old;
     if (tls_attach(*cfg, NULL, &kept_old, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: %s\n", *name, err);
@@ -391,6 +394,17 @@ int main(int argc, char **argv)
     const char *name;
     if ((rc = load_config(&o, &cfg, &name)) >= 0)
         return rc;
+    if (o.health_url) {
+        char url[512];
+        rc = gate_health_url(cfg, url, sizeof(url));
+        config_unref(cfg);
+        if (rc < 0) {
+            fprintf(stderr, "wsgate: %s: %s\n", name, url);
+            return 1;
+        }
+        printf("%s\n", url);
+        return 0;
+    }
     if (o.test) {
         printf("%s: configuration OK\n", name);
         if (o.verbose)

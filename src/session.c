@@ -389,7 +389,8 @@ static void session_free(struct session *s)
         .reason = s->end.reason[0] ? s->end.reason : "-",
         .client_name = s->tls_name,
     };
-    log_access(&rec);
+    if (!s->v.builtin || s->cfg->log_health_checks) /* probes and scrapes: not by default */
+        log_access(&rec);
 
     record_close(r->rec, now_of(s));
     r->rec = NULL;

@@ -55,7 +55,9 @@ Environment (all optional):
   BENCH_TARGETS        comma list of direct,haproxy,websockify,wsgate (all)
   BENCH_WSGATE_LOG     wsgate log_level (warn: no access-log line per session,
                        as haproxy here logs nothing)
-  BENCH_OUT            file for all results as JSON (tests/bench/results.json)
+  BENCH_OUT            file for all results as JSON (tests/bench/results.json); the
+                       table is also drawn next to it as an SVG chart (.svg) by
+                       chart.py when gnuplot is installed (Debian: gnuplot-nox)
   BENCH_BASELINE       another wsgate binary (an older build) measured as target
                        "baseline" beside "wsgate" in the same rounds (plain
                        WebSocket scenarios): before/after in one run
@@ -72,6 +74,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import chart  # tests/bench/chart.py: the table as an SVG chart
 
 TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
 if os.environ.get("BENCH_BASELINE"):
@@ -950,10 +954,25 @@ backend = 127.0.0.1:{self.echo_port}
              None if o is None or m is None else (o, m, opened),
              lambda v: v[0] < 3 and v[1] <= 2048 and v[2] == self.idle_conns)
 
+    @staticmethod
+    def chart_targets():
+        return list(dict.fromkeys(TARGETS + ["baseline"]))
+
+    def table(self):
+        """The side-by-side table as data (what chart.py draws)."""
+        return [{"label": label, "higher_is_better": hib,
+                 "values": {t: self.get(sc, t, key) for t in self.chart_targets()}}
+                for label, sc, key, hib, _ in self.rows()]
+
     def save(self):
+        rounds = f", median of {self.repeat} rounds" if self.repeat > 1 else ""
         data = {"seconds": self.seconds, "warmup": self.warmup, "repeat": self.repeat,
                 "other_cores": round(self.other_cores, 3), "failures": self.failures,
-                "results": list(self.results.values()),
+                "title": f"make bench ({os.cpu_count()} CPUs{rounds} of {self.seconds:g} s; "
+                         f"other processes {self.other_cores:.2f} cores busy)",
+                "targets": self.chart_targets(), "table": self.table(),
+                "results": [dict(r, scenario=sc, target=t)
+                            for (sc, t), r in self.results.items()],
                 "rounds": [r for runs in self.rounds.values() for r in runs]}
         try:
             os.makedirs(os.path.dirname(self.out) or ".", exist_ok=True)
@@ -962,6 +981,10 @@ backend = 127.0.0.1:{self.echo_port}
             print(f"\nall results: {self.out}")
         except OSError as e:
             print(f"\ncannot write {self.out}: {e}")
+            return
+        svg = chart.draw(self.out)  # the table as a chart, next to the results
+        if svg:
+            print(f"chart: {svg}")
 
 
 def main():

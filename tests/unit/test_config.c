@@ -405,6 +405,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->buffer_size, 65536);
     assert_int_equal(c->log_level, WLOG_INFO);
     assert_int_equal(c->log_format, LOGF_TEXT);
+    assert_false(c->log_health_checks);
 
     assert_int_equal(c->nroutes, 1);
     const struct route *r = &c->routes[0];
@@ -438,7 +439,7 @@ static void test_all_gateway_keys(void **state)
                                "max_message_size = 11k\n"
                                "buffer_size = 12m\n"
                                "log_level = DEBUG\n"
-                               "log_format = json\n" ROUTE);
+                               "log_format = json\nlog_health_checks = on\n" ROUTE);
     (void)state;
     assert_int_equal(c->nlistens, 3);
     assert_string_equal(c->listens[0].text, "127.0.0.1:1");
@@ -458,6 +459,7 @@ static void test_all_gateway_keys(void **state)
     assert_int_equal(c->buffer_size, 12 * 1024 * 1024);
     assert_int_equal(c->log_level, WLOG_DEBUG);
     assert_int_equal(c->log_format, LOGF_JSON);
+    assert_true(c->log_health_checks);
     assert_memory_equal(&c->routes[0].p, &c->defaults, sizeof c->defaults);
     config_unref(c);
 }
@@ -1145,6 +1147,7 @@ static void test_sample_documents_every_key(void **state)
         "metrics_path",
         "log_level",
         "log_format",
+        "log_health_checks",
         "drain_timeout",
         "record",
         "record_format",
