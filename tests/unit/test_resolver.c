@@ -274,8 +274,9 @@ static void test_delay_blocks_nothing(void **state)
     assert_string_equal(r[0].addr[0], "10.0.0.9 1");
     assert_string_equal(r[1].addr[0], "10.0.0.9 2");
     assert_true(r[0].at - t0 >= 0.95);
-    assert_true(tk.max_gap < 0.06);
-    assert_true(tk.ticks >= (int)((r[0].at - t0) / 0.02) - 3);
+    assert_true(tk.max_gap <
+                0.25); /* blocking would be >= the whole wait; a loaded machine is not */
+    assert_true(tk.ticks >= (int)((r[0].at - t0) / 0.25) - 1);
     assert_int_equal(queries("slow.test A"), 1);
 }
 
