@@ -1034,3 +1034,35 @@ class RssSampler:
     @property
     def max_kib(self):
         return max(self.samples) if self.samples else 0
+
+
+def send_until_stuck(sock, make_frame, stuck_for=2.0, cap_seconds=120, cap_bytes=2 << 30):
+    """Non-blocking sends of frames (make_frame() -> (payload, frame bytes))
+    until the socket takes nothing for stuck_for seconds. Returns (payloads
+    fully or partly sent, unsent tail of the current frame). A pause that is
+    only the machine being slow ends the sending early, never fails: callers
+    then wait for the event they check (a gauge, a log line). Sending
+    cap_bytes or for cap_seconds without blocking fails: no backpressure."""
+    sock.setblocking(False)
+    payloads = []
+    sent_bytes = 0
+    start = time.monotonic()
+    pending = b""
+    while True:
+        if not pending:
+            payload, pending = make_frame()
+            payloads.append(payload)
+        try:
+            n = sock.send(pending)
+            pending = pending[n:]
+            sent_bytes += n
+        except BlockingIOError:
+            _, w, _ = select.select([], [sock], [], stuck_for)
+            if not w:
+                break
+        assert time.monotonic() - start < cap_seconds and sent_bytes < cap_bytes, (
+            "sent %d bytes in %.0fs without being blocked: no backpressure"
+            % (sent_bytes, time.monotonic() - start))
+    print("client blocked after sending %d bytes in %.1fs" % (sent_bytes, time.monotonic() - start))
+    sock.setblocking(True)
+    return payloads, pending
