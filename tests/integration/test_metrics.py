@@ -18,6 +18,7 @@ FAMILIES = {
     "wsgate_handshake_failures_total": "counter",
     "wsgate_bytes_total": "counter",
     "wsgate_wire_bytes_total": "counter",
+    "wsgate_buffered_bytes": "gauge",
     "wsgate_backend_connect_seconds": "histogram",
 }
 RESULTS = ("normal", "client_dropped", "protocol_error", "backend_error", "timeout",
@@ -72,6 +73,9 @@ class Expect:
                 if got != table.get(rt, 0):
                     errors.append("bytes_total{%s,%s} = %r, expected %d"
                                   % (rt, d, got, table.get(rt, 0)))
+                got = m.get("wsgate_buffered_bytes", route=rt, direction=d)
+                if not active.get(rt) and got != 0:  # every session gave its bytes back
+                    errors.append("buffered_bytes{%s,%s} = %r with no session" % (rt, d, got))
         for rt in histogram_routes or []:
             got = m.get("wsgate_backend_connect_seconds_count", route=rt)
             if got != self.connects.get(rt, 0):
