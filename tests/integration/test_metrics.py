@@ -4,6 +4,7 @@ and result, payload bytes per direction, handshake failures by route and
 status, backend connect histogram - and the counters survive SIGHUP."""
 
 import re
+import time
 
 import pytest
 
@@ -359,3 +360,32 @@ def test_metrics_lint_rejects_bad_text():
     for text in bad:
         with pytest.raises(AssertionError):
             Metrics(text)
+
+
+def test_connect_histogram_known_delay(gw, backends):
+    """A backend whose accept queue stays full for DELAY seconds after
+    wsgate's SYN is dropped (harness.Backend full_for): the connect takes at
+    least DELAY (in fact until the SYN's first retry, about 1 s) and at most
+    as long as the client waited for its 101. The histogram has that one
+    observation: its sum in seconds within those bounds, and every bucket
+    counts it exactly when its bound is at or above the sum."""
+    delay = 0.3
+    slow = backends.slow_accept(delay)
+    gw.start({"route:slow": route(slow.addr, "/", connect_timeout="20s")})
+    t0 = time.monotonic()
+    c = gw.ws("/")
+    waited = time.monotonic() - t0
+    c.send_frame(OP_BINARY, b"late")
+    assert c.read_data(4) == b"late"
+    m = scrape(gw)
+    assert m.value("wsgate_backend_connect_seconds_count", route="slow") == 1
+    s = m.value("wsgate_backend_connect_seconds_sum", route="slow")
+    print("connect took %.3fs; the 101 came after %.3fs" % (s, waited))
+    assert delay <= s <= waited, "connect seconds sum %r, expected %.1f..%.3f" % (s, delay, waited)
+    buckets = {dict(k)["le"]: v for k, v in m.series("wsgate_backend_connect_seconds_bucket").items()
+               if dict(k)["route"] == "slow"}
+    assert len(buckets) == 11, buckets
+    for le, v in buckets.items():
+        want = 1 if float(le) >= s else 0
+        assert v == want, "bucket le=%s counts %r, expected %d (sum %r)" % (le, v, want, s)
+    close_normally(c)
