@@ -284,9 +284,10 @@ def test_backend_half_close_client_never_closes(gw, backends):
 
 
 def send_until_blocked(sock, frame, stuck_for=2.0):
-    """harness.send_until_stuck with one frame over and over. Returns the
-    bytes sent."""
+    """harness.send_until_stuck with one frame over and over; the socket is
+    left non-blocking. Returns the bytes sent."""
     payloads, pending = harness.send_until_stuck(sock, lambda: (frame, frame), stuck_for)
+    sock.setblocking(False)
     return len(payloads) * len(frame) - len(pending)
 
 
