@@ -197,6 +197,15 @@ char *metrics_render(struct metrics *m, size_t *len)
         outf(&o, "wsgate_wire_bytes_total{route=\"%s\",direction=\"down\"} %llu\n", r->name,
              (unsigned long long)SUM(wire_down));
     }
+    outf(&o, "# HELP wsgate_buffered_bytes Bytes held in relay buffers now (up = read from the "
+             "client, not yet written to the backend).\n"
+             "# TYPE wsgate_buffered_bytes gauge\n");
+    for (struct route_stats *r = head; r; r = r->next) {
+        outf(&o, "wsgate_buffered_bytes{route=\"%s\",direction=\"up\"} %llu\n", r->name,
+             (unsigned long long)SUM(buffered_up));
+        outf(&o, "wsgate_buffered_bytes{route=\"%s\",direction=\"down\"} %llu\n", r->name,
+             (unsigned long long)SUM(buffered_down));
+    }
     outf(&o, "# HELP wsgate_backend_connect_seconds Time to connect to a backend.\n"
              "# TYPE wsgate_backend_connect_seconds histogram\n");
     for (struct route_stats *r = head; r; r = r->next) {

@@ -41,6 +41,10 @@ struct route_counters {
     uint64_t connect_buckets[METRICS_NBUCKETS + 1]; /* last = +Inf */
     uint64_t connect_count;
     uint64_t connect_usec_sum;
+    /* gauges: bytes held in relay buffers (up = read from the client, not
+     * yet taken by the backend); each session adds its changes to its own
+     * worker's slot (a decrease as a wrapping add) and takes all back at its end */
+    uint64_t buffered_up, buffered_down;
 } __attribute__((aligned(64)));
 
 struct route_stats {

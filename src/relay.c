@@ -26,6 +26,42 @@ void relay_init(struct relay *r, struct io *cl, struct io *be, struct ev_loop *l
     r->last_rx = r->last_payload = ev_now(loop);
 }
 
+/* Client bytes still needed (see relay.h): in `in` from the first pending
+ * payload span, compressed input not yet inflated or undecoded byte to its
+ * end, and in zout from its first pending span to its end. Spans of each
+ * buffer are in increasing order, so the first one is the lowest. */
+static size_t held_up(const struct relay *r)
+{
+    size_t n = 0;
+    bool in_seen = false, z_seen = false;
+    size_t low = r->in ? r->in->start : 0;
+    if (r->in && r->zin.active && r->zin.off < low)
+        low = r->zin.off;
+    for (int i = r->span0; i < r->nspans && !(in_seen && z_seen); i++) {
+        uint32_t off = r->spans[i].off;
+        if ((off & RELAY_ZOUT) && !z_seen) {
+            z_seen = true;
+            n += r->zout->end - (off & ~RELAY_ZOUT);
+        } else if (!(off & RELAY_ZOUT) && !in_seen) {
+            in_seen = true;
+            low = off < low ? off : low;
+        }
+    }
+    return n + (r->in ? r->in->end - low : 0);
+}
+
+/* Bring the buffered-bytes gauges up to date with this session's buffers. */
+static void account(struct relay *r)
+{
+    size_t up = held_up(r), down = r->out ? buf_len(r->out) : 0;
+    if (up != r->held_up)
+        metrics_add(&r->ctr->buffered_up, (uint64_t)up - (uint64_t)r->held_up);
+    if (down != r->held_down)
+        metrics_add(&r->ctr->buffered_down, (uint64_t)down - (uint64_t)r->held_down);
+    r->held_up = up;
+    r->held_down = down;
+}
+
 void relay_free(struct relay *r)
 {
     buf_put(r->pool, r->in);
@@ -34,6 +70,7 @@ void relay_free(struct relay *r)
     r->in = r->out = r->zout = NULL;
     r->nspans = r->span0 = 0;
     r->zin.active = false;
+    account(r);
     if (r->pmd_on)
         pmd_free(&r->pmd);
 }
@@ -68,6 +105,7 @@ int relay_start(struct relay *r, const char *head, size_t len)
     memcpy(r->out->data, head + sent, len - sent);
     r->out->end = len - sent;
     r->head_left = len - sent;
+    account(r);
     return 0;
 }
 
@@ -76,6 +114,7 @@ void relay_take_input(struct relay *r, struct buf *in)
     ASSERT(!r->in);
     r->in = in;
     metrics_add(&r->ctr->wire_up, buf_len(in));
+    account(r);
 }
 
 void relay_close(struct relay *r, uint16_t code, const char *reason)
@@ -109,6 +148,7 @@ void relay_backend_gone(struct relay *r)
     r->nspans = r->span0 = 0;
     r->be_gone = true;
     r->down_done = true;
+    account(r);
 }
 
 /* ---- client -> backend ------------------------------------------------ */
@@ -369,6 +409,7 @@ void relay_pump_up(struct relay *r)
             break;
     }
     release_input(r);
+    account(r);
 }
 
 void relay_backend_write(struct relay *r)
@@ -377,6 +418,7 @@ void relay_backend_write(struct relay *r)
         relay_pump_up(r);
     else
         release_input(r);
+    account(r);
 }
 
 int relay_client_read(struct relay *r)
@@ -447,7 +489,8 @@ static bool frame_out(struct relay *r, struct buf *out, const uint8_t *src, size
     return true;
 }
 
-void relay_backend_read(struct relay *r)
+/* relay_backend_read without the accounting. */
+static void backend_read(struct relay *r)
 {
     ASSERT(!r->out && !r->down_done);
     struct buf *out = buf_get(r->pool, r->bufsize);
@@ -513,6 +556,12 @@ void relay_backend_read(struct relay *r)
     r->last_payload = ev_now(r->loop);
 }
 
+void relay_backend_read(struct relay *r)
+{
+    backend_read(r);
+    account(r);
+}
+
 /* Pick the next thing to write: control frames go between data frames, the
  * close frame goes last. Returns false when there is nothing. */
 static bool pick_write(struct relay *r)
@@ -553,7 +602,8 @@ static void wrote(struct relay *r)
     r->writing = W_NONE;
 }
 
-int relay_client_write(struct relay *r)
+/* relay_client_write without the accounting. */
+static int client_write(struct relay *r)
 {
     while (r->writing != W_NONE || pick_write(r)) {
         const uint8_t *p;
@@ -587,6 +637,13 @@ int relay_client_write(struct relay *r)
         wrote(r);
     }
     return 0;
+}
+
+int relay_client_write(struct relay *r)
+{
+    int rc = client_write(r);
+    account(r);
+    return rc;
 }
 
 /* ---- derived state ---------------------------------------------------- */

@@ -20,6 +20,13 @@
  * from the relay_wants_* queries which events to wait for, and from
  * relay_client_done()/relay_backend_done() when each half is over.
  *
+ * Bytes held in the buffers are counted in the route's buffered gauges
+ * (metrics.h) at the end of every call that changes them: up is the part of
+ * `in` still needed (from the first undelivered payload byte or undecoded
+ * frame byte to its end) plus the inflated bytes in zout not yet written;
+ * down is the frame in `out` not yet written. Neither exceeds buffer_size
+ * (the buffers' capacity; the frame header's headroom is inside `out`).
+ *
  * One call does a bounded amount of work: at most min(buffer_size, 64 KiB)
  * bytes read or decoded; relay_up_pending() says when input waits for
  * another turn. */
@@ -109,8 +116,9 @@ struct relay {
     size_t head_left; /* bytes of the 101 head still in out: not frame bytes */
 
     /* accounting */
-    uint64_t bytes_up;   /* payload written to the backend */
-    uint64_t bytes_down; /* payload read from the backend and framed */
+    uint64_t bytes_up;         /* payload written to the backend */
+    uint64_t bytes_down;       /* payload read from the backend and framed */
+    size_t held_up, held_down; /* this session's share of the buffered-bytes gauges */
     ev_tstamp last_rx, last_payload, closing_since;
 };
 

@@ -7,6 +7,9 @@
 #      (default 1)
 # Installs missing Debian and npm packages first. Run from anywhere, as root.
 set -e
+# Every test must run: a missing prerequisite fails instead of skipping
+# (pytest skips, the browser and integration runners' exit 77).
+export WSGATE_REQUIRE_ALL=1
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 sh contrib/deps.sh --test

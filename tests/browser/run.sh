@@ -39,7 +39,13 @@ here=$(cd "$(dirname "$0")" && pwd) || exit 99
 : "${NODE:=node}"
 : "${PYTHON3:=/usr/bin/python3}"
 
+# With WSGATE_REQUIRE_ALL=1 (tests/all.sh, CI) a missing prerequisite is
+# a failure (exit 1), not a skip.
 skip() {
+	if [ "${WSGATE_REQUIRE_ALL:-0}" = 1 ]; then
+		echo "run.sh: $*; WSGATE_REQUIRE_ALL=1: the browser tests must run" >&2
+		exit 1
+	fi
 	echo "run.sh: $*; skipping the browser tests" >&2
 	exit 77
 }

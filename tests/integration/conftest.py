@@ -15,6 +15,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DEADLINE = 120  # seconds per test; a hung test fails instead of hanging the suite
 
 
+# WSGATE_REQUIRE_ALL=1 (tests/all.sh, hence CI): a skipped test fails, so a
+# run cannot be green with tests that never ran. Expected failures (xfail)
+# stay what they are.
+REQUIRE_ALL = os.environ.get("WSGATE_REQUIRE_ALL") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_ALL and rep.skipped and not hasattr(rep, "wasxfail"):
+        why = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = "WSGATE_REQUIRE_ALL=1 and the test was skipped: %s" % why
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collectreport(report):
+    yield
+    if REQUIRE_ALL and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = "WSGATE_REQUIRE_ALL=1 and a module was skipped: %s" % (report.longrepr,)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "deadline(seconds): per-test time limit (default %d)"
                             % DEFAULT_DEADLINE)
@@ -117,6 +141,11 @@ class Backends:
     def custom(self, handler, keep_data=False):
         """A backend running handler(backend, conn_record) per connection."""
         return self._add(harness.Backend(handler, keep_data=keep_data))
+
+    def slow_accept(self, seconds):
+        """An echo backend whose accept queue is full for its first
+        `seconds`: a connect made then completes after at least that long."""
+        return self._add(harness.Backend(harness.echo_handler, full_for=seconds))
 
     def blackhole(self):
         return self._add(harness.Blackhole())

@@ -62,6 +62,16 @@ def free_port(host="127.0.0.1"):
     raise AssertionError("no free port in %d-%d" % (_PORT_LOW, _PORT_HIGH))
 
 
+def has_ipv6_loopback():
+    """True if the kernel has ::1 (a socket can bind it)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def refused_addr():
     """host:port of a loopback port with nothing listening on it."""
     return "127.0.0.1:%d" % free_port()
@@ -563,12 +573,20 @@ class Backend:
     """A TCP server on a free loopback port; handler(backend, rec) runs for
     each accepted connection in its own thread."""
 
-    def __init__(self, handler, host="127.0.0.1", keep_data=False):
+    def __init__(self, handler, host="127.0.0.1", keep_data=False, full_for=None):
+        """full_for: seconds the listener's accept queue stays full (a
+        Blackhole's) before the backend starts accepting: connects made
+        meanwhile take at least that long."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.lsock = socket.socket(family, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
-        self.lsock.listen(512)
+        self.hole = Blackhole() if full_for is not None else None
+        self.full_for = full_for
+        if self.hole:
+            self.lsock = self.hole.lsock
+        else:
+            self.lsock = socket.socket(family, socket.SOCK_STREAM)
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.lsock.bind((host, 0))
+            self.lsock.listen(512)
         self.port = self.lsock.getsockname()[1]
         self.addr = ("[%s]:%d" if family == socket.AF_INET6 else "%s:%d") % (host, self.port)
         self.handler = handler
@@ -580,13 +598,24 @@ class Backend:
         self.thread.start()
 
     def _accept_loop(self):
+        if self.hole:
+            # full_for counts from a connect's SYN being dropped: from when
+            # some socket is in SYN-SENT toward this port
+            while not syn_sent_to(self.port):
+                if self.stopping.wait(0.005):
+                    return
+            if self.stopping.wait(self.full_for):
+                return
         while not self.stopping.is_set():
             r, _, _ = select.select([self.lsock], [], [], 0.05)
             if not r:
                 continue
             try:
-                sock, _ = self.lsock.accept()
+                sock, peer = self.lsock.accept()
             except OSError:
+                continue
+            if self.hole and peer in self.hole.filler_addrs:
+                sock.close()  # a connection that only filled the queue
                 continue
             sock.setblocking(True)
             rec = ConnRecord(sock)
@@ -642,6 +671,8 @@ class Backend:
         self.stopping.set()
         self.thread.join(5)
         self.lsock.close()
+        if self.hole:
+            self.hole.close()
         with self.lock:
             conns = list(self.conns)
         for c in conns:
@@ -706,8 +737,14 @@ def reset_handler(greeting=b"", after_bytes=1):
 
 
 class Blackhole:
-    """A loopback listener with backlog 0 whose accept queue is already full:
-    further connects get no SYN-ACK and hang (until wsgate's timeout)."""
+    """A loopback listener with backlog 0 whose accept queue is full: the
+    kernel drops further SYNs, so connects to it hang (until wsgate's
+    timeout). The queue is filled with connections until a new connect
+    does hang, whatever the kernel's exact limit; no kernel takes 64.
+    A connect made while it is full completes once the queue has room, at
+    the SYN's first retry (the initial RTO, 1 s) or later."""
+
+    FILLERS_MAX = 64
 
     def __init__(self):
         self.lsock = socket.socket()
@@ -716,24 +753,24 @@ class Blackhole:
         self.port = self.lsock.getsockname()[1]
         self.addr = "127.0.0.1:%d" % self.port
         self.fillers = []
-        for _ in range(2):
-            c = socket.socket()
-            c.setblocking(False)
-            try:
-                c.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(c)
-        time.sleep(0.1)
+        while not self.connect_hangs(0.3):
+            assert len(self.fillers) < self.FILLERS_MAX, (
+                "a listener with backlog 0 took %d connections" % len(self.fillers))
+            self.fillers.append(self._connect())
+        self.filler_addrs = {c.getsockname() for c in self.fillers}
 
-    def connect_hangs(self, wait=1.0):
-        """Check that a new connect does not complete within `wait` seconds."""
+    def _connect(self):
         c = socket.socket()
         c.setblocking(False)
         try:
             c.connect(("127.0.0.1", self.port))
         except BlockingIOError:
             pass
+        return c
+
+    def connect_hangs(self, wait=1.0):
+        """Check that a new connect does not complete within `wait` seconds."""
+        c = self._connect()
         try:
             _, w, _ = select.select([], [c], [], wait)
             return not w
@@ -778,6 +815,21 @@ def listening_inodes(port):
         except FileNotFoundError:
             continue
     return out
+
+
+def syn_sent_to(port):
+    """True if some loopback socket is connecting (SYN-SENT) to this port."""
+    suffix = ":%04X" % port
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                if any(fl[2].endswith(suffix) and fl[3] == "02"
+                       for fl in (line.split() for line in f)):
+                    return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def is_listening(port):
@@ -1034,3 +1086,35 @@ class RssSampler:
     @property
     def max_kib(self):
         return max(self.samples) if self.samples else 0
+
+
+def send_until_stuck(sock, make_frame, stuck_for=2.0, cap_seconds=120, cap_bytes=2 << 30):
+    """Non-blocking sends of frames (make_frame() -> (payload, frame bytes))
+    until the socket takes nothing for stuck_for seconds. Returns (payloads
+    fully or partly sent, unsent tail of the current frame). A pause that is
+    only the machine being slow ends the sending early, never fails: callers
+    then wait for the event they check (a gauge, a log line). Sending
+    cap_bytes or for cap_seconds without blocking fails: no backpressure."""
+    sock.setblocking(False)
+    payloads = []
+    sent_bytes = 0
+    start = time.monotonic()
+    pending = b""
+    while True:
+        if not pending:
+            payload, pending = make_frame()
+            payloads.append(payload)
+        try:
+            n = sock.send(pending)
+            pending = pending[n:]
+            sent_bytes += n
+        except BlockingIOError:
+            _, w, _ = select.select([], [sock], [], stuck_for)
+            if not w:
+                break
+        assert time.monotonic() - start < cap_seconds and sent_bytes < cap_bytes, (
+            "sent %d bytes in %.0fs without being blocked: no backpressure"
+            % (sent_bytes, time.monotonic() - start))
+    print("client blocked after sending %d bytes in %.1fs" % (sent_bytes, time.monotonic() - start))
+    sock.setblocking(True)
+    return payloads, pending

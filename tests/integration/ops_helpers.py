@@ -1,6 +1,7 @@
 """ops_helpers.py - helpers for the operations tests (test_reload.py,
-test_drain.py, test_metrics.py): plain HTTP requests, a Prometheus text
-parser with a format lint, log polling, listening-socket inspection, a
+test_drain.py, test_metrics.py, test_memory.py, test_faults.py): plain HTTP
+requests, a Prometheus text parser with a format lint, log polling,
+listening-socket inspection, memory bounds tied to buffer_size, a
 streaming backend, and a fleet of python3-websockets sessions that relay
 sequence-numbered data through an echo backend in a background thread and
 verify every echoed byte.
@@ -288,6 +289,97 @@ def scrape(gw, path="/metrics", host=None, port=None):
     ctype = resp.get("content-type") or ""
     assert ctype.startswith("text/plain"), "metrics Content-Type %r" % ctype
     return Metrics(resp.body.decode("utf-8"))
+
+
+# ---------------------------------------------------------------- memory bounds
+
+# What one session may hold per direction beyond buffer_size: nothing.
+# wsgate_buffered_bytes counts the bytes in a session's relay buffers, each
+# buffer holds buffer_size bytes in all (the server frame header is built in
+# headroom inside the buffer, and one wake-up reads at most min(buffer_size,
+# 64 KiB) into the room left), and without compression there is one buffer
+# per direction. So the gauge of one session is at most buffer_size.
+BUFFERED_ALLOWANCE = 0
+# Buffer sizes the bounds are checked at: the smallest usual one (below the
+# 64 KiB per-wake-up budget) and a large one (above it).
+BUFFER_SIZES = {"4k": 4096, "1m": 1 << 20}
+
+
+def rss_allowance_kib(buffer_size):
+    """VmRSS growth allowed for one session behind backpressure: its two
+    buffers counted four times (the pool's free list and malloc's arenas keep
+    freed buffers resident; a 1 MiB buffer is touched page by page), plus a
+    fixed 8 MiB for what does not scale with it (the metrics scrapes, stdio,
+    stacks touched). A buffer 64 times too large at 1m exceeds it."""
+    return 8 * 1024 + 4 * 2 * buffer_size // 1024
+
+
+def buffered(gw, route):
+    """{"up": n, "down": n}: wsgate_buffered_bytes of route now."""
+    m = scrape(gw)
+    return {d: m.value("wsgate_buffered_bytes", route=route, direction=d) for d in ("up", "down")}
+
+
+class MemoryWatch:
+    """Samples wsgate's VmRSS and the buffered-bytes gauges of one route in a
+    thread (every interval seconds) from a baseline taken at the start; check()
+    holds them to the bounds of buffer_size."""
+
+    def __init__(self, gw, route, buffer_size, interval=0.02):
+        self.gw, self.route, self.buffer_size = gw, route, buffer_size
+        self.interval = interval
+        self.baseline_kib = gw.rss_kib()
+        self.rss = []
+        self.max = {"up": 0, "down": 0}
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        self.rss.append(self.gw.rss_kib())
+        for d, v in buffered(self.gw, self.route).items():
+            self.max[d] = max(self.max[d], v)
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            try:
+                self._sample()
+            except (OSError, AssertionError):
+                break
+            self.stop_event.wait(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(5)
+
+    def wait_held(self, direction):
+        """Wait until the route holds bytes in direction (the stall reached
+        wsgate's buffer); returns the gauges then."""
+        return wait_until(lambda: (lambda g: g if g[direction] > 0 else None)(
+            buffered(self.gw, self.route)), what="bytes buffered %s" % direction)
+
+    def check(self, asan):
+        """One more sample, then: each direction's gauge never exceeded
+        buffer_size + BUFFERED_ALLOWANCE, and (without ASan, whose shadow
+        memory and quarantine dominate) VmRSS grew by at most
+        rss_allowance_kib(buffer_size)."""
+        self._sample()
+        limit = self.buffer_size + BUFFERED_ALLOWANCE
+        growth = max(self.rss) - self.baseline_kib
+        print("buffer_size %d: buffered max up %d down %d; VmRSS +%d KiB (baseline %d, "
+              "%d samples)" % (self.buffer_size, self.max["up"], self.max["down"], growth,
+                               self.baseline_kib, len(self.rss)))
+        assert len(self.rss) >= 3, "too few samples"
+        for d in ("up", "down"):
+            assert self.max[d] <= limit, ("wsgate_buffered_bytes{direction=%s} reached %d, "
+                                          "buffer_size %d" % (d, self.max[d], self.buffer_size))
+        if not asan:
+            allowed = rss_allowance_kib(self.buffer_size)
+            assert growth <= allowed, ("wsgate VmRSS grew by %d KiB with buffer_size %d "
+                                       "(allowed %d)" % (growth, self.buffer_size, allowed))
 
 
 # ---------------------------------------------------------------- streaming backend

@@ -17,6 +17,7 @@ fi
 
 if [ -z "$WSGATE" ] || [ ! -x "$WSGATE" ]; then
 	echo "run.sh: wsgate binary '${WSGATE}' is not executable; skipping" >&2
+	[ "${WSGATE_REQUIRE_ALL:-0}" = 1 ] && exit 1 # CI: a skip is a failure
 	exit 77
 fi
 case $WSGATE in

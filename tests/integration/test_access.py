@@ -388,3 +388,82 @@ def test_backend_names_follow_dns(gw, dns, redis):
     assert_reaches(gw, "/t?token=" + t, b"2")
     for s in (one, two, six, plain):
         s.close()
+
+
+# ---------------------------------------------------------------- access log
+
+
+def access_records(gw):
+    """{client "addr:port": fields} of every session line so far, text or
+    JSON format, with the text format's names (ops_helpers.ACCESS_RE)."""
+    import json
+    from ops_helpers import ACCESS_RE
+    out = {}
+    for line in gw.stderr_text().splitlines():
+        if line.startswith("{"):
+            j = json.loads(line)
+            if j.get("event") != "session":
+                continue
+            rec = {"client": j["client"], "route": j["route"], "backend": j["backend"],
+                   "status": j["status"], "duration": j["duration"], "up": j["bytes_up"],
+                   "down": j["bytes_down"], "close": j["close_code"], "by": j["closed_by"]}
+        else:
+            m = ACCESS_RE.search(line)
+            if not m:
+                continue
+            rec = dict(zip(("client", "route", "backend", "status", "duration", "up", "down",
+                            "close", "by"), m.groups()))
+            for k in ("status", "up", "down", "close"):
+                rec[k] = int(rec[k])
+            rec["duration"] = float(rec["duration"])
+        out[rec["client"]] = rec
+    return out
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_access_line_fields(gw, backends, log_format):
+    """Every field of a session's access line against the traffic made: the
+    client's address and port, route, backend, status 101, payload bytes
+    each way, the close code and who closed, and a duration within the
+    time the test measured around the session. Two sessions: the client
+    closes an echo session (4001, by client); a backend sends M bytes and
+    EOF (1000, by backend)."""
+    from ops_helpers import client_addr
+    echo = backends.echo()
+    m_down = 54321
+    sender = backends.sender(bytes(i % 253 for i in range(m_down)))
+    gw.start({"gateway": {"log_format": log_format},
+              "route:e": harness.route(echo.addr, "/e"),
+              "route:s": harness.route(sender.addr, "/s")})
+    up = [harness.random_bytes(n) for n in (1, 125, 126, 70000)]
+    t0 = time.monotonic()
+    c = gw.ws("/e")
+    e_addr = client_addr(c)
+    for data in up:
+        c.send_frame(OP_BINARY, data)
+        assert c.read_data(len(data)) == data
+    c.send_close(4001)
+    c.expect_close(4001)
+    e_took = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    s = gw.ws("/s")
+    s_addr = client_addr(s)
+    assert s.read_data(m_down) == bytes(i % 253 for i in range(m_down))
+    s.expect_close(1000)
+    s_took = time.monotonic() - t0
+
+    recs = harness.wait_until(lambda: (lambda r: r if e_addr in r and s_addr in r else None)(
+        access_records(gw)), what="both access lines")
+    total = sum(len(d) for d in up)
+    want = {
+        e_addr: {"client": e_addr, "route": "e", "backend": echo.addr, "status": 101,
+                 "up": total, "down": total, "close": 4001, "by": "client"},
+        s_addr: {"client": s_addr, "route": "s", "backend": sender.addr, "status": 101,
+                 "up": 0, "down": m_down, "close": 1000, "by": "backend"},
+    }
+    for addr, took in ((e_addr, e_took), (s_addr, s_took)):
+        got = dict(recs[addr])
+        duration = got.pop("duration")
+        assert got == want[addr], "access line of %s: %r, expected %r" % (addr, got, want[addr])
+        assert 0 < duration <= took + 0.01, "duration %r, the session took %.3fs" % (duration, took)

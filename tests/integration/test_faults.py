@@ -17,6 +17,7 @@ import pytest
 import faults_helpers as fh
 import harness
 from harness import OP_BINARY, OP_TEXT, build_frame, route
+from ops_helpers import BUFFER_SIZES, MemoryWatch
 
 pytestmark = pytest.mark.deadline(180)
 
@@ -24,10 +25,10 @@ ROUNDS = 4  # of repeated faults, to see RSS growth
 PER_ROUND = 25
 
 
-def start(gw, backend_addr, **opts):
-    """Start gw with one route "/" to backend_addr; return its Resources
-    baseline (taken once wsgate is idle)."""
-    gw.start({"route:f": route(backend_addr, "/", **opts)})
+def start(gw, backend_addr, size="64k", **opts):
+    """Start gw with buffer_size size and one route "/" to backend_addr;
+    return its Resources baseline (taken once wsgate is idle)."""
+    gw.start({"gateway": {"buffer_size": size}, "route:f": route(backend_addr, "/", **opts)})
     time.sleep(0.2)  # let every worker thread settle
     return fh.Resources(gw)
 
@@ -282,46 +283,36 @@ def test_backend_half_close_client_never_closes(gw, backends):
 # ---------------------------------------------------------------- slow backend
 
 
-def send_until_blocked(sock, frame, stuck_for=2.0, cap_bytes=1 << 30, cap_seconds=60):
-    """Non-blocking sends of frame until the socket takes nothing for
-    stuck_for seconds. Returns the bytes sent."""
+def send_until_blocked(sock, frame, stuck_for=2.0):
+    """harness.send_until_stuck with one frame over and over; the socket is
+    left non-blocking. Returns the bytes sent."""
+    payloads, pending = harness.send_until_stuck(sock, lambda: (frame, frame), stuck_for)
     sock.setblocking(False)
-    sent = 0
-    pending = frame
-    t0 = time.monotonic()
-    while True:
-        try:
-            n = sock.send(pending)
-            sent += n
-            pending = pending[n:] or frame
-        except BlockingIOError:
-            _, w, _ = select.select([], [sock], [], stuck_for)
-            if not w:
-                break
-        assert sent < cap_bytes and time.monotonic() - t0 < cap_seconds, (
-            "sent %d bytes in %.0fs without blocking: no backpressure"
-            % (sent, time.monotonic() - t0))
+    return len(payloads) * len(frame) - len(pending)
+
+
+def blocked_behind(gw, c, frame, bufsize, asan):
+    """The client sends frame until its sends block behind a backend that
+    reads nothing; wsgate holds bytes for the backend, at most buffer_size,
+    and its VmRSS grows by no more than the bound for bufsize
+    (ops_helpers.MemoryWatch). Returns the bytes sent."""
+    with MemoryWatch(gw, "f", bufsize) as watch:
+        sent = send_until_blocked(c.sock, frame)
+        watch.wait_held("up")
+    print("client blocked after %d bytes" % sent)
+    watch.check(asan)
     return sent
 
 
 def slow_backend_session(gw, backends, asan, **route_opts):
-    """A backend that never reads; the client sends until its sends block.
-    Returns (client, resources, release event, backend, bytes sent)."""
+    """A backend that never reads; the client sends until its sends block
+    (buffer_size 64k: the memory bounds of blocked_behind). Returns (client,
+    resources, release event, backend, bytes sent)."""
     release = threading.Event()
     slow = backends.custom(fh.never_read_handler(release))
     res = start(gw, slow.addr, **route_opts)
     c = gw.ws("/")
-    frame = build_frame(OP_BINARY, os.urandom(64 * 1024))
-    with harness.RssSampler(gw) as rss:
-        sent = send_until_blocked(c.sock, frame)
-        time.sleep(1.0)
-    print("client blocked after %d bytes; wsgate VmRSS max %d KiB (baseline %d)"
-          % (sent, rss.max_kib, res.rss_baseline))
-    if not asan:
-        # buffer_size (64k) per direction plus slack; never the bytes sent.
-        assert rss.max_kib - res.rss_baseline < 16 * 1024, (
-            "wsgate grew by %d KiB behind a backend that does not read"
-            % (rss.max_kib - res.rss_baseline))
+    sent = blocked_behind(gw, c, build_frame(OP_BINARY, os.urandom(64 * 1024)), 65536, asan)
     return c, res, release, slow, sent
 
 
@@ -467,21 +458,19 @@ def test_slow_backend_client_drops(gw, backends, asan, how):
         release.set()
 
 
-def test_slow_backend_then_reads(gw, backends, asan):
-    """The backend reads nothing for a while, then everything: not one byte
-    is lost, and the client's close then ends the session."""
+@pytest.mark.parametrize("size", list(BUFFER_SIZES))
+def test_slow_backend_then_reads(gw, backends, asan, size):
+    """The backend reads nothing for a while (wsgate holds at most
+    buffer_size for it, at 4k and 1m), then everything: not one byte is
+    lost, and the client's close then ends the session."""
     release = threading.Event()
     slow = backends.custom(fh.never_read_handler(release), keep_data=True)
-    res = start(gw, slow.addr)
+    bufsize = BUFFER_SIZES[size]
+    res = start(gw, slow.addr, size)
     c = gw.ws("/")
-    payload = harness.random_bytes(64 * 1024, seed=64)
+    payload = harness.random_bytes(bufsize, seed=64)
     frame = build_frame(OP_BINARY, payload)
-    with harness.RssSampler(gw) as rss:
-        sent = send_until_blocked(c.sock, frame)
-    print("client blocked after %d bytes; wsgate VmRSS max %d KiB (baseline %d)"
-          % (sent, rss.max_kib, res.rss_baseline))
-    if not asan:
-        assert rss.max_kib - res.rss_baseline < 16 * 1024, "wsgate grew behind a slow backend"
+    sent = blocked_behind(gw, c, frame, bufsize, asan)
     # Finish the frame in progress, so the stream is whole frames.
     rest = (len(frame) - sent % len(frame)) % len(frame)
     release.set()

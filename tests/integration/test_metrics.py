@@ -4,6 +4,7 @@ and result, payload bytes per direction, handshake failures by route and
 status, backend connect histogram - and the counters survive SIGHUP."""
 
 import re
+import time
 
 import pytest
 
@@ -18,6 +19,7 @@ FAMILIES = {
     "wsgate_handshake_failures_total": "counter",
     "wsgate_bytes_total": "counter",
     "wsgate_wire_bytes_total": "counter",
+    "wsgate_buffered_bytes": "gauge",
     "wsgate_backend_connect_seconds": "histogram",
 }
 RESULTS = ("normal", "client_dropped", "protocol_error", "backend_error", "timeout",
@@ -72,6 +74,9 @@ class Expect:
                 if got != table.get(rt, 0):
                     errors.append("bytes_total{%s,%s} = %r, expected %d"
                                   % (rt, d, got, table.get(rt, 0)))
+                got = m.get("wsgate_buffered_bytes", route=rt, direction=d)
+                if not active.get(rt) and got != 0:  # every session gave its bytes back
+                    errors.append("buffered_bytes{%s,%s} = %r with no session" % (rt, d, got))
         for rt in histogram_routes or []:
             got = m.get("wsgate_backend_connect_seconds_count", route=rt)
             if got != self.connects.get(rt, 0):
@@ -355,3 +360,32 @@ def test_metrics_lint_rejects_bad_text():
     for text in bad:
         with pytest.raises(AssertionError):
             Metrics(text)
+
+
+def test_connect_histogram_known_delay(gw, backends):
+    """A backend whose accept queue stays full for DELAY seconds after
+    wsgate's SYN is dropped (harness.Backend full_for): the connect takes at
+    least DELAY (in fact until the SYN's first retry, about 1 s) and at most
+    as long as the client waited for its 101. The histogram has that one
+    observation: its sum in seconds within those bounds, and every bucket
+    counts it exactly when its bound is at or above the sum."""
+    delay = 0.3
+    slow = backends.slow_accept(delay)
+    gw.start({"route:slow": route(slow.addr, "/", connect_timeout="20s")})
+    t0 = time.monotonic()
+    c = gw.ws("/")
+    waited = time.monotonic() - t0
+    c.send_frame(OP_BINARY, b"late")
+    assert c.read_data(4) == b"late"
+    m = scrape(gw)
+    assert m.value("wsgate_backend_connect_seconds_count", route="slow") == 1
+    s = m.value("wsgate_backend_connect_seconds_sum", route="slow")
+    print("connect took %.3fs; the 101 came after %.3fs" % (s, waited))
+    assert delay <= s <= waited, "connect seconds sum %r, expected %.1f..%.3f" % (s, delay, waited)
+    buckets = {dict(k)["le"]: v for k, v in m.series("wsgate_backend_connect_seconds_bucket").items()
+               if dict(k)["route"] == "slow"}
+    assert len(buckets) == 11, buckets
+    for le, v in buckets.items():
+        want = 1 if float(le) >= s else 0
+        assert v == want, "bucket le=%s counts %r, expected %d (sum %r)" % (le, v, want, s)
+    close_normally(c)
