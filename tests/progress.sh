@@ -1,0 +1,20 @@
+#!/bin/sh
+# progress.sh - SH_LOG_COMPILER of make check: runs a test script (the lint,
+# integration and browser suites) with its output going to its .log file as
+# automake's driver wants and, when fd 9 is open (Makefile.am's
+# AM_TESTS_FD_REDIRECT points it at make's stderr), to fd 9 as well, so a
+# suite that runs for minutes shows its progress: pytest's line per test
+# file, the browser tests' line per scenario. Exit status: the test's.
+if ! (true >&9) 2>/dev/null; then
+	exec "$@"
+fi
+status=$(mktemp "${TMPDIR:-/tmp}/wsgate-progress.XXXXXX") || exit 99
+trap 'rm -f "$status"' EXIT
+trap 'exit 130' INT TERM
+echo "---- $*" >&9
+{
+	"$@" 2>&1
+	echo "$?" >"$status"
+} | tee /dev/fd/9
+rc=$(cat "$status")
+exit "${rc:-99}"
