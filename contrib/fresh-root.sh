@@ -65,7 +65,7 @@ cleanup() {
 		# shellcheck disable=SC2086 # a list of pids
 		kill $pids 2>/dev/null || true
 		sleep 1
-		# shellcheck disable=SC2086
+		# shellcheck disable=SC2046
 		kill -9 $(in_root) 2>/dev/null || true
 	fi
 	for m in $mounted; do
