@@ -197,7 +197,7 @@ case $reply in *" echoed"*) ;; *) ok=0 ;; esac
 
 pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
 say "Ctrl-C: SIGINT to process group $pgid"
-kill -INT -- "-$pgid"
+/bin/kill -s INT -- "-$pgid"
 st=0
 wait "$pid" || st=$?
 sleep 1
