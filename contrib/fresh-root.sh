@@ -195,7 +195,12 @@ reply=$(ws_echo 2>&1) || true
 say "ws://127.0.0.1:8081/echo from outside: $(echo "$reply" | tr '\n' ' ')"
 case $reply in *" echoed"*) ;; *) ok=0 ;; esac
 
-pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
+# The terminal's foreground process group: bash -c and all it started.
+pgid=$(ps -o pgid= -p "$(in_root | head -n 1)" | tr -d ' ')
+if [ -z "$pgid" ] || [ "$pgid" = "$(ps -o pgid= -p $$ | tr -d ' ')" ]; then
+	say "cannot find the process group of command 1"
+	exit 1
+fi
 say "Ctrl-C: SIGINT to process group $pgid"
 /bin/kill -s INT -- "-$pgid"
 st=0
