@@ -23,6 +23,9 @@ if [ "${1:-}" = "--test" ]; then
     # unit and integration tests, packaging checks, make distcheck
     pkgs="$pkgs libcmocka-dev python3 python3-websockets python3-pytest python3-yaml openssl procps"
     pkgs="$pkgs groff-base man-db xz-utils"
+    # packaging checks that run only where these exist (contrib/check-packaging.py):
+    # shell scripts, the systemd unit (systemd-analyze verify)
+    pkgs="$pkgs shellcheck systemd"
     # fuzzing (libFuzzer: clang and its runtime), real peers: haproxy, nginx,
     # redis, JWTs minted by python3-jwt, a DNS server (dnslib), asciinema;
     # profiling for the bench
