@@ -100,6 +100,12 @@ deb $MIRROR bookworm main
 deb $MIRROR bookworm-updates main
 deb ${MIRROR%/debian}/debian-security bookworm-security main
 EOF
+# This machine's own CAs (a proxy that intercepts TLS, as npm ci meets one):
+# trusted in the root too once its ca-certificates package is installed.
+if [ -d /usr/local/share/ca-certificates ]; then
+	mkdir -p "$root/usr/local/share/ca-certificates"
+	cp -R /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
 cat >"$root/etc/hosts" <<EOF
 127.0.0.1	localhost
 ::1		localhost ip6-localhost ip6-loopback
