@@ -5,6 +5,8 @@
 # AM_TESTS_FD_REDIRECT points it at make's stderr), to fd 9 as well, so a
 # suite that runs for minutes shows its progress: pytest's line per test
 # file, the browser tests' line per scenario. Exit status: the test's.
+# (awk writes to the open fd: "tee /dev/fd/9" would open make's stderr anew,
+# truncating it when it is a file and failing when it is a socket.)
 if ! (true >&9) 2>/dev/null; then
 	exec "$@"
 fi
@@ -15,6 +17,6 @@ echo "---- $*" >&9
 {
 	"$@" 2>&1
 	echo "$?" >"$status"
-} | tee /dev/fd/9
+} | awk '{ print; fflush(); print >"/dev/stderr"; fflush("/dev/stderr") }' 2>&9
 rc=$(cat "$status")
 exit "${rc:-99}"
