@@ -229,7 +229,10 @@ case " $steps " in
 	echo "\$ $cmd2" >>"$LOG"
 	t2=$(date +%s)
 	st=0
-	run_in_root "$cmd2" >>"$LOG" 2>&1 || st=$?
+	# In the background so that a signal to this script ends it at once
+	# (and the EXIT trap stops what runs in the root and unmounts).
+	run_in_root "$cmd2" >>"$LOG" 2>&1 &
+	wait "$!" || st=$?
 	say "command 2: exit status $st after $(($(date +%s) - t2)) s"
 	grep '^all\.sh: ' "$LOG" | sed 's/^/fresh-root: /' || true
 	[ "$st" = 0 ] || exit 1
