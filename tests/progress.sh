@@ -13,6 +13,9 @@ fi
 status=$(mktemp "${TMPDIR:-/tmp}/wsgate-progress.XXXXXX") || exit 99
 trap 'rm -f "$status"' EXIT
 trap 'exit 130' INT TERM
+# pytest's stdout is a pipe here: unbuffered, or its lines come in 8 KB lumps.
+PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED
 echo "---- $*" >&9
 {
 	"$@" 2>&1
