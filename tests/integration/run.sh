@@ -40,7 +40,7 @@ export PYTHONDONTWRITEBYTECODE
 
 cd "$tmp" || exit 99
 # shellcheck disable=SC2086 # WSGATE_PYTEST_ARGS is split on purpose
-"$PYTHON3" -m pytest -q -p no:cacheprovider -rfEs --basetemp="$tmp/pytest" \
+"$PYTHON3" -m pytest -p no:cacheprovider -rfEs --basetemp="$tmp/pytest" \
 	-c "$TOP_SRCDIR/tests/integration/pytest.ini" --rootdir="$TOP_SRCDIR/tests/integration" \
 	$WSGATE_PYTEST_ARGS "$TOP_SRCDIR/tests/integration"
 status=$?
