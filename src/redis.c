@@ -31,6 +31,8 @@
 
 enum cstate { C_IDLE, C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_UP, C_DOWN };
 
+#define REDIS_ADDRS 8 /* addresses of a host name tried, in the resolver's order */
+
 struct conn {
     struct conn *next;
     struct redis_ctx *ctx;
@@ -38,6 +40,8 @@ struct conn {
     enum cstate st;
     redisAsyncContext *ac;
     struct resolver_req *rq;
+    struct sockaddr_any addrs[REDIS_ADDRS]; /* of the host name, tried in order */
+    size_t naddrs, addr;                    /* addrs[addr] is being tried */
     ev_timer timer;
     double backoff;
     uint32_t timeout_ms;     /* of the latest lookup: bounds connection attempts */
@@ -69,6 +73,7 @@ struct redis_ctx {
 
 static void conn_start(struct conn *c);
 static void conn_fail(struct conn *c, const char *reason);
+static void conn_next(struct conn *c, const char *why);
 
 /* ---- request lists ---------------------------------------------------- */
 
@@ -239,7 +244,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     snprintf(why, sizeof why, "cannot connect: %.100s", ac->errstr);
     ac->data = NULL; /* hiredis frees ac after this callback */
     c->ac = NULL;
-    conn_fail(c, why);
+    conn_next(c, why);
 }
 
 static void on_disconnect(const redisAsyncContext *cac, int status)
@@ -275,7 +280,7 @@ static void conn_connect(struct conn *c, const struct sockaddr_any *a)
     if (ac->err) {
         snprintf(why, sizeof why, "cannot connect: %.100s", ac->errstr);
         redisAsyncFree(ac);
-        conn_fail(c, why);
+        conn_next(c, why);
         return;
     }
     ac->data = c;
@@ -311,7 +316,21 @@ static void on_resolved(void *arg, enum resolver_status st, const struct sockadd
         conn_fail(c, st == RESOLVER_NOT_FOUND ? "host name not found" : "host name lookup failed");
         return;
     }
-    conn_connect(c, &addrs[0]);
+    c->naddrs = n < REDIS_ADDRS ? n : REDIS_ADDRS;
+    memcpy(c->addrs, addrs, c->naddrs * sizeof(*addrs));
+    c->addr = 0;
+    conn_connect(c, &c->addrs[0]);
+}
+
+/* Connecting to addrs[addr] failed (why): the next address of the name, or
+ * the connection fails when none is left (e.g. "localhost" is ::1 first and
+ * the server listens on 127.0.0.1 only). */
+static void conn_next(struct conn *c, const char *why)
+{
+    if (c->addr + 1 < c->naddrs)
+        conn_connect(c, &c->addrs[++c->addr]);
+    else
+        conn_fail(c, why);
 }
 
 /* Timer: the attempt deadline (connecting) or the end of the back-off (DOWN). */
@@ -333,6 +352,7 @@ static void conn_start(struct conn *c)
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a.ss;
 
     c->st = C_RESOLVING;
+    c->naddrs = c->addr = 0; /* a literal address is the only one */
     ev_timer_stop(c->ctx->loop, &c->timer);
     ev_timer_set(&c->timer, c->timeout_ms / 1000., 0.);
     ev_timer_start(c->ctx->loop, &c->timer);

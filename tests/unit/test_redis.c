@@ -31,6 +31,7 @@
 #include "log.h"
 #include "redis.h"
 #include "resolver.h"
+#include "dns_fixture.h"
 #include "ticker.h"
 
 static char tmpdir[256];
@@ -533,6 +534,31 @@ static void test_host_name(void **state)
     assert_int_equal(log_count("unavailable: host name"), 1);
 }
 
+/* A host name whose first address refuses (127.0.0.2, where nothing
+ * listens) and whose second is the server: the lookup is answered through
+ * the second address, no outage logged. (Debian's /etc/hosts makes
+ * "localhost" ::1 first, where a server bound to 127.0.0.1 refuses.) */
+static void test_name_second_address(void **state)
+{
+    struct env *e = *state;
+    char src[64], err[256];
+
+    redis_ctx_free(e->ctx);
+    resolver_free(e->res);
+    assert_int_equal(resolver_new(e->loop, dns_addr, 1000, &e->res, err, sizeof err), 0);
+    e->ctx = redis_ctx_new(e->loop, e->res);
+    assert_non_null(e->ctx);
+    write_zone("{\"two.test\": {\"A\": [\"127.0.0.2\", \"127.0.0.1\"], \"ttl\": 60}}");
+    server_start(&e->srv, 0, NULL);
+    cmd(&e->srv, NULL, "SET %s %s", "tok", "127.0.0.1:5900");
+    snprintf(src, sizeof src, "redis://two.test:%d", e->srv.port);
+    target_for(e, src);
+    log_capture();
+    struct answer a = lookup(e, "tok", 2000);
+    assert_int_equal(a.res, REDIS_FOUND);
+    assert_int_equal(log_count("unavailable"), 0);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s/wsgate-redis-XXXXXX",
@@ -551,8 +577,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_silent_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_second_address, setup, teardown),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, start_dns, stop_dns);
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf '%s'", tmpdir);
     if (system(rm) != 0)

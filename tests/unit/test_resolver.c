@@ -23,29 +23,15 @@
 #include <unistd.h>
 
 #include "resolver.h"
+#include "dns_fixture.h"
 #include "ticker.h"
-
-static char tmpdir[256], zone[300], qlog[300];
-static pid_t dns_pid;
-static char server[64];
-
-static void write_zone(const char *json)
-{
-    char tmp[320];
-    snprintf(tmp, sizeof tmp, "%s.new", zone);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(json, f);
-    fclose(f);
-    assert_int_equal(rename(tmp, zone), 0);
-}
 
 /* Lines of the query log that start with "NAME TYPE". */
 static int queries(const char *name_type)
 {
     char line[256];
     int n = 0;
-    FILE *f = fopen(qlog, "r");
+    FILE *f = fopen(dns_qlog, "r");
 
     if (f == NULL)
         return 0;
@@ -54,46 +40,6 @@ static int queries(const char *name_type)
             n++;
     fclose(f);
     return n;
-}
-
-static int start_dns(void **state)
-{
-    int out[2];
-    char port[16] = "";
-
-    snprintf(tmpdir, sizeof tmpdir, "%s/wsgate-dns-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(tmpdir));
-    snprintf(zone, sizeof zone, "%s/zone.json", tmpdir);
-    snprintf(qlog, sizeof qlog, "%s/queries", tmpdir);
-    write_zone("{}");
-    assert_int_equal(pipe(out), 0);
-    dns_pid = fork();
-    assert_true(dns_pid >= 0);
-    if (dns_pid == 0) {
-        dup2(out[1], 1);
-        close(out[0]);
-        execl("/usr/bin/python3", "python3", DNS_SERVER, zone, qlog, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    ssize_t n = read(out[0], port, sizeof port - 1);
-    close(out[0]);
-    assert_true(n > 0);
-    port[n] = '\0';
-    port[strcspn(port, "\n")] = '\0';
-    snprintf(server, sizeof server, "127.0.0.1:%s", port);
-    return 0;
-}
-
-static int stop_dns(void **state)
-{
-    char rm[300];
-
-    kill(dns_pid, SIGKILL);
-    waitpid(dns_pid, NULL, 0);
-    snprintf(rm, sizeof rm, "rm -rf '%s'", tmpdir);
-    return system(rm) == 0 ? 0 : -1;
 }
 
 struct result {
@@ -163,8 +109,8 @@ static int setup(void **state)
     char err[256];
 
     e->loop = ev_loop_new(EVFLAG_AUTO);
-    assert_int_equal(resolver_new(e->loop, server, 3000, &e->r, err, sizeof err), 0);
-    truncate(qlog, 0);
+    assert_int_equal(resolver_new(e->loop, dns_addr, 3000, &e->r, err, sizeof err), 0);
+    truncate(dns_qlog, 0);
     *state = e;
     return 0;
 }
