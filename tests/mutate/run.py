@@ -73,7 +73,9 @@ def parse_mutants(path):
         m["tests"] = m["tests"].split()
         for t in m["tests"]:
             f = t.split("::")[0]
-            if not os.path.isfile(os.path.join(TOP, f + ".c" if f.startswith("tests/unit/") else f)):
+            if f.startswith("tests/unit/"):
+                f += ".c"
+            if not os.path.isfile(os.path.join(TOP, f)):
                 raise ListError("%s: no test %s" % (m["name"], t))
     return mutants
 
@@ -153,7 +155,8 @@ def run_tests(work, tests, log, timeout):
     build_dir, tree = os.path.join(work, "build"), os.path.join(work, "tree")
     deadline = time.monotonic() + timeout
     for t in unit_targets(tests):
-        st = sh([os.path.join(build_dir, t)], build_dir, log, timeout=max(1, deadline - time.monotonic()))
+        left = max(1, deadline - time.monotonic())
+        st = sh([os.path.join(build_dir, t)], build_dir, log, timeout=left)
         if st != 0:
             return False, t + (" (timeout)" if st is None else "")
     it = [os.path.join(tree, t) for t in tests if not t.startswith("tests/unit/")]
@@ -183,9 +186,9 @@ def setup(work, log):
     os.makedirs(tree, exist_ok=True)
     n = sync_tree(TOP, tree)
     print("copied %d changed files into %s" % (n, tree), flush=True)
-    if not os.path.exists(os.path.join(tree, "configure")) or n and any(
-            os.path.getmtime(os.path.join(tree, f)) > os.path.getmtime(os.path.join(tree, "configure"))
-            for f in ("configure.ac", "Makefile.am")):
+    # Once configured, the build's own rules rerun automake and configure
+    # when Makefile.am or configure.ac changed.
+    if not os.path.exists(os.path.join(tree, "configure")):
         if sh(["./autogen.sh"], tree, log) != 0:
             return False
     os.makedirs(build_dir, exist_ok=True)
@@ -216,6 +219,15 @@ def run_mutant(m, work, timeout):
     finally:
         with open(path, "w", encoding="utf-8") as f:
             f.write(orig)
+
+
+def baseline_tests(mutants):
+    """Every named test once; a node id only when its file is not named."""
+    tests = []
+    for m in mutants:
+        tests += [t for t in m["tests"] if t not in tests]
+    files = {t for t in tests if "::" not in t}
+    return [t for t in tests if t.split("::")[0] not in files or "::" not in t]
 
 
 def main():
@@ -256,14 +268,14 @@ def main():
     try:
         if not setup(work, setup_log) or not build(work, setup_log, sorted(
                 {t for m in mutants for t in m["tests"]})):
-            print("the unmutated tree does not configure or build: see %s" % setup_log, file=sys.stderr)
+            print("the unmutated tree does not configure or build: see %s" % setup_log,
+                  file=sys.stderr)
             return 2
         if not a.no_baseline:
-            tests = []
-            for m in mutants:
-                tests += [t for t in m["tests"] if t not in tests]
+            tests = baseline_tests(mutants)
             print("baseline: %d test files on the unmutated build" % len(tests), flush=True)
-            ok, what = run_tests(work, tests, os.path.join(work, "logs", "_baseline.log"), a.timeout * 4)
+            base_log = os.path.join(work, "logs", "_baseline.log")
+            ok, what = run_tests(work, tests, base_log, a.timeout * 4)
             if not ok:
                 print("baseline failed (%s): fix the tests first; see %s/logs/_baseline.log"
                       % (what, work), file=sys.stderr)
@@ -271,7 +283,8 @@ def main():
         results = []
         for i, m in enumerate(mutants, 1):
             t0 = time.monotonic()
-            print("[%d/%d] %s (%s) ..." % (i, len(mutants), m["name"], m["file"]), end=" ", flush=True)
+            print("[%d/%d] %s (%s) ..." % (i, len(mutants), m["name"], m["file"]), end=" ",
+                  flush=True)
             state, detail = run_mutant(m, work, a.timeout)
             print("%s: %s [%.0fs]" % (state.upper(), detail, time.monotonic() - t0), flush=True)
             results.append((m, state, detail))
