@@ -96,9 +96,13 @@ def check_text(mutants, top):
 
 
 def tree_files(top):
-    out = subprocess.run(
+    """The files git knows or would add: a build directory is left out."""
+    p = subprocess.run(
         ["git", "-C", top, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        check=True, capture_output=True).stdout
+        capture_output=True)
+    if p.returncode != 0:
+        raise ListError("%s is not a git checkout: %s" % (top, p.stderr.decode().strip()))
+    out = p.stdout
     return [p for p in out.decode().split("\0") if p and os.path.isfile(os.path.join(top, p))]
 
 
@@ -265,8 +269,14 @@ def main():
     work = os.path.abspath(a.workdir) if a.workdir else tempfile.mkdtemp(prefix="wsgate-mutate.")
     os.makedirs(os.path.join(work, "logs"), exist_ok=True)
     setup_log = os.path.join(work, "logs", "_setup.log")
+    keep = True  # unless the run completes without errors: the logs explain them
     try:
-        if not setup(work, setup_log) or not build(work, setup_log, sorted(
+        try:
+            ready = setup(work, setup_log)
+        except ListError as e:
+            print(e, file=sys.stderr)
+            return 2
+        if not ready or not build(work, setup_log, sorted(
                 {t for m in mutants for t in m["tests"]})):
             print("the unmutated tree does not configure or build: see %s" % setup_log,
                   file=sys.stderr)
@@ -289,13 +299,16 @@ def main():
             print("%s: %s [%.0fs]" % (state.upper(), detail, time.monotonic() - t0), flush=True)
             results.append((m, state, detail))
         build(work, setup_log, [])  # leave the copy's binary unmutated
+        keep = any(st == "error" for _, st, _ in results)
     finally:
-        if not a.workdir:
+        if not a.workdir and not keep:
             shutil.rmtree(work, ignore_errors=True)
+        elif not a.workdir:
+            print("kept %s for its logs" % work, file=sys.stderr)
 
-    print("\n%-26s %-9s %s" % ("mutant", "result", "killed by / why it matters"))
+    print("\n%-28s %-9s %s" % ("mutant", "result", "killed by / why it matters"))
     for m, state, detail in results:
-        print("%-26s %-9s %s" % (m["name"], state, detail if state != "survived" else m["why"]))
+        print("%-28s %-9s %s" % (m["name"], state, detail if state != "survived" else m["why"]))
     count = {s: sum(1 for _, st, _ in results if st == s) for s in ("killed", "survived", "error")}
     print("\n%d mutants: %d killed, %d survived, %d errors"
           % (len(results), count["killed"], count["survived"], count["error"]))
