@@ -128,19 +128,24 @@ def sync_tree(top, dst):
 
 
 def sh(cmd, cwd, log, timeout=None, env=None):
-    """Run cmd, its output appended to log. Returns the exit status, or None
-    after a timeout (the process group is killed)."""
+    """Run cmd in its own process group, its output appended to log. Returns
+    the exit status, or None after a timeout. The group is killed at the end:
+    a test that fails may leave its helpers running."""
     with open(log, "ab") as f:
         f.write(("\n$ %s\n" % " ".join(cmd)).encode())
         f.flush()
         p = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True)
         try:
-            return p.wait(timeout=timeout)
+            st = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            st = None
+        try:  # and whatever a failed test left running in its group
             os.killpg(p.pid, 9)
-            p.wait()
-            return None
+        except ProcessLookupError:
+            pass
+        p.wait()
+        return st
 
 
 def unit_targets(tests):
