@@ -6,7 +6,8 @@ import time
 import pytest
 
 import harness
-from harness import OP_BINARY, OP_CLOSE, OP_TEXT, build_frame, close_payload, route
+from harness import (OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, build_frame, close_payload,
+                     route)
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1003, 1011, 3000, 4000, 4999])
@@ -36,7 +37,12 @@ def test_invalid_close_code_1002(echo_gw, code):
 
 
 def test_one_byte_close_payload_1002(echo_gw):
+    """Even when the control frame before it left the bytes of a valid code
+    (1000) where a second byte would be: one byte is no code."""
     c = echo_gw.ws("/")
+    c.send_frame(OP_PING, b"\x03\xe8")
+    f = c.recv_frame()
+    assert (f.opcode, f.payload) == (OP_PONG, b"\x03\xe8"), f
     c.send_frame(OP_CLOSE, b"\x03")
     c.expect_close(1002)
 

@@ -515,6 +515,7 @@ static void test_origin(void **state)
         {"https://a..example.org", 403},
         {"https://evilexample.org", 403},
         {"http://a.example.org", 403},
+        {"http://ab.example.org", 403}, /* as long as "https://a.example.org" */
         {"wss://a.example.org", 403},
         {"https://a.example.org:8443", 403},
         {"https://a.example.org.evil.com", 403},
