@@ -172,3 +172,23 @@ def test_idle_timeout_reset_by_backend_payload(gw, backends):
     assert got == b"." * 20
     f, _ = c.next_close(timeout=20)
     assert f.close_code == 1000, "expected the backend EOF close (1000), got %r" % f
+
+
+LATE_PING_INTERVAL = 1.0
+LATE_PONG_TIMEOUT = 4.0
+LATE_ANSWER_AFTER = LATE_PONG_TIMEOUT / 2  # the client's own delay; half the deadline is margin
+
+
+def test_pong_late_within_pong_timeout_keeps_session(gw, echo):
+    """The pong deadline is pong_timeout after the ping, not less (tests/mutate:
+    pong-timeout-early): a client that answers late but within pong_timeout
+    keeps its session."""
+    gw.start({"route:h": route(echo.addr, "/", ping_interval="%gs" % LATE_PING_INTERVAL,
+                               pong_timeout="%gs" % LATE_PONG_TIMEOUT)})
+    c = gw.ws("/")
+    f = c.recv_frame(timeout=LATE_PING_INTERVAL + 10)
+    assert f.opcode == OP_PING, f
+    time.sleep(LATE_ANSWER_AFTER)  # a slow client: answers within pong_timeout
+    c.send_frame(OP_PONG, f.payload)
+    c.send_frame(OP_BINARY, b"still here")
+    assert c.read_data(10, timeout=10) == b"still here"  # skips later pings
