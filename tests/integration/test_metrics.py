@@ -389,3 +389,28 @@ def test_connect_histogram_known_delay(gw, backends):
         want = 1 if float(le) >= s else 0
         assert v == want, "bucket le=%s counts %r, expected %d (sum %r)" % (le, v, want, s)
     close_normally(c)
+
+
+def test_connect_histogram_fast_connect(gw, backends):
+    """A loopback connect lands in a finite bucket: every bucket whose bound
+    is at or above the time the client waited for its 101 counts it, every
+    bucket below the recorded sum does not (tests/mutate: connect-bucket-last
+    counts every connect in +Inf only)."""
+    echo = backends.echo()
+    gw.start({"route:fast": route(echo.addr, "/")})
+    t0 = time.monotonic()
+    c = gw.ws("/")
+    waited = time.monotonic() - t0
+    m = scrape(gw)
+    assert m.value("wsgate_backend_connect_seconds_count", route="fast") == 1
+    s = m.value("wsgate_backend_connect_seconds_sum", route="fast")
+    assert 0 < s <= waited, (s, waited)
+    buckets = {dict(k)["le"]: v for k, v in m.series("wsgate_backend_connect_seconds_bucket").items()
+               if dict(k)["route"] == "fast"}
+    assert waited < 1.0, "the 101 took %.3f s: no finite bucket to check" % waited
+    for le, v in buckets.items():
+        if float(le) >= waited:
+            assert v == 1, "bucket le=%s counts %r, expected 1 (waited %.4f s)" % (le, v, waited)
+        elif float(le) < s:
+            assert v == 0, "bucket le=%s counts %r, expected 0 (sum %r)" % (le, v, s)
+    close_normally(c)
