@@ -1,10 +1,10 @@
 #!/bin/sh
 # demo.sh - where the README's first command ends: an echo service on
 # 127.0.0.1:7000 (socat, each connection relayed to cat) and, in the
-# foreground, wsgate on contrib/web/demo.ini: the demo page of contrib/web on
-# http://127.0.0.1:8081/, whose /echo route relays typed lines to that echo
-# service (so does etc/wsgate.ini's /echo route on port 8080). Ctrl-C stops
-# both. Run from anywhere.
+# foreground, wsgate on etc/wsgate.ini: the demo page of contrib/web on
+# http://127.0.0.1:8080/ (and [::1]:8080), whose /echo route relays typed
+# lines to that echo service. Ctrl-C stops both (open sessions get
+# drain_timeout; a second Ctrl-C closes them at once). Run from anywhere.
 #
 # Environment: WSGATE  the wsgate binary (default: build/src/wsgate of this
 # checkout).
@@ -44,8 +44,8 @@ else
 	done
 fi
 cat <<MSG
-demo.sh: echo service on 127.0.0.1:7000, wsgate on $top/contrib/web/demo.ini.
-demo.sh: open http://127.0.0.1:8081/ in a browser, press "connect", type a line:
+demo.sh: echo service on 127.0.0.1:7000, wsgate on $top/etc/wsgate.ini.
+demo.sh: open http://127.0.0.1:8080/ in a browser, press "connect", type a line:
 demo.sh: it comes back through wsgate. Ctrl-C stops the demo.
 MSG
-"$WSGATE" -c "$top/contrib/web/demo.ini"
+"$WSGATE" -c "$top/etc/wsgate.ini"

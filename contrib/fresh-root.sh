@@ -5,8 +5,8 @@
 # Usage (as root): sh contrib/fresh-root.sh DIR [STEPS]
 #   DIR    the root to make; it must not exist (it is kept for inspection)
 #   STEPS  1 (default): command 1; once the demo answers, check from outside
-#            the root that http://127.0.0.1:8081/ serves the demo page and
-#            that a line sent to ws://127.0.0.1:8081/echo comes back, then
+#            the root that http://127.0.0.1:8080/ serves the demo page and
+#            that a line sent to ws://127.0.0.1:8080/echo comes back, then
 #            press Ctrl-C (SIGINT to its process group) and check that
 #            nothing is left running in the root
 #          "1 2": then command 2, the whole test suite (about 30 minutes on
@@ -20,7 +20,7 @@
 #   LOG       transcript with wall times (default DIR.log)
 # The commands are taken from the clone's README.md, exactly as written, and
 # run by bash (root's shell on Debian) in the chroot. The root shares this
-# machine's network: ports 7000 and 8081 must be free. /proc, /sys, /dev and
+# machine's network: ports 7000 and 8080 must be free. /proc, /sys, /dev and
 # /dev/pts are bind-mounted into it (and a tmpfs on /dev/shm) until the end.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -139,14 +139,14 @@ run_in_root() {
 		TERM=dumb /bin/bash -c "cd /root/wsgate && $1"
 }
 
-# ws_echo: send a line through ws://127.0.0.1:8081/echo, print the reply
+# ws_echo: send a line through ws://127.0.0.1:8080/echo, print the reply
 # (Python's standard library only).
 ws_echo() {
 	"$python3" - <<'EOF'
 import base64, os, socket, struct
-s = socket.create_connection(("127.0.0.1", 8081), timeout=10)
+s = socket.create_connection(("127.0.0.1", 8080), timeout=10)
 key = base64.b64encode(os.urandom(16)).decode()
-s.sendall(("GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8081\r\nUpgrade: websocket\r\n"
+s.sendall(("GET /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\n"
            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n").encode())
 head = b""
@@ -174,8 +174,8 @@ cmd1=$(quick_start 1)
 	say "no command 1 in README.md's Quick start"
 	exit 1
 }
-if curl -s -o /dev/null http://127.0.0.1:8081/; then
-	say "something already answers on 127.0.0.1:8081 on this machine; stop it first"
+if curl -s -o /dev/null http://127.0.0.1:8080/; then
+	say "something already answers on 127.0.0.1:8080 on this machine; stop it first"
 	exit 1
 fi
 say "command 1: $cmd1"
@@ -183,7 +183,7 @@ echo "\$ $cmd1" >>"$LOG"
 t1=$(date +%s)
 run_in_root "$cmd1" >>"$LOG" 2>&1 &
 pid=$!
-until curl -s -o /dev/null http://127.0.0.1:8081/; do
+until curl -s -o /dev/null http://127.0.0.1:8080/; do
 	if ! kill -0 "$pid" 2>/dev/null; then
 		st=0
 		wait "$pid" || st=$?
@@ -194,11 +194,11 @@ until curl -s -o /dev/null http://127.0.0.1:8081/; do
 done
 say "command 1: the demo answers after $(($(date +%s) - t1)) s"
 ok=1
-title=$(curl -s http://127.0.0.1:8081/ | sed -n 's:.*<title>\(.*\)</title>.*:\1:p')
-say "GET http://127.0.0.1:8081/ from outside: title \"$title\""
+title=$(curl -s http://127.0.0.1:8080/ | sed -n 's:.*<title>\(.*\)</title>.*:\1:p')
+say "GET http://127.0.0.1:8080/ from outside: title \"$title\""
 [ "$title" = "wsgate demo: a line terminal" ] || ok=0
 reply=$(ws_echo 2>&1) || true
-say "ws://127.0.0.1:8081/echo from outside: $(echo "$reply" | tr '\n' ' ')"
+say "ws://127.0.0.1:8080/echo from outside: $(echo "$reply" | tr '\n' ' ')"
 case $reply in *" echoed"*) ;; *) ok=0 ;; esac
 
 # The terminal's foreground process group: bash -c and all it started.
