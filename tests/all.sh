@@ -59,8 +59,8 @@ summary() {
         if [ "$(result "${t%.trs}")" = PASS ]; then passed=$((passed + 1)); fi
     done
     echo "all.sh: $1/: $ran unit test programs ran, $passed passed;" \
-        "lint $(result tests/lint/layers.sh), integration $(result tests/integration/run.sh)," \
-        "browser $(result tests/browser/run.sh)"
+        "lint $(result tests/lint/layers), integration $(result tests/integration/run)," \
+        "browser $(result tests/browser/run)"
 }
 
 # Tests run one program at a time: the integration and browser suites are
