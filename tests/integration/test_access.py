@@ -187,7 +187,7 @@ def test_allowed_backends(gw, keys, tmp_path):
     assert_status(gw, "/cidr" + t(a.port, "far.test"), 403)
     assert_status(gw, "/v6" + t(a.port), 403)
     assert_status(gw, "/v6" + t(a.port, "near.test"), 403)
-    assert "outside allowed_backends" in gw.stderr_text()
+    wait_log(gw, "outside allowed_backends")
     dns.close()
     a.close()
     b.close()

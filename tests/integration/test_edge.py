@@ -339,6 +339,9 @@ def test_bad_proxy_input(gw, echo):
     assert 0.8 < time.monotonic() - t0 < 3
     s.close()
     wait_until(lambda: wsgate_fds(gw) == base, what="fd count back to %d" % base)
+    # the logger thread may write the last line after the fds are back
+    wait_until(lambda: gw.stderr_text().count("PROXY header refused") >= len(bad) + 1,
+               what="a log line per refused header")
     assert gw.stderr_text().count("PROXY header refused") == len(bad) + 1
 
 
