@@ -46,7 +46,8 @@ if [ "${1:-}" = "--test" ]; then
 fi
 if [ "${1:-}" = "--image" ]; then
     # the container image without a registry: contrib/base-image.sh, podman build
-    pkgs="$pkgs debootstrap podman"
+    # (runc: podman --runtime runc, where crun cannot set rlimits in a container)
+    pkgs="$pkgs debootstrap podman runc"
 fi
 
 missing=""
