@@ -444,7 +444,7 @@ def thread_ids(pid, name=None):
 def test_starved_writer_makes_sessions_wait_not_lose(gw, backends, tmp_path):
     """The recording writer gets about 1% of a CPU (nice 19, sharing CPU 0
     with a busy loop and wsgate's workers) while a session moves 48 MB: the
-    16 MiB queue congests, the session stops reading until the writer has
+    2 MiB queue congests, the session stops reading until the writer has
     caught up (it never waits RECORD_WAIT = 1 s), and the recording holds
     every byte relayed, in order, ending "stop closed"."""
     total = 48 << 20
