@@ -157,10 +157,6 @@ def crypt_hash(password, prefix):
     return _libcrypt.crypt(password.encode(), salt).decode()
 
 
-def wait_log(gw, text, timeout=10.0):
-    harness.wait_until(lambda: text in gw.stderr_text(), timeout=timeout, what=repr(text))
-
-
 def timed(fn):
     t = time.monotonic()
     r = fn()

@@ -89,6 +89,23 @@ def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def wait_log(gw, needle, count=1, after=0, timeout=15.0):
+    """Wait until `needle` (a str, or a compiled regex) occurs `count` times in
+    the gateway's stderr past offset `after`; returns the text past `after`.
+    wsgate's log lines are written by its logger thread, so one may land
+    after the response a test has already seen: wait for it, never read the
+    log once."""
+    def found():
+        text = gw.stderr_text()[after:]
+        n = text.count(needle) if isinstance(needle, str) else len(needle.findall(text))
+        return text if n >= count else None
+    try:
+        return wait_until(found, timeout, interval=0.05, what="log %r x%d" % (needle, count))
+    except AssertionError:
+        raise AssertionError("wsgate did not log %r %d time(s) within %ss; stderr since then:\n%s"
+                             % (needle, count, timeout, gw.stderr_text()[after:][-6000:])) from None
+
+
 def accept_key(key):
     """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 4.2.2)."""
     if isinstance(key, str):

@@ -20,7 +20,7 @@ import threading
 import time
 
 import harness
-from harness import RawClient, wait_until
+from harness import RawClient, wait_log, wait_until
 
 # ---------------------------------------------------------------- HTTP
 
@@ -76,21 +76,6 @@ def log_offset(gw):
     return len(gw.stderr_text())
 
 
-def wait_log(gw, needle, after=0, timeout=harness.DEFAULT_TIMEOUT):
-    """Wait until `needle` (str or compiled regex) appears in the gateway's
-    stderr past offset `after`; returns the text past `after`."""
-    def found():
-        text = gw.stderr_text()[after:]
-        if isinstance(needle, str):
-            return text if needle in text else None
-        return text if needle.search(text) else None
-    try:
-        return wait_until(found, timeout, interval=0.05, what="log %r" % (needle,))
-    except AssertionError:
-        raise AssertionError("wsgate did not log %r within %ss; stderr since then:\n%s"
-                             % (needle, timeout, gw.stderr_text()[after:][-6000:])) from None
-
-
 ACCESS_RE = re.compile(r" access: client=(\S+) route=(\S*) backend=(\S*) status=(\d+) "
                        r"duration=(\S+) up=(\d+) down=(\d+) close=(-?\d+) by=(\S+)")
 
@@ -118,9 +103,9 @@ def send_hup(gw, ok=True, timeout=harness.DEFAULT_TIMEOUT):
     start = log_offset(gw)
     gw.proc.send_signal(signal.SIGHUP)
     if ok:
-        return wait_log(gw, "SIGHUP: reloaded %s" % gw.config_path, start, timeout)
+        return wait_log(gw, "SIGHUP: reloaded %s" % gw.config_path, after=start, timeout=timeout)
     return wait_log(gw, "SIGHUP: %s is invalid; keeping the running configuration"
-                    % gw.config_path, start, timeout)
+                    % gw.config_path, after=start, timeout=timeout)
 
 
 # ---------------------------------------------------------------- sockets

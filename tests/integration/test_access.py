@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 import harness
-from access_helpers import Dns, Redis, SilentRedis, Tagged, crypt_hash, timed, wait_log
-from harness import OP_BINARY
+from access_helpers import Dns, Redis, SilentRedis, Tagged, crypt_hash, timed
+from harness import OP_BINARY, wait_log
 
 
 def uniq(prefix="tok"):

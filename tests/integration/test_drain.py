@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from harness import OP_BINARY, assert_http_error, random_bytes, route, wait_until
+from harness import OP_BINARY, assert_http_error, random_bytes, route, wait_log, wait_until
 from ops_helpers import (access_lines, check_stream_prefix, client_addr, http_request,
-                         read_until_close, stream_handler, wait_log)
+                         read_until_close, stream_handler)
 
 DRAIN = 3.0
 

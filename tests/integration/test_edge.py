@@ -21,7 +21,7 @@ import time
 import pytest
 
 import harness
-from harness import Backend, RawClient, free_port, route, wait_until
+from harness import Backend, RawClient, free_port, route, wait_log, wait_until
 from tls_helpers import Pki, access_records, client_context, tls_client, wsgate_fds
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -339,9 +339,7 @@ def test_bad_proxy_input(gw, echo):
     assert 0.8 < time.monotonic() - t0 < 3
     s.close()
     wait_until(lambda: wsgate_fds(gw) == base, what="fd count back to %d" % base)
-    # the logger thread may write the last line after the fds are back
-    wait_until(lambda: gw.stderr_text().count("PROXY header refused") >= len(bad) + 1,
-               what="a log line per refused header")
+    wait_log(gw, "PROXY header refused", len(bad) + 1)
     assert gw.stderr_text().count("PROXY header refused") == len(bad) + 1
 
 

@@ -17,8 +17,8 @@ import subprocess
 import pytest
 
 import harness
-from harness import Backend, greeter_handler, route
-from tls_helpers import OPENSSL, Pki, client_context, sighup, tls_client, tls_config, tls_ws, wait_log
+from harness import Backend, greeter_handler, route, wait_log
+from tls_helpers import OPENSSL, Pki, client_context, sighup, tls_client, tls_config, tls_ws
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import re
 import signal
 
 import harness
-from harness import route
-from ops_helpers import ACCESS_RE, client_addr, send_hup, wait_log
+from harness import route, wait_log
+from ops_helpers import ACCESS_RE, client_addr, send_hup
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -15,8 +15,8 @@ import ssl
 import pytest
 
 import harness
-from harness import OP_BINARY, route
-from tls_helpers import Pki, client_context, sighup, tls_config, wait_log
+from harness import OP_BINARY, route, wait_log
+from tls_helpers import Pki, client_context, sighup, tls_config
 
 NEW_SESSION_TICKET = 4  # TLS handshake message type
 

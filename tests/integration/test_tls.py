@@ -19,11 +19,11 @@ import time
 import pytest
 
 import harness
-from harness import OP_BINARY, assert_http_error, assert_same, random_bytes, route
+from harness import OP_BINARY, assert_http_error, assert_same, random_bytes, route, wait_log
 from tls_helpers import (Pki, StalledHandshake, access_for, access_records,
                          client_context, copy_files, echo_check, log_count, peer_der,
                          s_client, sighup, tls_attempt, tls_client, tls_config,
-                         tls_echo_backend, tls_ws, wait_log, watch_until_closed, wsgate_fds,
+                         tls_echo_backend, tls_ws, watch_until_closed, wsgate_fds,
                          wss_echo)
 
 MIB = 1 << 20

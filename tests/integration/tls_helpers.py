@@ -234,13 +234,6 @@ def log_count(gw, text):
     return gw.stderr_text().count(text)
 
 
-def wait_log(gw, text, count=1, timeout=15, what=None):
-    """Wait until text appears count times in wsgate's stderr; returns it."""
-    harness.wait_until(lambda: log_count(gw, text) >= count, timeout,
-                       what=what or "%r x%d in the wsgate log" % (text, count))
-    return gw.stderr_text()
-
-
 ACCESS_RE = re.compile(r' access: client=(?P<client>\S+) route=(?P<route>\S+) backend=(?P<backend>\S+)'
                        r' status=(?P<status>\d+) .*? reason="(?P<reason>[^"]*)"'
                        r'(?: client_cert="(?P<client_cert>[^"]*)")?')
