@@ -45,11 +45,22 @@ enum record_dir {
     RECORD_OUT = 1, /* "o": payload from the backend, sent to the client */
 };
 
-/* Default ring size of the writer queue: small enough that the ring stays in
- * the CPU caches between the worker's copy in and the writer's write out
- * (make bench-stream, one 200 MB recorded session, 5 alternating rounds:
- * 16 MiB 626 MB/s at 1.81 wsgate CPU s/GB, 2 MiB 698 MB/s at 1.53). */
-#define RECORD_QUEUE_DEFAULT (2u << 20)
+/* Default ring size of the writer queue. A big recording is written with
+ * O_DIRECT (record.c), so the writer waits for the disk on each batch while
+ * the workers go on filling the ring: 8 MiB covers that wait (make
+ * bench-stream, one 1 GB recorded session, 5 alternating rounds: 2 MiB 696,
+ * 4 MiB 686, 8 MiB 943, 16 MiB 865 MB/s against 1102 unrecorded). */
+#define RECORD_QUEUE_DEFAULT (8u << 20)
+
+/* Write-behind step: each time this many more bytes of a file have been
+ * written through the page cache, the writer starts their writeback and
+ * drops from the cache what was written two steps before, once it is on
+ * disk (record.c, written()); a recording holds at most about three steps
+ * of cache. Past the first step, a raw recording's big batches (64 KiB and
+ * more) bypass the cache with O_DIRECT. */
+#ifndef RECORD_WRITE_BEHIND
+#define RECORD_WRITE_BEHIND (2u << 20)
+#endif
 
 /* Default bound on the recording files the writer holds open at once. */
 #define RECORD_OPEN_FILES_DEFAULT 256u
@@ -126,6 +137,7 @@ struct record_stats {
     uint64_t bytes_dropped; /* payload bytes not recorded because a recording stopped */
     uint64_t reopened;      /* files reopened after the open-files bound closed them */
     uint64_t files_open;    /* recording files open now (at most the bound) */
+    uint64_t bytes_direct;  /* file bytes written with O_DIRECT (big recordings) */
 };
 void record_get_stats(struct record_stats *out);
 

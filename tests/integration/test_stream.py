@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 
@@ -325,6 +326,20 @@ def parse_wsrec(blob):
     return head.decode(), chunks
 
 
+def parse_open_wsrec(blob):
+    """The whole chunks of a raw recording still being written."""
+    head, _, rest = blob.partition(b"\n\n")
+    chunks, pos = [], 0
+    while True:
+        nl = rest.find(b"\n", pos)
+        m = re.match(rb"\+\d+\.\d{6} (i|o) (\d+)$", rest[pos:nl]) if nl >= 0 else None
+        if not m or nl + 1 + int(m.group(2)) + 1 > len(rest):
+            return head, chunks
+        n = int(m.group(2))
+        chunks.append((m.group(1).decode(), rest[nl + 1:nl + 1 + n]))
+        pos = nl + 1 + n + 1
+
+
 def wait_file(d, ext):
     def one():
         names = [n for n in os.listdir(d) if n.endswith(ext)]
@@ -444,7 +459,7 @@ def thread_ids(pid, name=None):
 def test_starved_writer_makes_sessions_wait_not_lose(gw, backends, tmp_path):
     """The recording writer gets about 1% of a CPU (nice 19, sharing CPU 0
     with a busy loop and wsgate's workers) while a session moves 48 MB: the
-    2 MiB queue congests, the session stops reading until the writer has
+    8 MiB queue congests, the session stops reading until the writer has
     caught up (it never waits RECORD_WAIT = 1 s), and the recording holds
     every byte relayed, in order, ending "stop closed"."""
     total = 48 << 20
@@ -483,3 +498,85 @@ def test_starved_writer_makes_sessions_wait_not_lose(gw, backends, tmp_path):
     outs = b"".join(d for k, d in chunks if k == "o")
     assert len(outs) == total and outs == data
     assert "stopped" not in gw.stderr_text()
+
+
+def resident_bytes(path):
+    """Bytes of path's pages in the page cache (mincore(2) through ctypes)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size, page = os.path.getsize(path), os.sysconf("SC_PAGESIZE")
+    pages = (size + page - 1) // page
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        vec = (ctypes.c_ubyte * pages)()
+        assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) * page
+
+
+def read_direct(path):
+    """The bytes of path read with O_DIRECT (into page-aligned memory), so
+    that reading it does not bring it into the page cache."""
+    import mmap
+    fd, out = os.open(path, os.O_RDONLY | os.O_DIRECT), bytearray()
+    buf = mmap.mmap(-1, 1 << 20)
+    try:
+        while True:
+            n = os.readv(fd, [buf])
+            out += buf[:n]
+            if n < len(buf):
+                return bytes(out)
+    finally:
+        buf.close()
+        os.close(fd)
+
+
+def test_long_recording_leaves_the_page_cache(gw, backends, wsgate_binary):
+    """A 32 MiB session recorded to a disk: past its first
+    RECORD_WRITE_BEHIND (2 MiB, record.h) the writer bypasses the page cache
+    (O_DIRECT for whole blocks, the partial last one read back and appended),
+    so at most three such steps (each up to one 1 MiB batch longer) of the
+    file are left in the cache; the file holds every relayed byte while the
+    session is still open (nothing waits in wsgate's memory for the next
+    block), and the recording is complete."""
+    total, step = 32 << 20, 2 << 20
+    data = harness.random_bytes(1 << 20, 9) * 32
+    sender = backends.sender(data)
+    # in the build tree, not tmp_path: /tmp may be a tmpfs, whose pages stay
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(wsgate_binary))) as rec:
+        fs = subprocess.run(["stat", "-f", "-c", "%T", rec], capture_output=True, text=True)
+        assert fs.stdout.strip() != "tmpfs", "the test needs a directory on a disk: %s" % rec
+        gw.start({"route:bulk": route(sender.addr, "/", record=rec)})
+        c = gw.ws("/")
+        assert c.read_data(total, timeout=60) == data
+        path = wait_file(rec, ".wsrec")
+
+        def all_written():
+            _, chunks = parse_open_wsrec(read_direct(path))
+            return sum(len(d) for k, d in chunks if k == "o") == total
+        harness.wait_until(all_written, timeout=30, what="every byte in the open recording")
+        c.send(build_frame(harness.OP_CLOSE, harness.close_payload(1000)))
+        c.next_close()
+        c.close()
+
+        def complete():
+            with open(path, "rb") as f:
+                f.seek(-64, os.SEEK_END)
+                return re.search(rb"\n\+\d+\.\d{6} stop closed\n$", f.read())
+        harness.wait_until(complete, timeout=30, what="recording closed")
+        res, size = resident_bytes(path), os.path.getsize(path)
+        assert size > total
+        assert res <= 3 * (step + (1 << 20) + 4096), "%d of %d bytes cached" % (res, size)
+        with open(path, "rb") as f:
+            _, chunks = parse_wsrec(f.read())
+        assert b"".join(d for k, d in chunks if k == "o") == data
+        gw.stop()

@@ -3,8 +3,9 @@
  * round trip with every byte value through the replay reader, asciicast
  * output checked exactly and by the real `asciinema cat`, the bounded queue
  * (a full queue stops only the recording that hit it; the ring wraps), and
- * write errors on a 64 KiB tmpfs, and more recordings than the bound on open
- * files (each reopened for appending, every byte in its own file). */
+ * write errors on a 64 KiB tmpfs, more recordings than the bound on open
+ * files (each reopened for appending, every byte in its own file), and the
+ * write-behind that keeps a long recording out of the page cache. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -21,8 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "../../src/record.h"
@@ -30,6 +34,7 @@
 #define T0 1700000000.0 /* 2023-11-14T22:13:20Z */
 
 static char tmpdir[64];
+static char diskdir[64]; /* test_write_behind's, in the build tree */
 
 static int setup(void **state)
 {
@@ -42,12 +47,13 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[128];
+    char cmd[160];
     (void)state;
     record_stop();
     snprintf(cmd, sizeof cmd, "%s/tiny", tmpdir);
     umount(cmd); /* when test_disk_full failed */
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", tmpdir, diskdir);
+    diskdir[0] = '\0';
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -654,6 +660,115 @@ static void test_disk_full(void **state)
     assert_int_equal(umount(mnt), 0);
 }
 
+/* Page-cache bytes of path that are resident (mincore(2)). */
+static size_t resident_bytes(const char *path, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)st.st_size + page - 1) / page;
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    unsigned char *vec = malloc(pages);
+    assert_int_equal(mincore(map, (size_t)st.st_size, vec), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    munmap(map, (size_t)st.st_size);
+    close(fd);
+    *size = (size_t)st.st_size;
+    return n * page;
+}
+
+/* A 32 MiB recording written in batches of `batch` bytes (each flushed)
+ * into dir; returns its path (malloc'd), the stats before and after. */
+static char *record_batches(const char *dir, size_t batch, struct record_stats *before,
+                            struct record_stats *after)
+{
+    size_t total = 32u << 20;
+    unsigned char *buf = malloc(batch);
+    for (size_t i = 0; i < batch; i++)
+        buf[i] = (unsigned char)(i * 13 + i / 4099);
+    record_get_stats(before);
+    struct recording *r = record_open(dir, RECORD_RAW, "wb", "c", "b", T0, 21);
+    assert_non_null(r);
+    char *path = strdup(record_path(r));
+    for (size_t done = 0; done < total; done += batch) {
+        size_t k = total - done < batch ? total - done : batch;
+        record_data(r, RECORD_OUT, buf, k, T0 + 1);
+        record_flush();
+    }
+    record_close(r, T0 + 2);
+    record_flush();
+    record_get_stats(after);
+    free(buf);
+    assert_int_equal(after->bytes_written - before->bytes_written, total);
+    assert_int_equal(after->stopped, before->stopped);
+    return path;
+}
+
+/* record_batches()'s file holds every chunk in order, then the stop line. */
+static void check_batches(const char *path, size_t batch)
+{
+    size_t total = 32u << 20, size, k = 0;
+    char *blob = slurp(path, &size), *p = strstr(blob, "\n\n") + 2;
+    for (size_t done = 0; done < total; done += k) {
+        k = total - done < 65536 ? total - done : 65536; /* record_data() splits */
+        k = k < batch - done % batch ? k : batch - done % batch;
+        char line[64];
+        int n = snprintf(line, sizeof line, "+1.000000 o %zu\n", k);
+        assert_memory_equal(p, line, (size_t)n);
+        p += n;
+        for (size_t i = 0; i < k; i++) {
+            size_t j = done % batch + i;
+            if ((unsigned char)p[i] != (unsigned char)(j * 13 + j / 4099))
+                fail_msg("%s: byte %zu of the payload differs", path, done + i);
+        }
+        p += k;
+        assert_int_equal(*p++, '\n');
+    }
+    assert_string_equal(p, "+2.000000 stop closed\n");
+    free(blob);
+}
+
+/* A 32 MiB recording leaves at most three write-behind steps (each one
+ * batch of at most 1 MiB over RECORD_WRITE_BEHIND) in the page cache:
+ * written in 60 KiB batches (under DIO_MIN) the rest was written back and
+ * dropped while it was being written; in 1 MiB batches, past the first
+ * step, it bypassed the cache (O_DIRECT), the file's partial last block
+ * read back before each batch and appended after it. The file lives on a
+ * disk (not tmpfs, whose pages cannot be dropped). */
+static void test_write_behind(void **state)
+{
+    (void)state;
+    char *dir = strcpy(diskdir, "wsgate-rec-wb-XXXXXX");
+    struct statfs sf;
+    assert_non_null(mkdtemp(dir)); /* in the build tree: /tmp may be a tmpfs */
+    assert_int_equal(statfs(dir, &sf), 0);
+    if (sf.f_type == TMPFS_MAGIC)
+        fail_msg("%s is on a tmpfs: the test needs a directory on a disk", dir);
+    size_t mib = 1u << 20, total = 32 * mib;
+    const size_t batches[] = {60 * 1024, mib};
+    for (int i = 0; i < 2; i++) {
+        struct record_stats before, after;
+        char *path = record_batches(dir, batches[i], &before, &after);
+        uint64_t direct = after.bytes_direct - before.bytes_direct;
+        if (i == 0)
+            assert_int_equal(direct, 0);
+        else /* all but the first step and the last partial block */
+            assert_true(direct > total - RECORD_WRITE_BEHIND - 2 * mib);
+        size_t size, res = resident_bytes(path, &size);
+        assert_true(size > total);
+        if (res > 3 * (RECORD_WRITE_BEHIND + mib + 4096))
+            fail_msg("%zu of the %zu bytes of %s are in the page cache", res, size, path);
+        check_batches(path, batches[i]); /* reads it all into the cache */
+        unlink(path);
+        free(path);
+    }
+}
+
 /* A directory that vanished: the file cannot be created, logged once. */
 static void open_gone(void *arg)
 {
@@ -914,6 +1029,7 @@ int main(void)
         cmocka_unit_test(test_asciinema_cat),  cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_disk_full),      cmocka_unit_test(test_open_error),
         cmocka_unit_test(test_open_bound),     cmocka_unit_test(test_reopen_error),
+        cmocka_unit_test(test_write_behind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
