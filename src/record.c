@@ -640,9 +640,11 @@ static struct {
     struct recording *lru_head, *lru_tail; /* open files */
     unsigned nopen;
 
-    unsigned char *stage; /* direct writes: STAGE_SIZE, DIO_ALIGN-aligned */
-    size_t sn, sold;      /* bytes staged; of them, already in the file */
-    uint64_t sbase;       /* file offset of stage[0], DIO_ALIGN-aligned */
+    unsigned char *stage;     /* direct writes: STAGE_SIZE, DIO_ALIGN-aligned */
+    size_t sn, sold;          /* bytes staged; of them, already in the file */
+    uint64_t sbase;           /* file offset of stage[0], DIO_ALIGN-aligned */
+    struct recording *staged; /* whose bytes the stage holds, to be written */
+    uint64_t staged_payload;  /* payload bytes of its batch */
 } w;
 
 static void lru_unlink(struct recording *r)
@@ -771,6 +773,22 @@ static void written(struct recording *r, size_t k)
     r->wb_done = mid;
     r->wb_mid = sent;
     r->wb_sent = r->wpos;
+}
+
+/* Bytes [from, to) of r's file were written with O_DIRECT (which drops
+ * their cached pages): what write-behind had not yet dropped before them is
+ * dropped now, once, and its marks move past them, so the small appends
+ * between direct writes make no write-behind calls of their own. */
+static void behind_direct(struct recording *r, uint64_t from, uint64_t to)
+{
+    if (r->wb_done < from) {
+        (void)sync_file_range(r->fd, (off_t)r->wb_done, (off_t)(from - r->wb_done),
+                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                  SYNC_FILE_RANGE_WAIT_AFTER);
+        (void)posix_fadvise(r->fd, (off_t)r->wb_done, (off_t)(from - r->wb_done),
+                            POSIX_FADV_DONTNEED);
+    }
+    r->wb_done = r->wb_mid = r->wb_sent = to;
 }
 
 /* write(2) all of buf to r's (open) file; on error stop r. */
@@ -992,6 +1010,7 @@ static bool stage_flush(struct recording *r, bool last)
         if (k == (ssize_t)e) {
             if (w.sbase + e > r->wpos)
                 r->wpos = w.sbase + e;
+            behind_direct(r, w.sbase, w.sbase + e);
             STAT_ADD(bytes_direct, e - w.sold);
             memmove(w.stage, w.stage + e, w.sn - e);
             w.sn -= e;
@@ -1025,8 +1044,25 @@ static bool stage_put(struct recording *r, const void *p, size_t len)
     return true;
 }
 
-/* r's chunks of the batch as batch_write_raw() writes them, staged; false
- * when r stopped. */
+/* Write the stage of the batch's last direct recording (stage_flush()) and
+ * count its payload. The writer calls it before it touches any other file,
+ * and after it has released the batch's ring space: so the workers fill the
+ * ring again while the writer waits for the disk. */
+static void stage_finish(void)
+{
+    struct recording *r = w.staged;
+    if (r == NULL)
+        return;
+    w.staged = NULL;
+    if (r->fd >= 0 && stage_flush(r, true))
+        STAT_ADD(bytes_written, w.staged_payload);
+    else
+        STAT_ADD(bytes_dropped, w.staged_payload);
+}
+
+/* r's chunks of the batch as batch_write_raw() writes them, staged (a full
+ * stage is written on the way, the rest by stage_finish()); false when r
+ * stopped. */
 static bool batch_write_direct(struct recording *r)
 {
     static const char nl[] = "\n";
@@ -1044,7 +1080,7 @@ static bool batch_write_direct(struct recording *r)
         ok = stage_put(r, sl->line, (size_t)k) &&
              stage_put(r, q.ring + sl->off + sizeof e, e.len) && stage_put(r, nl, 1);
     }
-    return ok && stage_flush(r, true);
+    return ok;
 }
 
 /* The payload bytes of r's batch when it is to be written direct (r is
@@ -1080,10 +1116,12 @@ static void batch_write_raw(struct recording *r)
     bool ok = file_ready(r);
 
     if (ok && (bytes = direct_bytes(r)) > 0) {
-        if (batch_write_direct(r))
-            STAT_ADD(bytes_written, bytes);
-        else
+        if (batch_write_direct(r)) {
+            w.staged = r;
+            w.staged_payload = bytes;
+        } else {
             STAT_ADD(bytes_dropped, bytes); /* all of the batch, as below */
+        }
         return;
     }
 
@@ -1120,6 +1158,7 @@ static void batch_write(void)
 {
     for (struct recording *r = w.batch; r != NULL; r = r->bnext) {
         r->in_batch = false;
+        stage_finish(); /* before r's file may close another's (the LRU) */
         if (r->format == RECORD_RAW) {
             batch_write_raw(r);
             continue;
@@ -1245,6 +1284,7 @@ static void writer_drain(size_t used)
         pthread_mutex_unlock(&q.lock);
         if (drained && hook)
             hook();
+        stage_finish();
     }
 }
 
