@@ -48,16 +48,16 @@
 
 #define ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 #define MAX_PIECE (64u * 1024)     /* record_data() splits larger chunks */
-#define WAKE_BYTES (1024u * 1024)  /* a napping writer is woken at this much */
+#define WAKE_BYTES (2048u * 1024)  /* a napping writer is woken at this much */
 #define BATCH_DELAY_NS 10000000L   /* the nap: 10 ms */
 #define BATCH_SLOTS 1024           /* chunks per batch */
-#define BATCH_BYTES (1024u * 1024) /* ring bytes per batch */
+#define BATCH_BYTES (2048u * 1024) /* ring bytes per batch */
 #define IOV_BATCH 1020             /* iovecs per writev(2), <= IOV_MAX */
 #define OBUF_SIZE (64u * 1024)
 #define JSON_SLICE 4096u
 #define DIO_ALIGN 4096u      /* O_DIRECT offsets and lengths */
 #define DIO_MIN (64u * 1024) /* a file's batch at least this big goes direct */
-#define STAGE_SIZE (1024u * 1024 + DIO_ALIGN)
+#define STAGE_SIZE (BATCH_BYTES + DIO_ALIGN)
 
 #define STAT_ADD(field, n) __atomic_add_fetch(&q.stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 

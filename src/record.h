@@ -9,7 +9,7 @@
  * logs one line, and later record_data() calls for it do nothing. The
  * session goes on. The writer holds at most record_open_files() files open
  * (not one per session); it lets chunks gather for a few milliseconds (or
- * until 1 MiB is queued) and writes each file's chunks with one
+ * until 2 MiB is queued) and writes each file's chunks with one
  * writev(2) from the ring.
  *
  * Files are named ROUTE-YYYYMMDDTHHMMSSZ-ID.wsrec (raw) or .cast (asciicast
