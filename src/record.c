@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -111,6 +112,7 @@ static struct {
     pthread_cond_t wake, idle;
     pthread_t thread;
     bool running, stopping, held, busy;
+    bool populate;            /* the ring is new: the writer faults its pages in */
     int congested;            /* atomic: more than half the ring is used */
     void (*on_drained)(void); /* called by the writer when congestion ends */
     bool sleeping, napping;   /* the writer waits: for anything / for more */
@@ -502,8 +504,10 @@ struct recording *record_open(const char *dir, enum record_format format, const 
 
     pthread_mutex_lock(&q.lock);
     if (q.running && !q.stopping && q.ring == NULL) {
-        q.ring = malloc(q.cap);
+        void *m = mmap(NULL, q.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        q.ring = m == MAP_FAILED ? NULL : m;
         q.head = q.used = q.tail = 0;
+        q.populate = q.ring != NULL;
     }
     if (!q.running || q.stopping || ring_put(r, E_OPEN, 0, start, NULL, 0) < 0) {
         if (q.running)
@@ -1335,8 +1339,16 @@ static void *writer_main(void *arg)
         for (struct recording *r = list; r != NULL; r = r->next)
             r->listed = false;
         q.busy = true;
+        unsigned char *fresh = q.populate ? q.ring : NULL;
+        q.populate = false;
         pthread_mutex_unlock(&q.lock);
 
+        /* The whole ring's pages (8 MiB of RSS once a process records),
+         * now and off the workers, rather than one fault at a time on the
+         * workers' copies into it. Page tables only: the bytes producers
+         * are writing meanwhile are left alone. */
+        if (fresh)
+            (void)madvise(fresh, q.cap, MADV_POPULATE_WRITE);
         writer_drain(used);
         writer_attend(list);
 
@@ -1412,7 +1424,8 @@ void record_stop(void)
     pthread_join(q.thread, NULL);
     pthread_mutex_lock(&q.lock);
     q.running = false;
-    free(q.ring);
+    if (q.ring)
+        munmap(q.ring, q.cap);
     q.ring = NULL;
     free(w.stage);
     w.stage = NULL;

@@ -12,7 +12,9 @@
         compressed message, so both zlib streams exist), compression off
         and on; the difference is what one idle compressing session holds.
 Figures only: nothing here is a timed assertion.
-Env: WSGATE, WSGATE_BASE, STREAM_TOTAL (MB, default 100), STREAM_IDLE (1000),
+Env: WSGATE, WSGATE_BASE, STREAM_TOTAL (MB, default 1000: a round of
+recording or of plain relay then lasts about a second, not a tenth, so the
+start of a process and of a session weighs little), STREAM_IDLE (1000),
 STREAM_ROUNDS (3), STREAM_PARTS (comma-separated subset of
 down,deflate,record,idle; default all)."""
 
@@ -33,7 +35,7 @@ import harness  # noqa: E402
 
 WSGATE = os.environ.get("WSGATE", os.path.join(HERE, "..", "..", "build", "src", "wsgate"))
 BASE = os.environ.get("WSGATE_BASE")
-TOTAL = int(os.environ.get("STREAM_TOTAL", "100")) << 20
+TOTAL = int(os.environ.get("STREAM_TOTAL", "1000")) << 20
 IDLE = int(os.environ.get("STREAM_IDLE", "1000"))
 ROUNDS = int(os.environ.get("STREAM_ROUNDS", "3"))
 PARTS = os.environ.get("STREAM_PARTS", "down,deflate,record,idle").split(",")
