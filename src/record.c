@@ -1029,6 +1029,11 @@ static bool stage_flush(struct recording *r, bool last)
         w.sold = w.sn;
         if (!last && r->fd >= 0 && stage_begin(r)) /* r->no_direct: start over */
             return true;
+        /* The partial last block, now dirty in the cache, is rewritten by
+         * the next direct write, which would first have to wait for its
+         * writeback: start that now, while the writer copies the next batch. */
+        if (last && !r->no_direct && w.sn > 0 && r->fd >= 0)
+            (void)sync_file_range(r->fd, (off_t)w.sbase, (off_t)w.sn, SYNC_FILE_RANGE_WRITE);
     }
     return r->fd >= 0;
 }
