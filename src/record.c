@@ -644,13 +644,11 @@ static struct {
     struct recording *lru_head, *lru_tail; /* open files */
     unsigned nopen;
 
-    unsigned char *stages[2];   /* direct writes: STAGE_SIZE, DIO_ALIGN-aligned */
-    int cur;                    /* the stage being filled */
-    size_t sn, sold;            /* bytes staged; of them, already in the file */
-    uint64_t sbase;             /* file offset of the stage, DIO_ALIGN-aligned */
-    struct recording *staged;   /* whose bytes it holds, to be written */
-    uint64_t staged_payload;    /* payload bytes of its batch */
-    struct recording *inflight; /* whose job the I/O thread has (io_wait()) */
+    unsigned char *stage;     /* direct writes: STAGE_SIZE, DIO_ALIGN-aligned */
+    size_t sn, sold;          /* bytes staged; of them, already in the file */
+    uint64_t sbase;           /* file offset of stage[0], DIO_ALIGN-aligned */
+    struct recording *staged; /* whose bytes the stage holds, to be written */
+    uint64_t staged_payload;  /* payload bytes of its batch */
 } w;
 
 static void lru_unlink(struct recording *r)
@@ -711,12 +709,9 @@ static void writer_fail(struct recording *r, const char *why, int err)
             err ? ": " : "", err ? strerror(err) : "");
 }
 
-static void io_wait(void);
-
 /* Close least recently written files until one more may be opened. */
 static void lru_make_room(void)
 {
-    io_wait(); /* the I/O thread may be writing to any of them */
     while (w.nopen >= q.max_files && w.lru_tail != NULL) {
         struct recording *v = w.lru_tail;
         int err = file_close(v);
@@ -974,223 +969,73 @@ static void batch_add(struct recording *r, size_t off)
 
 /* ---- direct writes ----
  * A big recording's batches bypass the page cache altogether: its bytes are
- * copied into a stage (aligned) after the file's last partial block, the
- * whole blocks are written with O_DIRECT, and the rest is appended through
- * the cache (its writeback started at once, as the next direct write
- * rewrites that block), so the file holds every byte after each batch (an
- * idle session leaves nothing behind in wsgate's memory). This skips the
+ * copied into the stage (aligned) after the file's last partial block (read
+ * back), the whole blocks are written with O_DIRECT, and the rest is
+ * appended through the cache, so the file holds every byte after each batch
+ * (an idle session leaves nothing behind in wsgate's memory). This skips the
  * filesystem's per-page work of a buffered write, its writeback and the
  * drop: on ext4 here about two thirds of the writer's CPU. O_DIRECT is
  * switched on and off with fcntl(2) around each write; a filesystem that
- * refuses it (EINVAL) gets that file's bytes appended through the cache
- * from then on.
- *
- * The writes of a batch's stage are an io_job, run by a thread of their own
- * (the I/O thread) while the writer copies the next batch into the other
- * stage: a direct write waits for the disk, and the copy need not wait with
- * it. At most one job is in flight; the writer reaps it (io_wait()) before
- * it touches any file other than by staging the next batch of the same
- * recording, whose partial last block it takes from the job's stage. */
+ * refuses it (EINVAL) leaves that file buffered. */
 
-struct io_job {
-    struct recording *r;
-    int fd;
-    const unsigned char *buf; /* a stage */
-    uint64_t base;            /* file offset of buf[0], DIO_ALIGN-aligned */
-    size_t n, old;            /* bytes in buf; of them, already in the file */
-    uint64_t payload;         /* payload bytes of the batch (last only) */
-    bool last;                /* append the partial last block too */
-    bool no_direct;           /* append all of it (O_DIRECT refused before) */
-    /* results */
-    int err;       /* errno of a failed write, else 0 */
-    bool einval;   /* O_DIRECT refused: all of it appended instead */
-    size_t direct; /* bytes written with O_DIRECT (from buf[0]) */
-};
-
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t go, done;
-    pthread_t thread;
-    bool started, stop, busy, finished; /* finished: run, not yet reaped */
-    struct io_job job;
-} io = {.lock = PTHREAD_MUTEX_INITIALIZER,
-        .go = PTHREAD_COND_INITIALIZER,
-        .done = PTHREAD_COND_INITIALIZER};
-
-/* The job's writes (either thread: only its fd and buffer are used). */
-static void io_run(struct io_job *j)
-{
-    size_t e = j->n & ~(size_t)(DIO_ALIGN - 1);
-    j->err = 0;
-    j->einval = false;
-    j->direct = 0;
-    if (e > 0 && !j->no_direct) {
-        ssize_t k = -1;
-        if (fcntl(j->fd, F_SETFL, O_DIRECT) == 0) {
-            do
-                k = pwrite(j->fd, j->buf, e, (off_t)j->base);
-            while (k < 0 && errno == EINTR);
-            int err = errno;
-            (void)fcntl(j->fd, F_SETFL, O_APPEND);
-            errno = err;
-        }
-        if (k == (ssize_t)e) {
-            j->direct = e;
-        } else if (k < 0 && errno == EINVAL) {
-            j->einval = true;
-        } else {
-            j->err = k < 0 ? errno : ENOSPC; /* short: the disk is full */
-            return;
-        }
-    }
-    size_t from = j->direct ? e : j->old, to = j->last || !j->direct ? j->n : e;
-    while (from < to) {
-        ssize_t k = write(j->fd, j->buf + from, to - from);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            j->err = k < 0 ? errno : EIO;
-            return;
-        }
-        from += (size_t)k;
-    }
-    if (j->direct && j->last && j->n > e)
-        (void)sync_file_range(j->fd, (off_t)(j->base + e), (off_t)(j->n - e),
-                              SYNC_FILE_RANGE_WRITE);
-}
-
-/* The writer's side of a job run: r's file position and write-behind
- * marks, or r stopped on an error. Returns whether r goes on. */
-static bool io_reap(struct io_job *j)
-{
-    struct recording *r = j->r;
-    if (j->err) {
-        writer_fail(r, "write failed", j->err);
-        return false;
-    }
-    if (j->einval)
-        r->no_direct = true;
-    if (j->direct) {
-        r->wpos = j->base + (j->last ? j->n : j->direct);
-        behind_direct(r, j->base, j->base + j->direct);
-        STAT_ADD(bytes_direct, j->direct - j->old);
-    } else { /* all of it appended: write-behind counts it */
-        r->wpos = j->base + j->old;
-        written(r, j->n - j->old);
-    }
-    return r->fd >= 0;
-}
-
-static void *io_main(void *arg)
-{
-    (void)arg;
-    pthread_setname_np(pthread_self(), "wsgate-rec-io");
-    pthread_mutex_lock(&io.lock);
-    for (;;) {
-        while (!io.busy && !io.stop)
-            pthread_cond_wait(&io.go, &io.lock);
-        if (!io.busy)
-            break;
-        pthread_mutex_unlock(&io.lock);
-        io_run(&io.job);
-        pthread_mutex_lock(&io.lock);
-        io.busy = false;
-        io.finished = true;
-        pthread_cond_signal(&io.done);
-    }
-    pthread_mutex_unlock(&io.lock);
-    return NULL;
-}
-
-/* Wait for the job in flight, if any, and reap it (its batch's payload
- * counted as written or dropped). */
-static void io_wait(void)
-{
-    if (w.inflight == NULL)
-        return;
-    pthread_mutex_lock(&io.lock);
-    while (io.busy)
-        pthread_cond_wait(&io.done, &io.lock);
-    io.finished = false;
-    pthread_mutex_unlock(&io.lock);
-    w.inflight = NULL;
-    if (io_reap(&io.job))
-        STAT_ADD(bytes_written, io.job.payload);
-    else
-        STAT_ADD(bytes_dropped, io.job.payload);
-}
-
-/* Stop the I/O thread (after the writer). */
-static void io_stop(void)
-{
-    if (!io.started)
-        return;
-    pthread_mutex_lock(&io.lock);
-    io.stop = true;
-    pthread_cond_signal(&io.go);
-    pthread_mutex_unlock(&io.lock);
-    pthread_join(io.thread, NULL);
-    io.started = io.stop = false;
-}
-
-/* The current stage as a job of r's. */
-static struct io_job stage_job(struct recording *r, bool last, uint64_t payload)
-{
-    return (struct io_job){.r = r,
-                           .fd = r->fd,
-                           .buf = w.stages[w.cur],
-                           .base = w.sbase,
-                           .n = w.sn,
-                           .old = w.sold,
-                           .payload = payload,
-                           .last = last,
-                           .no_direct = r->no_direct};
-}
-
-/* Begin staging for r: the file's last partial block into the stage (from
- * the stage of r's job in flight, or read back from the file). */
+/* Begin staging for r: the file's last partial block into the stage. */
 static bool stage_begin(struct recording *r)
 {
-    if (w.inflight == r) {
-        const struct io_job *j = &io.job; /* its buffer, not its results */
-        size_t e = j->n & ~(size_t)(DIO_ALIGN - 1);
-        w.sbase = j->base + e;
-        w.sold = w.sn = j->n - e;
-        memcpy(w.stages[w.cur], j->buf + e, w.sn);
-        return true;
-    }
-    io_wait();
-    if (r->fd < 0)
-        return false;
     w.sbase = r->wpos & ~(uint64_t)(DIO_ALIGN - 1);
     w.sold = w.sn = (size_t)(r->wpos - w.sbase);
     if (w.sold == 0)
         return true;
-    ssize_t k = pread(r->fd, w.stages[w.cur], w.sold, (off_t)w.sbase);
+    ssize_t k = pread(r->fd, w.stage, w.sold, (off_t)w.sbase);
     if (k == (ssize_t)w.sold)
         return true;
     writer_fail(r, "cannot read back the last block", k < 0 ? errno : EIO);
     return false;
 }
 
-/* The stage is full: write its whole blocks now (and all of it when
- * O_DIRECT is refused), keep the rest staged. */
-static bool stage_flush(struct recording *r)
+/* Write the stage's whole blocks with O_DIRECT, and at the end (last) its
+ * remainder through the cache; keep the remainder staged otherwise. */
+static bool stage_flush(struct recording *r, bool last)
 {
-    io_wait();
-    if (r->fd < 0)
-        return false;
-    struct io_job j = stage_job(r, false, 0);
-    io_run(&j);
-    if (!io_reap(&j))
-        return false;
-    if (!j.direct) /* all of it appended */
-        return stage_begin(r);
-    memmove(w.stages[w.cur], w.stages[w.cur] + j.direct, w.sn - j.direct);
-    w.sn -= j.direct;
-    w.sbase += j.direct;
-    w.sold = 0;
-    return true;
+    size_t e = w.sn & ~(size_t)(DIO_ALIGN - 1);
+    if (e > 0 && !r->no_direct) {
+        ssize_t k = -1;
+        if (fcntl(r->fd, F_SETFL, O_DIRECT) == 0) {
+            do
+                k = pwrite(r->fd, w.stage, e, (off_t)w.sbase);
+            while (k < 0 && errno == EINTR);
+            int err = errno;
+            (void)fcntl(r->fd, F_SETFL, O_APPEND);
+            errno = err;
+        }
+        if ((k < 0 && errno != EINVAL) || (k >= 0 && k != (ssize_t)e)) {
+            writer_fail(r, "write failed", k < 0 ? errno : ENOSPC); /* short: full */
+            return false;
+        }
+        if (k == (ssize_t)e) {
+            if (w.sbase + e > r->wpos)
+                r->wpos = w.sbase + e;
+            behind_direct(r, w.sbase, w.sbase + e);
+            STAT_ADD(bytes_direct, e - w.sold);
+            memmove(w.stage, w.stage + e, w.sn - e);
+            w.sn -= e;
+            w.sbase += e;
+            w.sold = 0;
+        } else {
+            r->no_direct = true; /* EINVAL: the rest is appended */
+        }
+    }
+    if (r->no_direct || last) {
+        write_all(r, (char *)w.stage + w.sold, w.sn - w.sold);
+        w.sold = w.sn;
+        if (!last && r->fd >= 0 && stage_begin(r)) /* r->no_direct: start over */
+            return true;
+        /* The partial last block, now dirty in the cache, is rewritten by
+         * the next direct write, which would first have to wait for its
+         * writeback: start that now, while the writer copies the next batch. */
+        if (last && !r->no_direct && w.sn > 0 && r->fd >= 0)
+            (void)sync_file_range(r->fd, (off_t)w.sbase, (off_t)w.sn, SYNC_FILE_RANGE_WRITE);
+    }
+    return r->fd >= 0;
 }
 
 /* Append len bytes to r's stage, writing when it is full. */
@@ -1198,49 +1043,30 @@ static bool stage_put(struct recording *r, const void *p, size_t len)
 {
     while (len > 0) {
         size_t k = STAGE_SIZE - w.sn < len ? STAGE_SIZE - w.sn : len;
-        memcpy(w.stages[w.cur] + w.sn, p, k);
+        memcpy(w.stage + w.sn, p, k);
         w.sn += k;
         p = (const char *)p + k;
         len -= k;
-        if (w.sn == STAGE_SIZE && !stage_flush(r))
+        if (w.sn == STAGE_SIZE && !stage_flush(r, false))
             return false;
     }
     return true;
 }
 
-/* Hand the stage of the batch's last direct recording to the I/O thread
- * (or write it here when there is none). The writer calls it before it
- * touches any other file, and after it has released the batch's ring
- * space: the workers refill the ring while the disk works. */
+/* Write the stage of the batch's last direct recording (stage_flush()) and
+ * count its payload. The writer calls it before it touches any other file,
+ * and after it has released the batch's ring space: so the workers fill the
+ * ring again while the writer waits for the disk. */
 static void stage_finish(void)
 {
     struct recording *r = w.staged;
     if (r == NULL)
         return;
     w.staged = NULL;
-    io_wait();
-    if (!file_ready(r)) { /* stopped (its job in flight failed) */
+    if (r->fd >= 0 && stage_flush(r, true))
+        STAT_ADD(bytes_written, w.staged_payload);
+    else
         STAT_ADD(bytes_dropped, w.staged_payload);
-        return;
-    }
-    if (!io.started && pthread_create(&io.thread, NULL, io_main, NULL) == 0)
-        io.started = true;
-    if (!io.started) {
-        struct io_job j = stage_job(r, true, w.staged_payload);
-        io_run(&j);
-        if (io_reap(&j))
-            STAT_ADD(bytes_written, j.payload);
-        else
-            STAT_ADD(bytes_dropped, j.payload);
-        return;
-    }
-    pthread_mutex_lock(&io.lock);
-    io.job = stage_job(r, true, w.staged_payload);
-    io.busy = true;
-    pthread_cond_signal(&io.go);
-    pthread_mutex_unlock(&io.lock);
-    w.inflight = r;
-    w.cur ^= 1;
 }
 
 /* r's chunks of the batch as batch_write_raw() writes them, staged (a full
@@ -1281,12 +1107,10 @@ static uint64_t direct_bytes(struct recording *r)
     }
     if (bytes < DIO_MIN)
         return 0;
-    for (int i = 0; i < 2; i++)
-        if (w.stages[i] == NULL &&
-            posix_memalign((void **)&w.stages[i], DIO_ALIGN, STAGE_SIZE) != 0) {
-            w.stages[i] = NULL;
-            return 0;
-        }
+    if (w.stage == NULL && posix_memalign((void **)&w.stage, DIO_ALIGN, STAGE_SIZE) != 0) {
+        w.stage = NULL;
+        return 0;
+    }
     return bytes;
 }
 
@@ -1309,8 +1133,6 @@ static void batch_write_raw(struct recording *r)
         }
         return;
     }
-    io_wait(); /* a job of r's may be in flight */
-    ok = ok && r->fd >= 0;
 
     if (ok && r->header_due)
         w.iov[n++] = (struct iovec){r->header, strlen(r->header)};
@@ -1350,7 +1172,6 @@ static void batch_write(void)
             batch_write_raw(r);
             continue;
         }
-        io_wait();
         if (r->header_due)
             out_put(r, r->header, strlen(r->header));
         r->header_due = false;
@@ -1395,8 +1216,6 @@ static void writer_finish(struct recording *r, double t, const char *reason)
 /* Handle the flags of the attention list taken with the last snapshot. */
 static void writer_attend(struct recording *list)
 {
-    if (list != NULL)
-        io_wait(); /* every byte queued before a close is written before it */
     while (list != NULL) {
         struct recording *r = list;
         list = r->next;
@@ -1539,18 +1358,10 @@ static void *writer_main(void *arg)
         writer_attend(list);
 
         pthread_mutex_lock(&q.lock);
-        if (q.used == 0 && q.attention == NULL) { /* nothing to copy meanwhile */
-            pthread_mutex_unlock(&q.lock);
-            io_wait();
-            pthread_mutex_lock(&q.lock);
-        }
         q.busy = false;
         pthread_cond_broadcast(&q.idle);
     }
     /* Recordings never closed: end their files, keep the handles. */
-    pthread_mutex_unlock(&q.lock);
-    io_wait();
-    pthread_mutex_lock(&q.lock);
     for (struct recording *r = q.all; r != NULL; r = r->all_next) {
         pthread_mutex_unlock(&q.lock);
         writer_finish(r, r->start, "shutdown");
@@ -1621,11 +1432,8 @@ void record_stop(void)
     if (q.ring)
         munmap(q.ring, q.cap);
     q.ring = NULL;
-    io_stop();
-    for (int i = 0; i < 2; i++) {
-        free(w.stages[i]);
-        w.stages[i] = NULL;
-    }
+    free(w.stage);
+    w.stage = NULL;
     pthread_mutex_unlock(&q.lock);
 }
 

@@ -700,8 +700,8 @@ static char *record_batches(const char *dir, size_t batch, struct record_stats *
         size_t k = total - done < batch ? total - done : batch;
         record_data(r, RECORD_OUT, buf, k, T0 + 1);
         if (batch < (1u << 20) || (done + k) % (4u << 20) == 0)
-            record_flush(); /* big batches: 4 MiB at a time, the writer's
-                               copies and the I/O thread's writes overlap */
+            record_flush(); /* big batches: 4 MiB at a time, so that one
+                               direct batch follows another as it streams */
     }
     record_close(r, T0 + 2);
     record_flush();
@@ -741,8 +741,8 @@ static void check_batches(const char *path, size_t batch)
  * written in 60 KiB batches (under DIO_MIN) the rest was written back and
  * dropped while it was being written; in 1 MiB batches, past the first
  * step, it bypassed the cache (O_DIRECT), the file's partial last block
- * appended after each batch and rewritten with the next. The file lives on a
- * disk (not tmpfs, whose pages cannot be dropped). */
+ * appended after each batch, read back and rewritten with the next. The
+ * file lives on a disk (not tmpfs, whose pages cannot be dropped). */
 static void test_write_behind(void **state)
 {
     (void)state;
