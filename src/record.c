@@ -129,21 +129,6 @@ static struct {
        .idle = PTHREAD_COND_INITIALIZER,
        .next_max_files = RECORD_OPEN_FILES_DEFAULT};
 
-/* size bytes (rounded up to 2 MiB) aligned on 2 MiB and asked to be
- * backed by transparent huge pages: the ring and the stage are copied
- * through in full, and a direct write pins the stage's pages (one huge
- * page instead of 512 small ones). NULL when out of memory. */
-static void *huge_alloc(size_t size)
-{
-    size_t huge = 2u << 20;
-    void *p;
-    size = (size + huge - 1) & ~(huge - 1);
-    if (posix_memalign(&p, huge, size) != 0)
-        return NULL;
-    (void)madvise(p, size, MADV_HUGEPAGE);
-    return p;
-}
-
 /* ---- pure helpers ----------------------------------------------------- */
 
 /* JSON text for one code point (escaped when ASCII needs it). */
@@ -519,7 +504,8 @@ struct recording *record_open(const char *dir, enum record_format format, const 
 
     pthread_mutex_lock(&q.lock);
     if (q.running && !q.stopping && q.ring == NULL) {
-        q.ring = huge_alloc(q.cap);
+        void *m = mmap(NULL, q.cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        q.ring = m == MAP_FAILED ? NULL : m;
         q.head = q.used = q.tail = 0;
         q.populate = q.ring != NULL;
     }
@@ -1121,8 +1107,10 @@ static uint64_t direct_bytes(struct recording *r)
     }
     if (bytes < DIO_MIN)
         return 0;
-    if (w.stage == NULL && (w.stage = huge_alloc(STAGE_SIZE)) == NULL)
+    if (w.stage == NULL && posix_memalign((void **)&w.stage, DIO_ALIGN, STAGE_SIZE) != 0) {
+        w.stage = NULL;
         return 0;
+    }
     return bytes;
 }
 
@@ -1441,7 +1429,8 @@ void record_stop(void)
     pthread_join(q.thread, NULL);
     pthread_mutex_lock(&q.lock);
     q.running = false;
-    free(q.ring);
+    if (q.ring)
+        munmap(q.ring, q.cap);
     q.ring = NULL;
     free(w.stage);
     w.stage = NULL;
