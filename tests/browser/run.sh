@@ -325,24 +325,26 @@ if [ -z "$WSGATE_BROWSER_SCENARIOS" ] && [ "${WSGATE_BROWSER_NOVNC:-1}" != 0 ]; 
 fi
 case ",$scenarios," in
 *,novnc,*)
-	n=50
-	while [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ]; do
-		n=$((n + 1))
-		[ "$n" -gt 99 ] && die "no free X display number"
-	done
 	vnc_port=$(free_port) || die "no free port"
-	Xvnc ":$n" -rfbport "$vnc_port" -localhost -SecurityTypes None -geometry 640x480 -depth 24 \
-		-nolisten tcp >"$tmp/xvnc.log" 2>&1 &
+	# Xvnc picks a free display number itself and writes it to fd 9 once it
+	# listens (-displayfd): a number chosen here by looking at /tmp/.X11-unix
+	# can be taken, through the abstract socket namespace, by the X server of
+	# another root on this machine (two test runs side by side), and then
+	# xsetroot would draw on that one while our Xvnc had died.
+	Xvnc -displayfd 9 -rfbport "$vnc_port" -localhost -SecurityTypes None -geometry 640x480 \
+		-depth 24 -nolisten tcp 9>"$tmp/xdisplay" >"$tmp/xvnc.log" 2>&1 &
 	pids="$pids $!"
 	# Draw a red and blue pattern on the root window once the server is up.
 	i=0
-	until DISPLAY=":$n" xsetroot -mod 16 16 -fg '#ff0000' -bg '#0000ff' 2>/dev/null; do
+	n=""
+	until [ -n "$n" ] && DISPLAY=":$n" xsetroot -mod 16 16 -fg '#ff0000' -bg '#0000ff' 2>/dev/null; do
 		i=$((i + 1))
 		[ "$i" -gt 200 ] && {
 			cat "$tmp/xvnc.log" >&2
-			die "Xvnc :$n did not start"
+			die "Xvnc did not start"
 		}
 		sleep 0.05
+		n=$(tr -dc 0-9 <"$tmp/xdisplay")
 	done
 
 	token="e2e-$(date +%s)-$$"
