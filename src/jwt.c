@@ -241,6 +241,22 @@ static EVP_PKEY *jwk_rsa(json_t *o, char *err, size_t errlen)
     return pkey;
 }
 
+/* The EC coordinate member name of o into out[sz], right-aligned: RFC 7518
+ * wants all sz bytes, but some minters drop leading zero bytes (python3-jwt
+ * 2.6's to_jwk, one key in 128 for P-384) and jwcrypto, whose reading of a
+ * JWK the contract follows, takes them; longer is refused. */
+static int jwk_coord(json_t *o, const char *name, unsigned char *out, size_t sz, char *err,
+                     size_t errlen)
+{
+    unsigned char tmp[48];
+    long n = jwk_bytes(o, name, tmp, sz, 0, err, errlen);
+    if (n < 0)
+        return -1;
+    memset(out, 0, sz - (size_t)n);
+    memcpy(out + sz - (size_t)n, tmp, (size_t)n);
+    return 0;
+}
+
 static EVP_PKEY *jwk_ec(json_t *o, char *err, size_t errlen)
 {
     const char *crv = json_string_value(json_object_get(o, "crv"));
@@ -259,8 +275,8 @@ static EVP_PKEY *jwk_ec(json_t *o, char *err, size_t errlen)
         return NULL;
     }
     pt[0] = POINT_CONVERSION_UNCOMPRESSED;
-    if (jwk_bytes(o, "x", pt + 1, sz, sz, err, errlen) < 0 ||
-        jwk_bytes(o, "y", pt + 1 + sz, sz, sz, err, errlen) < 0)
+    if (jwk_coord(o, "x", pt + 1, sz, err, errlen) < 0 ||
+        jwk_coord(o, "y", pt + 1 + sz, sz, err, errlen) < 0)
         return NULL;
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0),

@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+
 #include "jwt.h"
 
 #ifndef PYTHON3
@@ -122,6 +126,59 @@ static void test_minted_cases(void **state)
     assert_int_equal(nfail, 54 - nok);
 }
 
+/* base64url of in[0..n) without padding into out (NUL-terminated). */
+static void b64url(const unsigned char *in, size_t n, char *out)
+{
+    int k = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    while (k > 0 && out[k - 1] == '=')
+        out[--k] = '\0';
+    for (int i = 0; i < k; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+}
+
+/* An EC JWK whose coordinate lost its leading zero byte (as python3-jwt
+ * 2.6's to_jwk writes one key in 128) is read as the same point; one with
+ * a byte too many is refused. */
+static void test_jwk_short_coordinate(void **state)
+{
+    unsigned char pt[65];
+    size_t len = 0;
+    (void)state;
+    for (int tries = 0; tries < 100000; tries++) { /* a key with x or y < 2^248 */
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+        assert_non_null(k);
+        assert_int_equal(
+            EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof pt, &len), 1);
+        EVP_PKEY_free(k);
+        if (pt[1] == 0 || pt[33] == 0)
+            break;
+    }
+    assert_int_equal(len, 65);
+    assert_true(pt[1] == 0 || pt[33] == 0);
+    char x[64], y[64], jwk[256], err[256];
+    unsigned char *cx = pt + 1, *cy = pt + 33, longer[33] = {0};
+    size_t nx = 32, ny = 32;
+    while (nx > 1 && *cx == 0) /* drop the leading zero bytes, as those minters do */
+        cx++, nx--;
+    while (ny > 1 && *cy == 0)
+        cy++, ny--;
+    b64url(cx, nx, x);
+    b64url(cy, ny, y);
+    snprintf(jwk, sizeof jwk, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
+    char *es = "ES256";
+    struct jwt_settings ses = {&es, 1, NULL, NULL, 0};
+    struct jwt_verifier *v = NULL;
+    if (jwt_verifier_from_mem(jwk, strlen(jwk), &ses, &v, err, sizeof err) != 0)
+        fail_msg("%s: %s", jwk, err);
+    jwt_verifier_free(v);
+    memcpy(longer + 1, pt + 1, 32); /* 33 bytes: refused */
+    b64url(longer, 33, x);
+    b64url(pt + 33, 32, y);
+    snprintf(jwk, sizeof jwk, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
+    assert_int_equal(jwt_verifier_from_mem(jwk, strlen(jwk), &ses, &v, err, sizeof err), -1);
+    assert_string_equal(err, "JWK: missing or invalid \"x\"");
+}
+
 /* route NULL: the route claim is not checked. */
 static void test_route_unchecked(void **state)
 {
@@ -211,7 +268,9 @@ static void test_jwk_rules(void **state)
         {"{\"kty\":\"oct\",\"k\":\"QUFBQQ\",\"use\":\"enc\"}", "JWK: \"use\" is not \"sig\"", 2},
         {"{\"kty\":\"EC\",\"crv\":\"P-521\",\"x\":\"AA\",\"y\":\"AA\"}",
          "JWK: EC \"crv\" must be P-256 or P-384", 1},
-        {"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+        {"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}", "JWK: invalid EC point",
+         1},
+        {"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"\",\"y\":\"AA\"}",
          "JWK: missing or invalid \"x\"", 1},
         {"{\"kty\":\"RSA\",\"e\":\"AQAB\"}", "JWK: missing or invalid \"n\"", 0},
         {"{\"kty\":\"oct\",\"k\":\"QUFB*\"}", "JWK: missing or invalid \"k\"", 2},
@@ -311,9 +370,13 @@ static void test_alg_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_minted_cases),   cmocka_unit_test(test_route_unchecked),
-        cmocka_unit_test(test_verifier_rules), cmocka_unit_test(test_jwk_rules),
-        cmocka_unit_test(test_bounds),         cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_minted_cases),
+        cmocka_unit_test(test_route_unchecked),
+        cmocka_unit_test(test_verifier_rules),
+        cmocka_unit_test(test_jwk_rules),
+        cmocka_unit_test(test_jwk_short_coordinate),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_b64url),
         cmocka_unit_test(test_alg_names),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
