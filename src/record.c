@@ -744,6 +744,17 @@ static bool file_ready(struct recording *r)
     return true;
 }
 
+/* Wait until bytes [from, to) of r's file are on disk, then drop them from
+ * the page cache. Returns sync_file_range()'s result. */
+static int drop_written(struct recording *r, uint64_t from, uint64_t to)
+{
+    int rc = sync_file_range(r->fd, (off_t)from, (off_t)(to - from),
+                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                 SYNC_FILE_RANGE_WAIT_AFTER);
+    (void)posix_fadvise(r->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+    return rc;
+}
+
 /* Write-behind, for k more bytes written to r's file. A recording is
  * written once and never read back by wsgate, so its pages need not stay in
  * the page cache: each time RECORD_WRITE_BEHIND more bytes have been
@@ -765,15 +776,11 @@ static void written(struct recording *r, size_t k)
     uint64_t done = r->wb_done, mid = r->wb_mid, sent = r->wb_sent;
     int rc = sync_file_range(r->fd, (off_t)sent, (off_t)(r->wpos - sent), SYNC_FILE_RANGE_WRITE);
     if (rc == 0 && mid > done)
-        rc = sync_file_range(r->fd, (off_t)done, (off_t)(mid - done),
-                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                 SYNC_FILE_RANGE_WAIT_AFTER);
+        rc = drop_written(r, done, mid);
     if (rc < 0 && errno != ENOSYS && errno != EINVAL && errno != ESPIPE) {
         writer_fail(r, "write-behind failed", errno);
         return;
     }
-    if (mid > done)
-        (void)posix_fadvise(r->fd, (off_t)done, (off_t)(mid - done), POSIX_FADV_DONTNEED);
     r->wb_done = mid;
     r->wb_mid = sent;
     r->wb_sent = r->wpos;
@@ -785,13 +792,8 @@ static void written(struct recording *r, size_t k)
  * between direct writes make no write-behind calls of their own. */
 static void behind_direct(struct recording *r, uint64_t from, uint64_t to)
 {
-    if (r->wb_done < from) {
-        (void)sync_file_range(r->fd, (off_t)r->wb_done, (off_t)(from - r->wb_done),
-                              SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                                  SYNC_FILE_RANGE_WAIT_AFTER);
-        (void)posix_fadvise(r->fd, (off_t)r->wb_done, (off_t)(from - r->wb_done),
-                            POSIX_FADV_DONTNEED);
-    }
+    if (r->wb_done < from)
+        (void)drop_written(r, r->wb_done, from);
     r->wb_done = r->wb_mid = r->wb_sent = to;
 }
 
@@ -967,6 +969,13 @@ static void batch_add(struct recording *r, size_t off)
     r->blast = i;
 }
 
+/* The raw format's line for the chunk e of r, into sl->line; its length. */
+static size_t chunk_line(const struct recording *r, struct slot *sl, const struct entry *e)
+{
+    return (size_t)snprintf(sl->line, sizeof sl->line, "+%.6f %c %u\n", offset(r, e->t),
+                            e->dir ? 'o' : 'i', e->len);
+}
+
 /* ---- direct writes ----
  * A big recording's batches bypass the page cache altogether: its bytes are
  * copied into the stage (aligned) after the file's last partial block (read
@@ -1084,9 +1093,7 @@ static bool batch_write_direct(struct recording *r)
         struct slot *sl = &w.slots[i];
         struct entry e;
         memcpy(&e, q.ring + sl->off, sizeof e);
-        int k = snprintf(sl->line, sizeof sl->line, "+%.6f %c %u\n", offset(r, e.t),
-                         e.dir ? 'o' : 'i', e.len);
-        ok = stage_put(r, sl->line, (size_t)k) &&
+        ok = stage_put(r, sl->line, chunk_line(r, sl, &e)) &&
              stage_put(r, q.ring + sl->off + sizeof e, e.len) && stage_put(r, nl, 1);
     }
     return ok;
@@ -1148,9 +1155,7 @@ static void batch_write_raw(struct recording *r)
             ok = writev_all(r, w.iov, n);
             n = 0;
         }
-        int k = snprintf(sl->line, sizeof sl->line, "+%.6f %c %u\n", offset(r, e.t),
-                         e.dir ? 'o' : 'i', e.len);
-        w.iov[n++] = (struct iovec){sl->line, (size_t)k};
+        w.iov[n++] = (struct iovec){sl->line, chunk_line(r, sl, &e)};
         w.iov[n++] = (struct iovec){q.ring + sl->off + sizeof e, e.len};
         w.iov[n++] = (struct iovec){(void *)nl, 1};
     }

@@ -59,9 +59,7 @@ enum record_dir {
  * disk (record.c, written()); a recording holds at most about three steps
  * of cache. Past the first step, a raw recording's big batches (64 KiB and
  * more) bypass the cache with O_DIRECT. */
-#ifndef RECORD_WRITE_BEHIND
 #define RECORD_WRITE_BEHIND (2u << 20)
-#endif
 
 /* Default bound on the recording files the writer holds open at once. */
 #define RECORD_OPEN_FILES_DEFAULT 256u
