@@ -197,6 +197,7 @@ static const struct key keys[] = {
     {S_TLS, "ciphers", T_STRING, CFG(tls.ciphers)},
     {S_TLS, "ciphersuites", T_STRING, CFG(tls.ciphersuites)},
     {S_TLS, "session_tickets", T_BOOL, CFG(tls.session_tickets), .def = "on"},
+    {S_TLS, "record_offload", T_BOOL, CFG(tls.record_offload), .def = "on"},
     {S_TLS, "client_cert", T_ENUM, CFG(tls.client_cert), .def = "required",
      .choices = client_cert_modes},
 

@@ -140,6 +140,7 @@ struct tls_settings {
     char *ciphersuites;
     int client_cert;      /* with client_ca: 0 = required, 1 = optional (verified when sent) */
     bool session_tickets; /* resumption by stateless tickets (ticket.c) */
+    bool record_offload;  /* TLS 1.3 records sealed by wsgate after the handshake (tlsrec.c) */
 };
 
 /* A [tls:NAME] section: another server certificate, chosen by SNI against

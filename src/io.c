@@ -4,9 +4,293 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "tlsrec.h"
+
+/* ---- TLS 1.3 records of our own (tlsrec.c), once OpenSSL is gone ------ */
+
+/* Records sealed per write: what one send(2) takes. */
+#define SEAL_RECORDS 4
+static _Thread_local uint8_t seal_buf[SEAL_RECORDS * TLSREC_SEALED(TLSREC_MAX_PLAIN)];
+
+static void rec_drop_in(struct tlsrec *r)
+{
+    free(r->in);
+    r->in = NULL;
+    r->in_len = r->plain_off = r->plain_len = 0;
+}
+
+/* Send an alert (best effort: a socket that cannot take it now never
+ * will in time) and fail the connection. */
+static ssize_t rec_fail(struct io *io, int alert)
+{
+    struct tlsrec *r = io->rec;
+    r->flags |= TLSREC_FAILED | TLSREC_REPORTED;
+    if (alert > 0 && !r->out && !(r->flags & TLSREC_TX_CLOSED)) {
+        uint8_t a[TLSREC_SEALED(2)];
+        int n = tlsrec_alert(r, alert, a);
+        if (n > 0 && send(io->fd, a, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            errno = 0;
+    }
+    r->fail_alert = 0; /* said once */
+    r->flags |= TLSREC_TX_CLOSED;
+    errno = alert > 0 ? EPROTO : ECONNRESET;
+    return -1;
+}
+
+/* The caller's buffer holds two whole records: read into it and open the
+ * records there (no copy but the move past each header); an incomplete
+ * record at the end waits in r->in. */
+static ssize_t rec_read_direct(struct io *io, uint8_t *buf, size_t n)
+{
+    struct tlsrec *r = io->rec;
+    size_t have = r->in_len;
+    if (have)
+        memcpy(buf, r->in, have);
+    ssize_t k = read(io->fd, buf + have, n - have);
+    if (k < 0) {
+        if (!have && errno == EAGAIN)
+            rec_drop_in(r); /* idle: hold no buffer */
+        return -1;
+    }
+    if (k == 0) { /* end of stream without close_notify: an end all the same */
+        r->flags |= TLSREC_EOF;
+        return 0;
+    }
+    size_t total = have + (size_t)k, used = 0;
+    int alert;
+    long w = tlsrec_open(r, buf, total, &used, &alert);
+    if (w < 0)
+        return rec_fail(io, alert);
+    size_t tail = total - used;
+    if (tail) {
+        if (!r->in && !(r->in = malloc(TLSREC_MAX_WIRE))) {
+            errno = ENOMEM;
+            return -1;
+        }
+        memmove(r->in, buf + used, tail);
+        r->in_len = tail;
+    } else {
+        rec_drop_in(r);
+    }
+    if (w == 0) {
+        if (r->flags & TLSREC_EOF)
+            return 0;
+        io->want |= IO_READ_STARVED;
+        errno = EAGAIN;
+        return -1;
+    }
+    return w;
+}
+
+/* A small caller buffer: read one record at a time into r->in, open it
+ * there and give what fits; the rest is given by the next reads. */
+static ssize_t rec_read_staged(struct io *io, uint8_t *buf, size_t n)
+{
+    struct tlsrec *r = io->rec;
+    if (!r->in && !(r->in = malloc(TLSREC_MAX_WIRE))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (;;) {
+        int alert;
+        long wire = tlsrec_wire_len(r->in, r->in_len, &alert);
+        if (wire < 0)
+            return rec_fail(io, alert);
+        size_t need = wire == 0 ? TLSREC_HDR - r->in_len : (size_t)wire - r->in_len;
+        if (need > 0) {
+            ssize_t k = read(io->fd, r->in + r->in_len, need);
+            if (k <= 0) {
+                if (k == 0)
+                    r->flags |= TLSREC_EOF;
+                else if (errno == EAGAIN)
+                    io->want |= IO_READ_STARVED;
+                return k;
+            }
+            r->in_len += (size_t)k;
+            continue;
+        }
+        size_t used;
+        long w = tlsrec_open(r, r->in, r->in_len, &used, &alert);
+        if (w < 0)
+            return rec_fail(io, alert);
+        r->in_len = 0;
+        if (w > 0) {
+            size_t k = (size_t)w < n ? (size_t)w : n;
+            memcpy(buf, r->in, k);
+            r->plain_off = k;
+            r->plain_len = (size_t)w - k;
+            if (!r->plain_len)
+                rec_drop_in(r);
+            return (ssize_t)k;
+        }
+        if (r->flags & TLSREC_EOF)
+            return 0;
+    }
+}
+
+static ssize_t rec_read(struct io *io, void *buf, size_t n)
+{
+    struct tlsrec *r = io->rec;
+    io->want &= ~(unsigned)IO_READ_STARVED;
+    if (r->plain_len) { /* opened earlier, did not fit then */
+        size_t k = r->plain_len < n ? r->plain_len : n;
+        memcpy(buf, r->in + r->plain_off, k);
+        r->plain_off += k;
+        r->plain_len -= k;
+        if (!r->plain_len)
+            rec_drop_in(r);
+        return (ssize_t)k;
+    }
+    if (r->flags & TLSREC_FAILED)
+        return rec_fail(io, r->fail_alert);
+    if (r->flags & TLSREC_EOF)
+        return 0;
+    if (n == 0)
+        return 0;
+    if (n >= 2 * TLSREC_MAX_WIRE)
+        return rec_read_direct(io, buf, n);
+    return rec_read_staged(io, buf, n);
+}
+
+/* The rest of a record partly written: out before anything else. Returns
+ * 0 when it is out (or there was none), -1 (EAGAIN) while it is not. */
+static int rec_flush(struct io *io)
+{
+    struct tlsrec *r = io->rec;
+    if (!r->out)
+        return 0;
+    ssize_t k = send(io->fd, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL);
+    if (k < 0)
+        return -1;
+    r->out_off += (size_t)k;
+    if (r->out_off < r->out_len) {
+        errno = EAGAIN;
+        return -1;
+    }
+    free(r->out);
+    r->out = NULL;
+    return 0;
+}
+
+/* Keep what the socket did not take of record i (sealed at seal_buf,
+ * ends[]): its bytes wait in r->out, its plaintext counts as not written
+ * until they are out. Returns 0, or -1 out of memory. */
+static int rec_keep(struct tlsrec *r, size_t sent, size_t end, size_t plain)
+{
+    if (!(r->out = malloc(end - sent))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(r->out, seal_buf + sent, end - sent);
+    r->out_off = 0;
+    r->out_len = end - sent;
+    r->out_plain = plain;
+    return 0;
+}
+
+static ssize_t rec_writev(struct io *io, const struct iovec *iov, int cnt)
+{
+    struct tlsrec *r = io->rec;
+    if (r->flags & TLSREC_TX_CLOSED) {
+        errno = EPIPE;
+        return -1;
+    }
+    size_t done = 0;
+    if (r->out) {
+        size_t plain = r->out_plain;
+        if (rec_flush(io) < 0)
+            return -1;
+        done = plain; /* the caller offers these again: they are out now */
+        size_t offered = 0;
+        for (int i = 0; i < cnt; i++)
+            offered += iov[i].iov_len;
+        if (offered < done) {
+            errno = EPROTO;
+            return -1;
+        }
+    }
+    for (;;) {
+        size_t ends[SEAL_RECORDS], plains[SEAL_RECORDS];
+        int update;
+        int n = tlsrec_seal(r, iov, cnt, done, seal_buf, sizeof(seal_buf), ends, plains,
+                            SEAL_RECORDS, &update);
+        if (n < 0) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (n == 0)
+            return (ssize_t)done;
+        ssize_t k = send(io->fd, seal_buf, ends[n - 1], MSG_NOSIGNAL);
+        if (k < 0) {
+            int e = errno;
+            tlsrec_unseal(r, n);
+            errno = e;
+            return done > 0 ? (ssize_t)done : -1;
+        }
+        int i = 0;
+        while (i < n && ends[i] <= (size_t)k)
+            done += plains[i++];
+        if (i < n) {
+            size_t start = i ? ends[i - 1] : 0;
+            int partly = (size_t)k > start;
+            tlsrec_unseal(r, n - i - partly);
+            if (partly && rec_keep(r, (size_t)k, ends[i], plains[i]) < 0)
+                return -1;
+            if (update && partly && tlsrec_next_tx_key(r) < 0)
+                return -1;
+            if (done > 0)
+                return (ssize_t)done;
+            errno = EAGAIN;
+            return -1;
+        }
+        if (!update)
+            return (ssize_t)done;
+        if (tlsrec_next_tx_key(r) < 0) /* our KeyUpdate is out: the data follows */
+            return -1;
+    }
+}
+
+/* close_notify after what is left of a record partly written (best
+ * effort: if that cannot go now, neither can the alert). */
+static void rec_notify_close(struct io *io)
+{
+    struct tlsrec *r = io->rec;
+    if ((r->flags & TLSREC_TX_CLOSED) || rec_flush(io) < 0)
+        return;
+    uint8_t a[TLSREC_SEALED(2)];
+    int n = tlsrec_alert(r, 0, a);
+    if (n > 0 && send(io->fd, a, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        errno = 0;
+    r->flags |= TLSREC_TX_CLOSED;
+}
+
+int io_offload(struct io *io)
+{
+    if (!io->ssl || !io->handshaken)
+        return 0;
+    if ((io->want & IO_SSL_WRITE_HELD) || SSL_has_pending(io->ssl)) {
+        io->want |= IO_OFFLOAD_WANTED;
+        return 0;
+    }
+    io->want &= ~(unsigned)IO_OFFLOAD_WANTED;
+    if (SSL_get_shutdown(io->ssl))
+        return 0;
+    struct tlsrec *r = tlsrec_take(io->ssl);
+    if (!r)
+        return 0;
+    SSL_free(io->ssl);
+    io->ssl = NULL;
+    io->rec = r;
+    io->want = 0;
+    return 1;
+}
+
+/* ---- OpenSSL --------------------------------------------------------- */
 
 /* Map an OpenSSL result onto the read/write convention; sets io->want. */
 static ssize_t ssl_result(struct io *io, int r, unsigned want_read, unsigned want_write)
@@ -35,6 +319,8 @@ static ssize_t ssl_result(struct io *io, int r, unsigned want_read, unsigned wan
 
 ssize_t io_read(struct io *io, void *buf, size_t n)
 {
+    if (io->rec)
+        return rec_read(io, buf, n);
     if (!io->ssl)
         return read(io->fd, buf, n);
     io->want &= ~(unsigned)(IO_READ_WANTS_WRITE | IO_READ_STARVED);
@@ -60,19 +346,30 @@ ssize_t io_read(struct io *io, void *buf, size_t n)
         }
         total += got;
     }
+    if (io->want & IO_OFFLOAD_WANTED)
+        io_offload(io);
     return (ssize_t)total;
 }
 
 ssize_t io_write(struct io *io, const void *buf, size_t n)
 {
+    if (io->rec) {
+        struct iovec v = {(void *)buf, n};
+        return rec_writev(io, &v, 1);
+    }
     if (!io->ssl)
         return send(io->fd, buf, n, MSG_NOSIGNAL);
     io->want &= ~(unsigned)IO_WRITE_WANTS_READ;
     ERR_clear_error();
     size_t put = 0;
     int r = SSL_write_ex(io->ssl, buf, n, &put);
-    if (r == 1)
+    if (r == 1) {
+        io->want &= ~(unsigned)IO_SSL_WRITE_HELD;
+        if (io->want & IO_OFFLOAD_WANTED)
+            io_offload(io);
         return (ssize_t)put;
+    }
+    io->want |= IO_SSL_WRITE_HELD;
     ssize_t k = ssl_result(io, r, IO_WRITE_WANTS_READ, 0);
     if (k == 0) { /* a peer that sent close_notify cannot take more */
         errno = EPIPE;
@@ -83,6 +380,8 @@ ssize_t io_write(struct io *io, const void *buf, size_t n)
 
 ssize_t io_writev(struct io *io, const struct iovec *iov, int cnt)
 {
+    if (io->rec)
+        return rec_writev(io, iov, cnt);
     if (!io->ssl)
         return writev(io->fd, iov, cnt);
     ssize_t total = 0;
@@ -167,6 +466,9 @@ int io_ready(const struct io *io, int revents)
 
 int io_pending(const struct io *io)
 {
+    if (io->rec)
+        return io->rec->plain_len > 0 ||
+               (io->rec->flags & (TLSREC_FAILED | TLSREC_REPORTED)) == TLSREC_FAILED;
     if (!io->ssl || !io->handshaken) /* a handshake waiting to read waits for the socket */
         return 0;
     return SSL_pending(io->ssl) > 0 || (!(io->want & IO_READ_STARVED) && SSL_has_pending(io->ssl));
@@ -174,6 +476,8 @@ int io_pending(const struct io *io)
 
 void io_notify_close(struct io *io)
 {
+    if (io->rec)
+        rec_notify_close(io);
     if (io->ssl && io->handshaken) {
         ERR_clear_error();
         SSL_shutdown(io->ssl);
@@ -193,6 +497,8 @@ void io_close(struct io *io)
         SSL_free(io->ssl);
         io->ssl = NULL;
     }
+    tlsrec_free(io->rec);
+    io->rec = NULL;
     if (io->fd >= 0)
         close(io->fd);
     io->fd = -1;

@@ -21,11 +21,16 @@ enum {
     IO_HS_WANTS_READ = 4,    /* the handshake waits for EV_READ */
     IO_HS_WANTS_WRITE = 8,   /* the handshake waits for EV_WRITE */
     IO_READ_STARVED = 16,    /* the last read found only part of a record: wait for the socket */
+    IO_SSL_WRITE_HELD = 32,  /* OpenSSL holds part of a record: its write must be offered again */
+    IO_OFFLOAD_WANTED = 64,  /* io_offload waits for OpenSSL to hold no byte */
 };
+
+struct tlsrec;
 
 struct io {
     int fd;
-    SSL *ssl; /* NULL for a plain socket */
+    SSL *ssl;           /* NULL for a plain socket, and once records are ours */
+    struct tlsrec *rec; /* TLS 1.3 records sealed and opened by tlsrec.c (ssl is NULL then) */
     unsigned want;
     int handshaken;
 };
@@ -49,6 +54,11 @@ int io_events(const struct io *io, int want);
 /* What may make progress after a watcher saw revents: EV_READ when a read
  * (or the TLS handshake) may, EV_WRITE when a write may. */
 int io_ready(const struct io *io, int revents);
+/* Take a server-side TLS 1.3 connection's records over from OpenSSL and
+ * free its SSL ([tls] record_offload; tlsrec.h). Done at once when OpenSSL
+ * holds no byte read ahead or left to write, else after the read or write
+ * that empties it. Returns 1 when taken over now. */
+int io_offload(struct io *io);
 /* Send our end of stream: TLS close_notify (best effort), then SHUT_WR. */
 void io_shutdown(struct io *io);
 /* TLS close_notify (best effort), for a transport about to be closed. */

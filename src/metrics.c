@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include "log.h"
+#include "tlsrec.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -224,6 +225,15 @@ char *metrics_render(struct metrics *m, size_t *len)
         outf(&o, "wsgate_backend_connect_seconds_count{route=\"%s\"} %llu\n", r->name,
              (unsigned long long)SUM(connect_count));
     }
+    uint64_t taken, kept;
+    tlsrec_counts(&taken, &kept);
+    outf(&o,
+         "# HELP wsgate_tls_record_offload_total TLS connections whose records wsgate took over "
+         "from OpenSSL after the handshake ([tls] record_offload), and those left to it.\n"
+         "# TYPE wsgate_tls_record_offload_total counter\n"
+         "wsgate_tls_record_offload_total{result=\"taken\"} %llu\n"
+         "wsgate_tls_record_offload_total{result=\"openssl\"} %llu\n",
+         (unsigned long long)taken, (unsigned long long)kept);
     outf(&o,
          "# HELP wsgate_log_lines_dropped_total Log lines dropped because stderr was not "
          "read fast enough.\n# TYPE wsgate_log_lines_dropped_total counter\n"

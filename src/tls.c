@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ticket.h"
+#include "tlsrec.h"
 
 static void ssl_err(char *err, size_t errlen, const char *what, const char *file)
 {
@@ -89,6 +90,8 @@ static void server_ctx_tune(SSL_CTX *ctx, const struct tls_settings *t)
      * io_pending() sees what is read ahead. */
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (t->record_offload) /* the traffic secrets, for tlsrec_take() */
+        SSL_CTX_set_keylog_callback(ctx, tlsrec_keylog);
     if (!t->session_tickets) {
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
         SSL_CTX_set_num_tickets(ctx, 0);
@@ -361,7 +364,8 @@ SSL *tls_server_ssl(const struct config *cfg, int fd)
     if (!t || !t->server)
         return NULL;
     SSL *ssl = SSL_new(t->server);
-    if (ssl && SSL_set_ex_data(ssl, sni_index, (void *)t) == 1 && SSL_set_fd(ssl, fd) == 1) {
+    if (ssl && SSL_set_ex_data(ssl, sni_index, (void *)t) == 1 && SSL_set_fd(ssl, fd) == 1 &&
+        (!cfg->tls.record_offload || tlsrec_watch(ssl) == 0)) {
         SSL_set_accept_state(ssl);
         return ssl;
     }
