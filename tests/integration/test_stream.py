@@ -457,11 +457,14 @@ def thread_ids(pid, name=None):
 
 
 def test_starved_writer_makes_sessions_wait_not_lose(gw, backends, tmp_path):
-    """The recording writer gets about 1% of a CPU (nice 19, sharing CPU 0
-    with a busy loop and wsgate's workers) while a session moves 48 MB: the
-    8 MiB queue congests, the session stops reading until the writer has
-    caught up (it never waits RECORD_WAIT = 1 s), and the recording holds
-    every byte relayed, in order, ending "stop closed"."""
+    """The recording writer gets a few percent of a CPU (nice 10, sharing
+    CPU 0 with a busy loop and wsgate's workers) while a session moves 48
+    MB: the 8 MiB queue congests, the session stops reading until the writer
+    has caught up (it never waits RECORD_WAIT = 1 s), and the recording
+    holds every byte relayed, in order, ending "stop closed". (At nice 19
+    the kernel's EEVDF scheduler may leave a woken writer waiting some 200
+    ms each time it wakes, a few such waits in a row pass 1 s on a busy
+    machine, and the recording then stops by design: "queue-full".)"""
     total = 48 << 20
     data = harness.random_bytes(1 << 20, 7) * 48
     sender = backends.sender(data)
@@ -475,7 +478,7 @@ def test_starved_writer_makes_sessions_wait_not_lose(gw, backends, tmp_path):
         os.sched_setaffinity(hog.pid, {0})
         for tid in thread_ids(pid):
             os.sched_setaffinity(tid, {0})
-        os.setpriority(os.PRIO_PROCESS, writer, 19)
+        os.setpriority(os.PRIO_PROCESS, writer, 10)
         c = gw.ws("/")
         got = c.read_data(total, timeout=120)
         assert got == data
