@@ -216,6 +216,17 @@ static int next_key(struct tlsrec *r, struct tlsrec_keys *k)
     return install(r, k);
 }
 
+int tlsrec_setup(struct tlsrec *r, uint16_t suite)
+{
+    pthread_once(&ex_once, init_once);
+    unsigned hash = suite == 0x1302 ? 48 : 32;
+    if (suite < 0x1301 || suite > 0x1303 || hash != r->hashlen || !ciphers[suite - 0x1301])
+        return -1;
+    r->suite = suite;
+    r->keylen = suite == 0x1301 ? 16 : 32;
+    return install(r, &r->rx) < 0 || install(r, &r->tx) < 0 ? -1 : 0;
+}
+
 struct tlsrec *tlsrec_take(SSL *ssl)
 {
     struct tlsrec *r = ex_index >= 0 ? SSL_get_ex_data(ssl, ex_index) : NULL;
@@ -223,21 +234,17 @@ struct tlsrec *tlsrec_take(SSL *ssl)
     if (!r)
         return NULL;
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
-    r->suite = c ? (uint16_t)SSL_CIPHER_get_protocol_id(c) : 0;
-    unsigned hash = r->suite == 0x1302 ? 48 : 32;
-    r->keylen = r->suite == 0x1301 ? 16 : 32;
+    SSL_set_ex_data(ssl, ex_index, NULL); /* asked once: ours or freed now */
+    SSL_set_msg_callback(ssl, NULL);
     if (SSL_version(ssl) != TLS1_3_VERSION || (r->flags & TLSREC_NO_TAKEOVER) ||
-        (r->flags & both) != both || r->suite < 0x1301 || r->suite > 0x1303 || hash != r->hashlen ||
-        !ciphers[r->suite - 0x1301] || install(r, &r->rx) < 0 || install(r, &r->tx) < 0) {
+        (r->flags & both) != both || !c ||
+        tlsrec_setup(r, (uint16_t)SSL_CIPHER_get_protocol_id(c)) < 0) {
         __atomic_add_fetch(&n_kept, 1, __ATOMIC_RELAXED);
-        SSL_set_ex_data(ssl, ex_index, NULL); /* asked once */
-        SSL_set_msg_callback(ssl, NULL);
         tlsrec_free(r);
         return NULL;
     }
     r->rx.seq = r->rx_records;
     r->tx.seq = r->tx_records;
-    SSL_set_ex_data(ssl, ex_index, NULL);
     __atomic_add_fetch(&n_taken, 1, __ATOMIC_RELAXED);
     return r;
 }
@@ -333,12 +340,9 @@ int tlsrec_seal(struct tlsrec *r, const struct iovec *iov, int cnt, size_t skip,
     if (r->tx.seq >= TX_UPDATE_AFTER)
         r->flags |= TLSREC_UPDATE_OWED;
     if (r->flags & TLSREC_UPDATE_OWED) { /* KeyUpdate, update_not_requested */
-        uint8_t ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
-        struct iovec v = {ku, sizeof(ku)};
-        int i = 0;
-        size_t pos = 0;
+        static const uint8_t ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
         if (cap < TLSREC_SEALED(sizeof(ku)) ||
-            seal_one(r, CT_HANDSHAKE, &v, 1, &i, &pos, sizeof(ku), out) < 0)
+            tlsrec_seal_inner(r, CT_HANDSHAKE, ku, sizeof(ku), out) < 0)
             return -1;
         ends[0] = TLSREC_SEALED(sizeof(ku));
         plains[0] = 0;
@@ -382,15 +386,20 @@ int tlsrec_next_tx_key(struct tlsrec *r)
     return next_key(r, &r->tx);
 }
 
+long tlsrec_seal_inner(struct tlsrec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out)
+{
+    struct iovec v = {(void *)p, n};
+    int i = 0;
+    size_t pos = 0;
+    if (n > TLSREC_MAX_PLAIN || seal_one(r, type, &v, 1, &i, &pos, n, out) < 0)
+        return -1;
+    return (long)TLSREC_SEALED(n);
+}
+
 int tlsrec_alert(struct tlsrec *r, int desc, uint8_t *out)
 {
     uint8_t a[2] = {desc == AL_CLOSE_NOTIFY ? 1 : 2, (uint8_t)desc};
-    struct iovec v = {a, sizeof(a)};
-    int i = 0;
-    size_t pos = 0;
-    if (seal_one(r, CT_ALERT, &v, 1, &i, &pos, sizeof(a), out) < 0)
-        return -1;
-    return (int)TLSREC_SEALED(sizeof(a));
+    return (int)tlsrec_seal_inner(r, CT_ALERT, a, sizeof(a), out);
 }
 
 long tlsrec_wire_len(const uint8_t *p, size_t have, int *alert)

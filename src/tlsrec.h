@@ -81,6 +81,10 @@ void tlsrec_keylog(const SSL *ssl, const char *line);
  * NULL (asked once: the SSL stops being watched either way). On success the
  * SSL no longer owns it and may be freed. */
 struct tlsrec *tlsrec_take(SSL *ssl);
+/* Install the keys of r->rx.secret and r->tx.secret (r->hashlen bytes
+ * each) for suite (0x1301..0x1303), sequence numbers 0. Returns 0, or -1
+ * for a suite not taken or a hash length not the suite's. */
+int tlsrec_setup(struct tlsrec *r, uint16_t suite);
 void tlsrec_free(struct tlsrec *r);
 /* Connections taken over so far, and those left to OpenSSL (TLS 1.2, a
  * suite not listed, a KeyUpdate during the handshake's part). */
@@ -94,6 +98,9 @@ void tlsrec_counts(uint64_t *taken, uint64_t *kept);
  * on a cipher failure. */
 int tlsrec_seal(struct tlsrec *r, const struct iovec *iov, int cnt, size_t skip, uint8_t *out,
                 size_t cap, size_t *ends, size_t *plains, int nmax, int *update);
+/* Seal one record of n <= 16 KiB bytes of inner content type type at out
+ * (TLSREC_SEALED(n) bytes). Returns that length, or -1. */
+long tlsrec_seal_inner(struct tlsrec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out);
 /* Forget the last n records sealed (never written: their sequence numbers
  * are used again; no byte sealed under them left the process). */
 void tlsrec_unseal(struct tlsrec *r, int n);
