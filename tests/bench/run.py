@@ -21,7 +21,9 @@ seconds per GB (issue 3; the self-signed EC P-256 certificate is made with
 the openssl command for each run), and beside it haproxy terminating TLS
 (`mode tcp`, `bind ... ssl crt`, same certificate; both TLS 1.3 only with
 TLS_AES_256_GCM_SHA384): wss1, wss100, wsschurn (churn with full
-handshakes) and wssresume (churn resuming each worker's last session);
+handshakes), wssresume (churn resuming each worker's last session) and
+wssidle (BENCH_IDLE_CONNS idle connections held over TLS, beside the same
+over plain WebSocket: the relay's RSS growth per connection);
 loaded: the 64-byte echo latency while 100 other connections stream bulk
 data through the same relay (direct, haproxy, wsgate; issue 16). Prints a
 table, the
@@ -46,7 +48,7 @@ Environment (all optional):
                        that rotates each round; the table shows each target's
                        median round (3)
   BENCH_SCENARIOS      comma list of bulk1,latency,bulk100,churn,idle,wss1,
-                       wss100,wsschurn,wssresume,loaded,
+                       wss100,wsschurn,wssresume,wssidle,loaded,
                        access (churn: Redis token, ES256 JWT, plain),
                        routes (churn: 1,000 host+path routes vs 1 route),
                        edge (churn and latency through haproxy into a plain
@@ -81,8 +83,8 @@ TARGETS = ["direct", "haproxy", "websockify", "wsgate"]
 if os.environ.get("BENCH_BASELINE"):
     TARGETS.append("baseline")
 SCENARIOS = ["bulk1", "latency", "bulk100", "churn", "idle", "wss1", "wss100", "wsschurn",
-             "wssresume", "loaded", "access", "routes", "edge"]
-WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume")
+             "wssresume", "wssidle", "loaded", "access", "routes", "edge"]
+WSS_SCENARIOS = ("wss1", "wss100", "wsschurn", "wssresume", "wssidle")
 # TLS on both sides of the comparison (what issue 16 asks for)
 TLS_SUITE = "TLS_AES_256_GCM_SHA384"
 # routes: the Host every churn connection sends, served by the echo route.
@@ -394,16 +396,20 @@ backend = {backend}
             # haproxy's and wsgate's tls listeners; bulk also wsgate over
             # plain WebSocket in the same run for comparison.
             churn = ["-m", "churn", "-c", str(self.churn), "-s", "64"] + common
+            idle = ["-m", "idle", "-c", str(self.idle_conns), "-H", str(self.idle_hold),
+                    "-C", "256"]
             extra = {"wss1": bulk1, "wss100": bulk100, "wsschurn": churn,
-                     "wssresume": churn + ["--resume"]}[scenario]
+                     "wssresume": churn + ["--resume"], "wssidle": idle}[scenario]
             runs = [(t, key, True) for t, key in (("haproxy", "haproxy-tls"),
                                                    ("wsgate", "wsgate-wss"))
                     if t in self.targets and self.servers[t].tls_port]
-            if "wsgate" in self.targets and scenario in ("wss1", "wss100"):
+            if "wsgate" in self.targets and scenario in ("wss1", "wss100", "wssidle"):
                 runs.append(("wsgate", "wsgate-ws", False))
             for round_no in range(self.repeat):
                 k = round_no % len(runs) if runs else 0
                 for target, key, tls in runs[k:] + runs[:k]:
+                    if scenario == "wssidle":
+                        self.restart(target)
                     self.loadgen(scenario, target, extra, budget, tls=tls, key=key)
             self.pick_medians(scenario)
             return
@@ -872,7 +878,9 @@ backend = 127.0.0.1:{self.echo_port}
                 (f"TLS churn {c}, full handshakes, conn/s", "wsschurn", "per_s", "{:.0f}"),
                 (f"TLS churn {c}, resumed, conn/s", "wssresume", "per_s", "{:.0f}"),
                 (f"TLS churn {c}, resumed handshakes", "wssresume", "resumed", "{:.0f}"),
-                (f"TLS churn {c}, cycles", "wssresume", "cycles", "{:.0f}")]
+                (f"TLS churn {c}, cycles", "wssresume", "cycles", "{:.0f}"),
+                (f"TLS idle {self.idle_conns}: RSS growth, B/conn", "wssidle", "rss_per_conn_b",
+                 "{:.0f}")]
         keys = ("haproxy-tls", "wsgate-wss", "wsgate-ws")
         if not any((sc, k) in self.results for _, sc, _, _ in rows for k in keys):
             return
