@@ -427,6 +427,10 @@ long tlsrec_wire_len(const uint8_t *p, size_t have, int *alert)
  * client is unexpected. Returns 0, or -1 with *alert. */
 static int handshake(struct tlsrec *r, const uint8_t *m, size_t len, int *alert)
 {
+    if (len == 0) { /* zero-length handshake fragments are forbidden (5.1) */
+        *alert = AL_UNEXPECTED;
+        return -1;
+    }
     while (len > 0) {
         if (len < 4 || ((size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3]) > len - 4) {
             *alert = AL_DECODE; /* a message split across records: no client sends one */

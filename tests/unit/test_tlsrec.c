@@ -359,6 +359,7 @@ static void test_bad_inner(void **state)
         {22, {24, 0, 0, 1, 2}, 5, 47},           /* KeyUpdate 2: illegal_parameter */
         {22, {24, 0, 0, 2, 0, 0}, 6, 50},        /* KeyUpdate of 2 bytes: decode_error */
         {22, {4, 0, 0, 0}, 4, 10},               /* NewSessionTicket from a client */
+        {22, {0}, 0, 10},                        /* an empty handshake record */
         {22, {24, 0, 0, 1, 0, 24, 0, 0}, 8, 10}, /* a KeyUpdate not last in its record */
         {21, {2}, 1, 50},                        /* an alert of one byte */
         {24, {1}, 1, 10},                        /* content type 24 */
