@@ -35,12 +35,17 @@ static EVP_CIPHER *ciphers[3];   /* fetched once: AES-128-GCM, AES-256-GCM, ChaC
 static uint64_t last_key_id;     /* atomic */
 static uint64_t n_taken, n_kept; /* atomic: connections taken over, and left to OpenSSL */
 
-/* Each thread's two cipher contexts (seal, open) and the key each holds:
- * re-keyed only when a record of another key comes, so a connection's
- * records in a row cost one IV setting each and an idle one holds none. */
+/* Each thread's cipher contexts, keyed: CACHE_SLOTS for sealing and as
+ * many for opening, a key in the slot of its id (ids are handed out in
+ * turn, so the connections a worker serves spread over the slots). A
+ * record of a key already in its slot costs one IV setting; only a key
+ * whose slot another one took is set up again (AES key schedule, GHASH
+ * table). Contexts are made on first use and an idle connection holds
+ * none: at most 2 x CACHE_SLOTS contexts (about 1 KiB each) per thread. */
+#define CACHE_SLOTS 256
 struct cipher_cache {
-    EVP_CIPHER_CTX *ctx[2];
-    uint64_t key_id[2];
+    EVP_CIPHER_CTX *ctx[2][CACHE_SLOTS];
+    uint64_t key_id[2][CACHE_SLOTS];
 };
 
 static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
@@ -52,8 +57,9 @@ static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long a
 static void cache_free(void *p)
 {
     struct cipher_cache *c = p;
-    EVP_CIPHER_CTX_free(c->ctx[0]);
-    EVP_CIPHER_CTX_free(c->ctx[1]);
+    for (int e = 0; e < 2; e++)
+        for (int i = 0; i < CACHE_SLOTS; i++)
+            EVP_CIPHER_CTX_free(c->ctx[e][i]);
     free(c);
 }
 
@@ -67,10 +73,24 @@ static void init_once(void)
     ciphers[2] = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
 }
 
+/* A key no longer used leaves this thread's contexts at once (its key
+ * schedule is wiped, as OpenSSL wipes its own when the SSL is freed). */
+static void forget(const struct tlsrec_keys *k, int enc)
+{
+    struct cipher_cache *c = k->key_id ? pthread_getspecific(cache_key) : NULL;
+    size_t slot = k->key_id % CACHE_SLOTS;
+    if (c && c->key_id[enc][slot] == k->key_id) {
+        EVP_CIPHER_CTX_reset(c->ctx[enc][slot]);
+        c->key_id[enc][slot] = 0;
+    }
+}
+
 void tlsrec_free(struct tlsrec *r)
 {
     if (!r)
         return;
+    forget(&r->rx, 0);
+    forget(&r->tx, 1);
     free(r->in);
     free(r->out);
     OPENSSL_cleanse(r, sizeof(*r));
@@ -211,6 +231,7 @@ static int next_key(struct tlsrec *r, struct tlsrec_keys *k)
     uint8_t s[48];
     if (expand_label(r, k->secret, "traffic upd", s, r->hashlen) < 0)
         return -1;
+    forget(k, k == &r->tx);
     memcpy(k->secret, s, r->hashlen);
     OPENSSL_cleanse(s, sizeof(s));
     return install(r, k);
@@ -265,16 +286,17 @@ static EVP_CIPHER_CTX *keyed(const struct tlsrec *r, const struct tlsrec_keys *k
             return NULL;
         }
     }
-    if (!c->ctx[enc] && !(c->ctx[enc] = EVP_CIPHER_CTX_new()))
+    size_t slot = k->key_id % CACHE_SLOTS;
+    EVP_CIPHER_CTX **ctx = &c->ctx[enc][slot];
+    if (!*ctx && !(*ctx = EVP_CIPHER_CTX_new()))
         return NULL;
-    if (c->key_id[enc] != k->key_id) {
-        c->key_id[enc] = 0;
-        if (EVP_CipherInit_ex(c->ctx[enc], ciphers[r->suite - 0x1301], NULL, k->key, NULL, enc) !=
-            1)
+    if (c->key_id[enc][slot] != k->key_id) {
+        c->key_id[enc][slot] = 0;
+        if (EVP_CipherInit_ex(*ctx, ciphers[r->suite - 0x1301], NULL, k->key, NULL, enc) != 1)
             return NULL;
-        c->key_id[enc] = k->key_id;
+        c->key_id[enc][slot] = k->key_id;
     }
-    return c->ctx[enc];
+    return *ctx;
 }
 
 /* The per-record nonce (RFC 8446 5.3) set on a keyed context. */
