@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include "log.h"
+#include "record.h"
 #include "tlsrec.h"
 
 #include <stdarg.h>
@@ -155,6 +156,45 @@ static void render_failures(struct out *o, const struct metrics *m, const struct
     }
 }
 
+/* The metrics without a route label: recordings, TLS record offload, the
+ * log queue. */
+static void render_process(struct out *o)
+{
+    struct record_stats rs;
+    record_get_stats(&rs);
+    outf(o,
+         "# HELP wsgate_recordings_total Session recordings opened, and those stopped early "
+         "(queue full, write error, file not opened; the session went on).\n"
+         "# TYPE wsgate_recordings_total counter\n"
+         "wsgate_recordings_total{result=\"opened\"} %llu\n"
+         "wsgate_recordings_total{result=\"stopped\"} %llu\n"
+         "# HELP wsgate_recording_bytes_total Payload bytes written to recordings, and bytes "
+         "relayed but not recorded because their recording had stopped.\n"
+         "# TYPE wsgate_recording_bytes_total counter\n"
+         "wsgate_recording_bytes_total{result=\"written\"} %llu\n"
+         "wsgate_recording_bytes_total{result=\"dropped\"} %llu\n"
+         "# HELP wsgate_recording_files_open Recording files open now.\n"
+         "# TYPE wsgate_recording_files_open gauge\n"
+         "wsgate_recording_files_open %llu\n",
+         (unsigned long long)rs.opened, (unsigned long long)rs.stopped,
+         (unsigned long long)rs.bytes_written, (unsigned long long)rs.bytes_dropped,
+         (unsigned long long)rs.files_open);
+    uint64_t taken, kept;
+    tlsrec_counts(&taken, &kept);
+    outf(o,
+         "# HELP wsgate_tls_record_offload_total TLS connections whose records wsgate took over "
+         "from OpenSSL after the handshake ([tls] record_offload), and those left to it.\n"
+         "# TYPE wsgate_tls_record_offload_total counter\n"
+         "wsgate_tls_record_offload_total{result=\"taken\"} %llu\n"
+         "wsgate_tls_record_offload_total{result=\"openssl\"} %llu\n",
+         (unsigned long long)taken, (unsigned long long)kept);
+    outf(o,
+         "# HELP wsgate_log_lines_dropped_total Log lines dropped because stderr was not "
+         "read fast enough.\n# TYPE wsgate_log_lines_dropped_total counter\n"
+         "wsgate_log_lines_dropped_total %llu\n",
+         (unsigned long long)log_lines_dropped());
+}
+
 /* Render every metric in the Prometheus text format. */
 char *metrics_render(struct metrics *m, size_t *len)
 {
@@ -225,20 +265,7 @@ char *metrics_render(struct metrics *m, size_t *len)
         outf(&o, "wsgate_backend_connect_seconds_count{route=\"%s\"} %llu\n", r->name,
              (unsigned long long)SUM(connect_count));
     }
-    uint64_t taken, kept;
-    tlsrec_counts(&taken, &kept);
-    outf(&o,
-         "# HELP wsgate_tls_record_offload_total TLS connections whose records wsgate took over "
-         "from OpenSSL after the handshake ([tls] record_offload), and those left to it.\n"
-         "# TYPE wsgate_tls_record_offload_total counter\n"
-         "wsgate_tls_record_offload_total{result=\"taken\"} %llu\n"
-         "wsgate_tls_record_offload_total{result=\"openssl\"} %llu\n",
-         (unsigned long long)taken, (unsigned long long)kept);
-    outf(&o,
-         "# HELP wsgate_log_lines_dropped_total Log lines dropped because stderr was not "
-         "read fast enough.\n# TYPE wsgate_log_lines_dropped_total counter\n"
-         "wsgate_log_lines_dropped_total %llu\n",
-         (unsigned long long)log_lines_dropped());
+    render_process(&o);
     if (o.oom) {
         free(o.b);
         return NULL;

@@ -375,6 +375,12 @@ def test_record_raw_compressed_session(gw, backends, tmp_path, wsgate_binary):
         return blob if re.search(rb"\n\+\d+\.\d{6} stop [^\n]*\n$", blob) else None
     blob = harness.wait_until(complete, what="recording closed")
     head, chunks = parse_wsrec(blob)
+    m = harness.wait_until(lambda: (lambda m: m if m.value("wsgate_recording_files_open") == 0
+                                    else None)(scrape(gw)), what="recording file closed")
+    assert (m.value("wsgate_recordings_total", result="opened"),
+            m.value("wsgate_recordings_total", result="stopped"),
+            m.value("wsgate_recording_bytes_total", result="written"),
+            m.value("wsgate_recording_bytes_total", result="dropped")) == (1, 0, 2 * len(want), 0)
     assert "route: term" in head and "backend: %s" % echo.addr in head, head
     assert re.search(r"client: 127\.0\.0\.1:\d+", head), head
     ins = b"".join(d for k, d in chunks if k == "i")
@@ -441,6 +447,23 @@ def test_full_disk_stops_recording_not_session(gw, backends, tmp_path):
                      and ("No space" in ln or "stopp" in ln)], what="a stop line")
         assert len(lines) == 1, lines
         c.close()
+        # every payload byte relayed is counted once: written before the
+        # disk filled, or dropped with the stopped recording
+        total = 2 * (len(data) + 10)
+
+        def counted():
+            m = scrape(gw)
+            got = (m.value("wsgate_recordings_total", result="opened"),
+                   m.value("wsgate_recordings_total", result="stopped"),
+                   m.value("wsgate_recording_bytes_total", result="written")
+                   + m.value("wsgate_recording_bytes_total", result="dropped"),
+                   m.value("wsgate_recording_files_open"))
+            return m if got == (1, 1, total, 0) else None
+        m = harness.wait_until(counted, timeout=10, what="recording metrics settled")
+        # a batch the disk took only part of counts as dropped: what is
+        # counted written is in the file, and the file is on 64 KiB
+        written = m.value("wsgate_recording_bytes_total", result="written")
+        assert written < 64 * 1024, written
         gw.stop()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
