@@ -128,6 +128,9 @@ def test_dashboard_panels_cover_the_issue_list():
     heat = panel("wsgate_backend_connect_seconds_bucket", "by (le)")
     assert any(types[t] == "heatmap" for t in heat), heat
     assert panel("wsgate_log_lines_dropped_total")
+    assert panel("wsgate_recordings_total", "stopped")
+    assert panel("wsgate_recording_bytes_total", "dropped")
+    assert panel("wsgate_tls_record_offload_total", "by (result)")
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), ids
     for p in dash["panels"]:
