@@ -54,10 +54,9 @@ int io_events(const struct io *io, int want);
 /* What may make progress after a watcher saw revents: EV_READ when a read
  * (or the TLS handshake) may, EV_WRITE when a write may. */
 int io_ready(const struct io *io, int revents);
-/* Take a server-side TLS 1.3 connection's records over from OpenSSL and
- * free its SSL ([tls] record_offload; tlsrec.h). Done at once when OpenSSL
- * holds no byte read ahead or left to write, else after the read or write
- * that empties it. Returns 1 when taken over now. */
+/* Take a TLS 1.3 connection's records over from OpenSSL and free its SSL ([tls] record_offload;
+ * tlsrec.h). Done at once when OpenSSL holds no byte read ahead or left to write, else after the
+ * read or write that empties it. Returns 1 when taken over now. */
 int io_offload(struct io *io);
 /* Send our end of stream: TLS close_notify (best effort), then SHUT_WR. */
 void io_shutdown(struct io *io);

@@ -553,6 +553,7 @@ static void start_relay(struct session *s)
                s->route->p.max_message_size);
     enter(s, PH_RELAY);
     io_offload(&s->cl.tr); /* the gate is done with the SSL: records go on without it */
+    io_offload(&s->be.tr);
     s->relayed_at = now_of(s);
     metrics_connect_time(&s->route->stats->slot[s->w->id], ev_time() - s->dial.started);
     struct upgrade_result res = {.status = 101, .subprotocol = s->v.subprotocol};

@@ -315,6 +315,8 @@ int tls_attach(struct config *cfg, const struct config *old, int *kept_old, char
         t->backend[i] = backend_ctx(r, err, errlen);
         if (!t->backend[i])
             goto fail;
+        if (cfg->tls.record_offload) /* backend connections are taken over too */
+            SSL_CTX_set_keylog_callback(t->backend[i], tlsrec_keylog);
         r->backend_ssl_ctx = t->backend[i];
     }
     if (need_server) {
@@ -365,7 +367,7 @@ SSL *tls_server_ssl(const struct config *cfg, int fd)
         return NULL;
     SSL *ssl = SSL_new(t->server);
     if (ssl && SSL_set_ex_data(ssl, sni_index, (void *)t) == 1 && SSL_set_fd(ssl, fd) == 1 &&
-        (!cfg->tls.record_offload || tlsrec_watch(ssl) == 0)) {
+        (!cfg->tls.record_offload || tlsrec_watch(ssl, 0) == 0)) {
         SSL_set_accept_state(ssl);
         return ssl;
     }
@@ -378,6 +380,9 @@ SSL *tls_backend_ssl(const struct route *r, const char *host, int fd)
 {
     SSL *ssl = SSL_new(r->backend_ssl_ctx);
     if (!ssl || SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    if (SSL_CTX_get_keylog_callback(r->backend_ssl_ctx) == tlsrec_keylog &&
+        tlsrec_watch(ssl, 1) < 0)
         goto fail;
     SSL_set_connect_state(ssl);
     if (host) {

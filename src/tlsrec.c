@@ -17,6 +17,7 @@ enum {
     CT_HANDSHAKE = 22,
     CT_APPDATA = 23,
     HS_KEY_UPDATE = 24,
+    HS_NEW_SESSION_TICKET = 4,
     HS_FINISHED = 20,
     HS_END_OF_EARLY_DATA = 5,
     AL_CLOSE_NOTIFY = 0,
@@ -126,7 +127,7 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     }
 }
 
-int tlsrec_watch(SSL *ssl)
+int tlsrec_watch(SSL *ssl, int client)
 {
     pthread_once(&ex_once, init_once);
     if (ex_index < 0)
@@ -138,6 +139,8 @@ int tlsrec_watch(SSL *ssl)
         free(r);
         return -1;
     }
+    if (client)
+        r->flags |= TLSREC_CLIENT;
     SSL_set_msg_callback(ssl, msg_cb);
     return 0;
 }
@@ -161,10 +164,11 @@ void tlsrec_keylog(const SSL *ssl, const char *line)
         return;
     unsigned have;
     struct tlsrec_keys *k;
+    int client = (r->flags & TLSREC_CLIENT) != 0; /* which secret we write with */
     if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
-        have = TLSREC_HAVE_CLIENT, k = &r->rx; /* we are the server: the client's is what we read */
+        have = TLSREC_HAVE_CLIENT, k = client ? &r->tx : &r->rx;
     } else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
-        have = TLSREC_HAVE_SERVER, k = &r->tx;
+        have = TLSREC_HAVE_SERVER, k = client ? &r->rx : &r->tx;
     } else {
         return;
     }
@@ -445,8 +449,9 @@ long tlsrec_wire_len(const uint8_t *p, size_t have, int *alert)
 }
 
 /* Post-handshake messages in one record: a KeyUpdate (the last message of
- * its record, section 5.1) switches the read key; anything else from a
- * client is unexpected. Returns 0, or -1 with *alert. */
+ * its record, section 5.1) switches the read key; NewSessionTicket from a
+ * server (we are its client) is let pass, we resume nothing; anything else
+ * is unexpected. Returns 0, or -1 with *alert. */
 static int handshake(struct tlsrec *r, const uint8_t *m, size_t len, int *alert)
 {
     if (len == 0) { /* zero-length handshake fragments are forbidden (5.1) */
@@ -455,10 +460,15 @@ static int handshake(struct tlsrec *r, const uint8_t *m, size_t len, int *alert)
     }
     while (len > 0) {
         if (len < 4 || ((size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3]) > len - 4) {
-            *alert = AL_DECODE; /* a message split across records: no client sends one */
+            *alert = AL_DECODE; /* a message split across records: no peer sends one */
             return -1;
         }
         size_t body = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
+        if (m[0] == HS_NEW_SESSION_TICKET && (r->flags & TLSREC_CLIENT)) {
+            m += 4 + body;
+            len -= 4 + body;
+            continue;
+        }
         if (m[0] != HS_KEY_UPDATE || body != 1 || len != 5) {
             /* anything but a KeyUpdate, or one not alone at its record's end */
             *alert = m[0] == HS_KEY_UPDATE && body != 1 ? AL_DECODE : AL_UNEXPECTED;

@@ -49,6 +49,7 @@ enum {
     TLSREC_FAILED = 32,     /* a bad record or the peer's fatal alert: fail_alert says which */
     TLSREC_REPORTED = 64,   /* ... and the caller has been told */
     TLSREC_TX_CLOSED = 128, /* close_notify sent (or a failure): nothing more goes out */
+    TLSREC_CLIENT = 256,    /* we are the client (a backend connection) */
 };
 
 struct tlsrec {
@@ -70,9 +71,11 @@ struct tlsrec {
     size_t out_off, out_len, out_plain;
 };
 
-/* Watch a new server-side SSL's handshake (its message callback and the
- * context's key log callback, set by tls.c). Returns 0, or -1 out of memory. */
-int tlsrec_watch(SSL *ssl);
+/* Watch a new SSL's handshake (its message callback and the context's key
+ * log callback, set by tls.c); client is 1 for our side of a backend
+ * connection, 0 for a client's connection to us. Returns 0, or -1 out of
+ * memory. */
+int tlsrec_watch(SSL *ssl, int client);
 /* The SSL_CTX key log callback that captures the traffic secrets. */
 void tlsrec_keylog(const SSL *ssl, const char *line);
 /* The record layer of a finished TLS 1.3 handshake, if it can be taken over

@@ -763,3 +763,58 @@ def test_idle_wss_session_memory(gateway_factory, backends, pki, ctx, asan, nofi
     # the same measure sees OpenSSL's idle SSL: it can fail
     assert kept - plain > IDLE_BOUND_KIB * 1024, \
         "with record_offload = off an idle wss session costs only %.0f B more" % (kept - plain)
+
+
+# ---------------------------------------------------------------- 12. backend TLS
+
+
+def test_backend_tls_records_taken_over(gw, pki):
+    """backend_tls to `openssl s_server -tls1_3`: wsgate's side of the
+    backend connection is taken over too (the client's is plain ws, so
+    taken == 1). The server's tickets pass; the server asks for a KeyUpdate
+    (K): its next data is read with its new key, and wsgate's own KeyUpdate
+    (update_not_requested) reaches it before wsgate's next data."""
+    port = harness.free_port()
+    srv = subprocess.Popen([OPENSSL, "s_server", "-accept", "127.0.0.1:%d" % port, "-naccept", "1",
+                            "-cert", pki.srv.cert, "-key", pki.srv.key, "-tls1_3", "-msg"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    out = bytearray()
+
+    def pump():
+        while True:
+            b = srv.stdout.read1(65536)
+            if not b:
+                return
+            out.extend(b)
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        wait_until(lambda: b"ACCEPT" in out, 10, what="s_server up")
+        gw.admin_port = harness.free_port()
+        gw.start({"gateway": {"listen": [gw.listen, "127.0.0.1:%d admin" % gw.admin_port],
+                              "metrics_path": "/metrics", "ping_interval": "0"},
+                  "route:e": route("localhost:%d" % port, "/", backend_tls="on",
+                                   backend_ca=pki.ca_.cert)})
+        c = gw.ws("/")
+        c.send_frame(OP_BINARY, b"hello\n")
+        wait_until(lambda: b"hello\n" in out, 10, what="s_server got hello")
+        assert offload_counts(gw) == (1, 0)
+        mark = len(out)
+        srv.stdin.write(b"K\n")
+        srv.stdin.flush()
+        wait_until(lambda: b"KeyUpdate" in out[mark:], 10, what="s_server sent its KeyUpdate")
+        srv.stdin.write(b"to the client\n")
+        srv.stdin.flush()
+        assert c.read_data(14) == b"to the client\n"
+        mark = len(out)
+        c.send_frame(OP_BINARY, b"again\n")
+        wait_until(lambda: b"again\n" in out[mark:], 10, what="s_server got again")
+        got = out[mark:].decode("latin1")
+        # wsgate's KeyUpdate, received by the server before the data
+        m = re.search(r"<<< TLS 1\.3, Handshake \[length 0005\], KeyUpdate\s+18 00 00 01 00", got)
+        assert m and m.start() < got.index("again\n"), got
+        assert offload_counts(gw) == (1, 0)
+        c.close()
+    finally:
+        srv.kill()
+        srv.wait()

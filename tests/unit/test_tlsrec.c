@@ -62,7 +62,7 @@ static void connect_pair(struct pair *p, const char *suite, int tickets)
     SSL_CTX_set_keylog_callback(p->sctx, tlsrec_keylog);
     p->server = SSL_new(p->sctx);
     p->client = SSL_new(p->cctx);
-    assert_int_equal(tlsrec_watch(p->server), 0);
+    assert_int_equal(tlsrec_watch(p->server, 0), 0);
     BIO *a, *b;
     assert_int_equal(BIO_new_bio_pair(&a, 1 << 21, &b, 1 << 21), 1);
     SSL_set_bio(p->client, a, a);
@@ -415,14 +415,95 @@ static void test_padding_and_peer_alert(void **state)
     close_pair(&p);
 }
 
+/* Our side of a backend connection: the client's records taken over while
+ * the server's tickets are still on the wire (they are let pass), then data
+ * both ways and a KeyUpdate the server asks us to answer. */
+static void test_client_role(void **state)
+{
+    (void)state;
+    SSL_CTX *sctx = SSL_CTX_new(TLS_server_method()), *cctx = SSL_CTX_new(TLS_client_method());
+    self_signed(sctx);
+    SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
+    SSL_CTX_set_num_tickets(sctx, 2);
+    SSL_CTX_set_keylog_callback(cctx, tlsrec_keylog);
+    SSL *server = SSL_new(sctx), *client = SSL_new(cctx);
+    assert_int_equal(tlsrec_watch(client, 1), 0);
+    BIO *a, *b;
+    assert_int_equal(BIO_new_bio_pair(&a, 1 << 21, &b, 1 << 21), 1);
+    SSL_set_bio(client, a, a);
+    SSL_set_bio(server, b, b);
+    SSL_set_connect_state(client);
+    SSL_set_accept_state(server);
+    int cd = 0, sd = 0;
+    for (int i = 0; i < 20 && !(cd && sd); i++) {
+        if (!cd)
+            cd = SSL_do_handshake(client) == 1;
+        if (!sd)
+            sd = SSL_do_handshake(server) == 1;
+    }
+    assert_true(cd && sd);
+    assert_int_equal(SSL_has_pending(client), 0); /* the tickets wait in the BIO, unread */
+    struct tlsrec *rec = tlsrec_take(client);
+    assert_non_null(rec);
+    assert_int_equal(rec->tx.seq, 0);
+    assert_int_equal(rec->rx.seq, 0);
+    struct pair p = {.net = a, .rec = rec}; /* the client's end: what the server sent */
+    /* server -> us: two tickets, then data */
+    assert_int_equal(SSL_write(server, "from server", 11), 11);
+    uint8_t got[64];
+    assert_int_equal(server_opens(&p, got, sizeof(got), 13), 11);
+    assert_memory_equal(got, "from server", 11);
+    /* us -> server */
+    struct iovec v = {"from us", 7};
+    assert_int_equal(server_sends(&p, &v, 1, 0), 7);
+    char back[16];
+    assert_int_equal(SSL_read(server, back, sizeof(back)), 7);
+    assert_memory_equal(back, "from us", 7);
+    /* the server asks for a KeyUpdate: ours goes first, then data */
+    assert_int_equal(SSL_key_update(server, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_write(server, "ku", 2), 2);
+    assert_int_equal(server_opens(&p, got, sizeof(got), 1 << 20), 2);
+    assert_true(rec->flags & TLSREC_UPDATE_OWED);
+    struct iovec v2 = {"after", 5};
+    assert_int_equal(server_sends(&p, &v2, 1, 0), 5);
+    assert_int_equal(SSL_read(server, back, sizeof(back)), 5);
+    assert_memory_equal(back, "after", 5);
+    tlsrec_free(rec);
+    SSL_free(client);
+    SSL_free(server);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+}
+
+/* A server's NewSessionTicket after the takeover is refused when we are
+ * the server (a client sends none). */
+static void test_server_refuses_ticket(void **state)
+{
+    (void)state;
+    struct pair p;
+    connect_pair(&p, "TLS_AES_128_GCM_SHA256", 1);
+    struct tlsrec client = *p.rec;
+    client.rx = p.rec->tx;
+    client.tx = p.rec->rx;
+    client.in = client.out = NULL;
+    uint8_t nst[] = {4, 0, 0, 4, 1, 2, 3, 4}, wire[64];
+    long n = tlsrec_seal_inner(&client, 22, nst, sizeof(nst), wire);
+    int alert = -1;
+    assert_int_equal(open_all(&p, wire, (size_t)n, &alert), -1);
+    assert_int_equal(alert, 10);
+    OPENSSL_cleanse(&client, sizeof(client));
+    close_pair(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aes128),     cmocka_unit_test(test_aes256),
-        cmocka_unit_test(test_chacha),     cmocka_unit_test(test_ticket_counts),
-        cmocka_unit_test(test_key_update), cmocka_unit_test(test_close_notify),
-        cmocka_unit_test(test_bad_mac),    cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_bad_inner),  cmocka_unit_test(test_padding_and_peer_alert),
+        cmocka_unit_test(test_aes128),      cmocka_unit_test(test_aes256),
+        cmocka_unit_test(test_chacha),      cmocka_unit_test(test_ticket_counts),
+        cmocka_unit_test(test_key_update),  cmocka_unit_test(test_close_notify),
+        cmocka_unit_test(test_bad_mac),     cmocka_unit_test(test_bad_headers),
+        cmocka_unit_test(test_bad_inner),   cmocka_unit_test(test_padding_and_peer_alert),
+        cmocka_unit_test(test_client_role), cmocka_unit_test(test_server_refuses_ticket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
