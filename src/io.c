@@ -24,18 +24,28 @@ static void rec_drop_in(struct tlsrec *r)
     r->in_len = r->plain_off = r->plain_len = 0;
 }
 
-/* Send an alert (best effort: a socket that cannot take it now never
- * will in time) and fail the connection. */
+/* Our last record: alert desc (0: close_notify), best effort (a socket
+ * that cannot take it now never will in time), after which nothing goes
+ * out; not while the rest of a record waits in r->out. */
+static void rec_last_alert(struct io *io, int desc)
+{
+    struct tlsrec *r = io->rec;
+    if (!r->out && !(r->flags & TLSREC_TX_CLOSED)) {
+        uint8_t a[TLSREC_SEALED(2)];
+        int n = tlsrec_alert(r, desc, a);
+        if (n > 0)
+            (void)!send(io->fd, a, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    r->flags |= TLSREC_TX_CLOSED;
+}
+
+/* Fail the connection, with our alert (alert > 0) or after the peer's. */
 static ssize_t rec_fail(struct io *io, int alert)
 {
     struct tlsrec *r = io->rec;
     r->flags |= TLSREC_FAILED | TLSREC_REPORTED;
-    if (alert > 0 && !r->out && !(r->flags & TLSREC_TX_CLOSED)) {
-        uint8_t a[TLSREC_SEALED(2)];
-        int n = tlsrec_alert(r, alert, a);
-        if (n > 0 && send(io->fd, a, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-            errno = 0;
-    }
+    if (alert > 0)
+        rec_last_alert(io, alert);
     r->fail_alert = 0; /* said once */
     r->flags |= TLSREC_TX_CLOSED;
     errno = alert > 0 ? EPROTO : ECONNRESET;
@@ -262,11 +272,7 @@ static void rec_notify_close(struct io *io)
     struct tlsrec *r = io->rec;
     if ((r->flags & TLSREC_TX_CLOSED) || rec_flush(io) < 0)
         return;
-    uint8_t a[TLSREC_SEALED(2)];
-    int n = tlsrec_alert(r, 0, a);
-    if (n > 0 && send(io->fd, a, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        errno = 0;
-    r->flags |= TLSREC_TX_CLOSED;
+    rec_last_alert(io, 0);
 }
 
 int io_offload(struct io *io)

@@ -145,17 +145,6 @@ int tlsrec_watch(SSL *ssl, int client)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "LABEL <client random> <secret>" from OpenSSL's key log. */
 void tlsrec_keylog(const SSL *ssl, const char *line)
 {
@@ -180,7 +169,8 @@ void tlsrec_keylog(const SSL *ssl, const char *line)
     if (n != 64 && n != 96)
         return;
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)p[2 * i]),
+            lo = OPENSSL_hexchar2int((unsigned char)p[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return;
         k->secret[i] = (uint8_t)(hi << 4 | lo);
@@ -459,11 +449,11 @@ static int handshake(struct tlsrec *r, const uint8_t *m, size_t len, int *alert)
         return -1;
     }
     while (len > 0) {
-        if (len < 4 || ((size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3]) > len - 4) {
+        size_t body = len < 4 ? 0 : (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
+        if (len < 4 || body > len - 4) {
             *alert = AL_DECODE; /* a message split across records: no peer sends one */
             return -1;
         }
-        size_t body = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
         if (m[0] == HS_NEW_SESSION_TICKET && (r->flags & TLSREC_CLIENT)) {
             m += 4 + body;
             len -= 4 + body;
