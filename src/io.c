@@ -13,6 +13,12 @@
 
 /* ---- TLS 1.3 records of our own (tlsrec.c), once OpenSSL is gone ------ */
 
+/* send(2)'s flags: our last bytes wait for the FIN that follows them. */
+static int send_flags(const struct io *io)
+{
+    return MSG_NOSIGNAL | (io->want & IO_LAST ? MSG_MORE : 0);
+}
+
 /* Records sealed per write: what one send(2) takes. */
 #define SEAL_RECORDS 4
 static _Thread_local uint8_t seal_buf[SEAL_RECORDS * TLSREC_SEALED(TLSREC_MAX_PLAIN)];
@@ -34,7 +40,7 @@ static void rec_last_alert(struct io *io, int desc)
         uint8_t a[TLSREC_SEALED(2)];
         int n = tlsrec_alert(r, desc, a);
         if (n > 0)
-            (void)!send(io->fd, a, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)!send(io->fd, a, (size_t)n, send_flags(io) | MSG_DONTWAIT);
     }
     r->flags |= TLSREC_TX_CLOSED;
 }
@@ -174,7 +180,7 @@ static int rec_flush(struct io *io)
     struct tlsrec *r = io->rec;
     if (!r->out)
         return 0;
-    ssize_t k = send(io->fd, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL);
+    ssize_t k = send(io->fd, r->out + r->out_off, r->out_len - r->out_off, send_flags(io));
     if (k < 0)
         return -1;
     r->out_off += (size_t)k;
@@ -235,7 +241,7 @@ static ssize_t rec_writev(struct io *io, const struct iovec *iov, int cnt)
         }
         if (n == 0)
             return (ssize_t)done;
-        ssize_t k = send(io->fd, seal_buf, ends[n - 1], MSG_NOSIGNAL);
+        ssize_t k = send(io->fd, seal_buf, ends[n - 1], send_flags(io));
         if (k < 0) {
             int e = errno;
             tlsrec_unseal(r, n);
@@ -364,7 +370,7 @@ ssize_t io_write(struct io *io, const void *buf, size_t n)
         return rec_writev(io, &v, 1);
     }
     if (!io->ssl)
-        return send(io->fd, buf, n, MSG_NOSIGNAL);
+        return send(io->fd, buf, n, send_flags(io));
     io->want &= ~(unsigned)IO_WRITE_WANTS_READ;
     ERR_clear_error();
     size_t put = 0;
@@ -388,8 +394,12 @@ ssize_t io_writev(struct io *io, const struct iovec *iov, int cnt)
 {
     if (io->rec)
         return rec_writev(io, iov, cnt);
-    if (!io->ssl)
+    if (!io->ssl && !(io->want & IO_LAST))
         return writev(io->fd, iov, cnt);
+    if (!io->ssl) {
+        struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
+        return sendmsg(io->fd, &m, send_flags(io));
+    }
     ssize_t total = 0;
     for (int i = 0; i < cnt; i++) {
         ssize_t k = io_write(io, iov[i].iov_base, iov[i].iov_len);

@@ -23,6 +23,8 @@ enum {
     IO_READ_STARVED = 16,    /* the last read found only part of a record: wait for the socket */
     IO_SSL_WRITE_HELD = 32,  /* OpenSSL holds part of a record: its write must be offered again */
     IO_OFFLOAD_WANTED = 64,  /* io_offload waits for OpenSSL to hold no byte */
+    IO_LAST = 128,           /* what is written now is our last: io_close's or io_shutdown's FIN
+                              * goes out in the same segment (MSG_MORE; not with OpenSSL) */
 };
 
 struct tlsrec;

@@ -582,6 +582,8 @@ static bool pick_write(struct relay *r)
     } else if (r->close == RC_QUEUED) {
         r->ctl_len = ws_close_frame(r->ctl, r->close_code, r->close_reason);
         r->close = RC_WRITING;
+        if (r->close_rcvd || r->no_reply) /* the session closes once it is out */
+            r->cl->want |= IO_LAST;
     } else {
         return false;
     }

@@ -485,6 +485,8 @@ static void respond_write(struct session *s)
 {
     struct gate_verdict *v = &s->v;
     if (buf_len(v->resp) > 0) {
+        if (v->file_left == 0) /* the answer's last bytes: client_finish follows */
+            s->cl.tr.want |= IO_LAST;
         ssize_t n = io_write(&s->cl.tr, v->resp->data + v->resp->start, buf_len(v->resp));
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR)
