@@ -6,6 +6,7 @@ counters, and per-session recordings (raw replayed with `wsgate --replay`,
 asciicast checked with `asciinema cat`, a full disk)."""
 
 import asyncio
+import errno
 import os
 import re
 import shutil
@@ -464,6 +465,51 @@ def test_full_disk_stops_recording_not_session(gw, backends, tmp_path):
         # counted written is in the file, and the file is on 64 KiB
         written = m.value("wsgate_recording_bytes_total", result="written")
         assert written < 64 * 1024, written
+        gw.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_recording_where_o_direct_is_refused(gw, backends, tmp_path):
+    """A long recording on a file system that refuses O_DIRECT (ramfs: EINVAL
+    from fcntl F_SETFL): past RECORD_WRITE_BEHIND the writer tries its direct
+    writes, is refused, and appends the rest through the cache; the
+    recording holds every relayed byte and nothing is counted dropped."""
+    mnt = tmp_path / "ramfs"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], capture_output=True)
+    assert r.returncode == 0, "cannot mount a ramfs: %r" % r
+    try:
+        probe = str(mnt / "probe")
+        with pytest.raises(OSError) as e:  # else this test would not test the fallback
+            os.close(os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_DIRECT))
+        assert e.value.errno == errno.EINVAL
+        os.unlink(probe)
+        total = 16 << 20  # eight 2 MiB write-behind steps
+        data = harness.random_bytes(1 << 20, 11) * 16
+        sender = backends.sender(data)
+        gw.start({"route:bulk": route(sender.addr, "/", record=str(mnt))})
+        c = gw.ws("/")
+        assert c.read_data(total, timeout=60) == data
+        c.send(build_frame(harness.OP_CLOSE, harness.close_payload(1000)))
+        c.next_close()
+        c.close()
+        path = wait_file(str(mnt), ".wsrec")
+
+        def complete():
+            with open(path, "rb") as f:
+                f.seek(-64, os.SEEK_END)
+                return re.search(rb"\n\+\d+\.\d{6} stop closed\n$", f.read())
+        harness.wait_until(complete, timeout=30, what="recording closed")
+        with open(path, "rb") as f:
+            _, chunks = parse_wsrec(f.read())
+        assert b"".join(d for k, d in chunks if k == "o") == data
+        m = scrape(gw)
+        assert (m.value("wsgate_recordings_total", result="opened"),
+                m.value("wsgate_recordings_total", result="stopped"),
+                m.value("wsgate_recording_bytes_total", result="written"),
+                m.value("wsgate_recording_bytes_total", result="dropped")) == (1, 0, total, 0)
+        assert "recording" not in gw.stderr_text().replace("recordings", "")
         gw.stop()
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
