@@ -555,7 +555,6 @@ int basic_auth_changed(const char *path, const struct basic_auth *t)
 int basic_auth_verify(const struct basic_auth *t, const char *user, const char *password)
 {
     const struct basic_user *u = NULL;
-    struct crypt_data *cd;
     int ok = 0;
 
     if (t == NULL || t->n == 0)
@@ -569,20 +568,57 @@ int basic_auth_verify(const struct basic_auth *t, const char *user, const char *
         OPENSSL_cleanse(d, sizeof d);
         return 1;
     }
-    if ((cd = calloc(1, sizeof *cd)) == NULL)
-        return 0;
     /* Unknown user: hash anyway, against the first user's hash. */
-    const char *hash = u ? u->hash : t->u[0].hash;
-    const char *r = crypt_rn(password, hash, cd, (int)sizeof *cd);
-    size_t hl = strlen(hash);
-    if (r != NULL && strlen(r) == hl && CRYPTO_memcmp(r, hash, hl) == 0)
-        ok = u != NULL;
+    ok = basic_auth_crypt_matches(u ? u->hash : t->u[0].hash, password) && u != NULL;
     if (ok && digested)
         remember_verified(t, d);
     OPENSSL_cleanse(d, sizeof d);
+    return ok;
+}
+
+/* Contract in auth.h. */
+int basic_auth_crypt_matches(const char *hash, const char *password)
+{
+    struct crypt_data *cd = calloc(1, sizeof *cd);
+    if (cd == NULL)
+        return 0;
+    const char *r = crypt_rn(password, hash, cd, (int)sizeof *cd);
+    size_t hl = strlen(hash);
+    int ok = r != NULL && strlen(r) == hl && CRYPTO_memcmp(r, hash, hl) == 0;
     OPENSSL_cleanse(cd, sizeof *cd);
     free(cd);
     return ok;
+}
+
+/* basic_auth_verify() without the hashing: 200 (verified before, or pass >
+ * 0 for a known user), 401 (pass < 0, unknown user with pass > 0), or 0
+ * with *need filled. */
+static int verify_begin(const struct basic_auth *t, const char *user, const char *password,
+                        int pass, struct auth_crypt *need)
+{
+    const struct basic_user *u = NULL;
+    if (t == NULL || t->n == 0 || pass < 0)
+        return 401;
+    for (size_t i = 0; i < t->n && u == NULL; i++)
+        if (strcmp(t->u[i].name, user) == 0)
+            u = &t->u[i];
+    uint8_t d[32];
+    bool digested = t->seen && u && credential_digest(user, password, d);
+    int st = 0;
+    if (digested && verified_before(t, d)) {
+        st = 200;
+    } else if (pass > 0) {
+        st = u ? 200 : 401;
+        if (u && digested)
+            remember_verified(t, d);
+    } else if ((need->hash = strdup(u ? u->hash : t->u[0].hash)) == NULL) {
+        st = 401;
+    } else {
+        snprintf(need->password, sizeof need->password, "%s", password);
+        need->known = u != NULL;
+    }
+    OPENSSL_cleanse(d, sizeof d);
+    return st;
 }
 
 /* Contract in auth.h. */
@@ -603,23 +639,33 @@ void basic_auth_free(struct basic_auth *t)
     free(t);
 }
 
-/* Contract in auth.h. */
-int basic_auth_check(const struct basic_auth *t, const struct http_request *req)
+/* basic_auth_check(), or with need its first step (verify_begin()). */
+static int check_request(const struct basic_auth *t, const struct http_request *req, int pass,
+                         struct auth_crypt *need)
 {
-    char user[AUTH_MAX_USER], pass[AUTH_MAX_PASSWORD];
+    char user[AUTH_MAX_USER], password[AUTH_MAX_PASSWORD];
     int status = 401;
 
     for (size_t i = 0; t != NULL && i < req->nheaders; i++) {
         const struct http_header *h = &req->headers[i];
         if (!name_is(h, "Authorization") ||
-            auth_basic_parse(h->value, h->value_len, user, sizeof user, pass, sizeof pass) < 0)
+            auth_basic_parse(h->value, h->value_len, user, sizeof user, password, sizeof password) <
+                0)
             continue;
-        if (basic_auth_verify(t, user, pass))
+        if (need)
+            status = verify_begin(t, user, password, pass, need);
+        else if (basic_auth_verify(t, user, password))
             status = 200;
         break; /* one Basic credential per request */
     }
-    OPENSSL_cleanse(pass, sizeof pass);
+    OPENSSL_cleanse(password, sizeof password);
     return status;
+}
+
+/* Contract in auth.h. */
+int basic_auth_check(const struct basic_auth *t, const struct http_request *req)
+{
+    return check_request(t, req, 0, NULL);
 }
 
 /* ---- the shared cache ---------------------------------------------------- */
@@ -731,6 +777,13 @@ int basic_auth_cache_reload(struct basic_auth_cache *c, char *err, size_t errlen
 /* Contract in auth.h. */
 int basic_auth_cache_check(struct basic_auth_cache *c, const struct http_request *req)
 {
+    return basic_auth_cache_begin(c, req, 0, NULL);
+}
+
+/* Contract in auth.h. */
+int basic_auth_cache_begin(struct basic_auth_cache *c, const struct http_request *req, int pass,
+                           struct auth_crypt *need)
+{
     pthread_mutex_lock(&c->lock);
     struct ref_table *r = c->cur;
     if (r)
@@ -738,7 +791,7 @@ int basic_auth_cache_check(struct basic_auth_cache *c, const struct http_request
     pthread_mutex_unlock(&c->lock);
     if (r == NULL)
         return 401;
-    int status = basic_auth_check(r->t, req);
+    int status = check_request(r->t, req, pass, need);
     ref_drop(c, r);
     return status;
 }

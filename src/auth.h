@@ -130,6 +130,31 @@ int basic_auth_cache_reload(struct basic_auth_cache *c, char *err, size_t errlen
  * take a reference, not while hashing). */
 int basic_auth_cache_check(struct basic_auth_cache *c, const struct http_request *req);
 
+/* A password check left to the caller (basic_auth_cache_begin()): crypt(3)
+ * costs milliseconds (yescrypt here: ~60 ms), so a worker hands it to a
+ * thread of its own (pwcheck.c). hash is malloc'd (the caller frees it);
+ * known is 0 for an unknown user, whose password is checked against the
+ * first user's hash all the same (timing does not tell users apart) and
+ * never matches. */
+struct auth_crypt {
+    char *hash;
+    char password[AUTH_MAX_PASSWORD];
+    int known;
+};
+
+/* 1 when password matches hash (crypt_rn, constant-time compare), else 0. */
+int basic_auth_crypt_matches(const char *hash, const char *password);
+
+/* basic_auth_cache_check() in two steps, without hashing: 200 when the
+ * request's credentials were verified before (or pass > 0: the caller
+ * checked them, and they are remembered now), 401 when there are none, they
+ * are malformed or pass < 0 (the caller's check failed), else 0 with *need
+ * filled: check it (known && basic_auth_crypt_matches()) and call again with
+ * the same request and pass = 1 or -1. need NULL: the check is done here
+ * (basic_auth_cache_check()). */
+int basic_auth_cache_begin(struct basic_auth_cache *c, const struct http_request *req, int pass,
+                           struct auth_crypt *need);
+
 /* Told about each re-read (path, and its warnings or "re-read"). */
 typedef void basic_auth_report_fn(const char *path, const char *msg);
 void basic_auth_watch_report(basic_auth_report_fn *report);

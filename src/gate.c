@@ -135,13 +135,27 @@ int gate_health_url(const struct config *c, char *out, size_t len)
     return 0;
 }
 
+/* Basic authentication against ba: 200, 401, or 0 when the password is to
+ * be checked off the loop first (v->kind is GATE_PASSWORD then). */
+static int basic_step(struct basic_auth_cache *ba, const struct http_request *req,
+                      const struct gate_conn *conn, struct gate_verdict *v)
+{
+    int st = basic_auth_cache_begin(ba, req, conn->password, conn->crypt);
+    if (st == 0)
+        v->kind = GATE_PASSWORD;
+    return st;
+}
+
 /* A file under web_root for a plain GET/HEAD (no Upgrade header). */
 static bool static_file(const struct config *c, const struct http_request *req,
-                        struct buf_pool *pool, struct gate_verdict *v)
+                        struct buf_pool *pool, struct gate_verdict *v, const struct gate_conn *conn)
 {
     if (!c->web_root_real || http_find_header(req, "Upgrade"))
         return false;
-    if (c->basic_auth && basic_auth_cache_check(c->basic_auth, req) != 200) {
+    int ba = c->basic_auth ? basic_step(c->basic_auth, req, conn, v) : 200;
+    if (ba == 0)
+        return true;
+    if (ba != 200) {
         verdict_error(v, pool, 401, "authentication required");
         return true;
     }
@@ -276,7 +290,8 @@ static bool admit_client(const struct config *c, struct gateway *gw, const struc
         return true;
     v->ip_key.scope = edge_route_scope(r->name);
     netaddr_key(conn->client, c->ipv6_prefix, &v->ip_key.addr);
-    if (iptable_rate_take(gw->iptable, &v->ip_key, r->p.handshake_rate_per_ip, conn->now) < 0) {
+    if (!conn->password && /* a decision again after the password check: charged before */
+        iptable_rate_take(gw->iptable, &v->ip_key, r->p.handshake_rate_per_ip, conn->now) < 0) {
         verdict_rate(v, pool);
         return false;
     }
@@ -375,7 +390,12 @@ static void admit(const struct config *c, struct gateway *gw, SSL *ssl,
         return;
     int st = 0;
     const char *why = NULL;
-    if (r->basic_auth && basic_auth_cache_check(r->basic_auth, req) != 200) {
+    int ba = r->basic_auth ? basic_step(r->basic_auth, req, conn, v) : 200;
+    if (ba == 0) { /* decided again once the password is checked */
+        gate_release_ip(gw, v, conn->now);
+        return;
+    }
+    if (ba != 200) {
         st = 401;
         why = "authentication required";
     } else if ((st = token_step(r, req, v)) != 0) {
@@ -436,7 +456,7 @@ void gate_decide(const struct config *cfg, struct gateway *gw, SSL *ssl,
         verdict_error(v, pool, 404, NULL);
         return;
     }
-    if (static_file(cfg, req, pool, v))
+    if (static_file(cfg, req, pool, v, conn))
         return;
     struct upgrade_result res;
     upgrade_validate(cfg, req, &res);

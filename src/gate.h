@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "config.h"
 #include "http.h"
@@ -25,9 +26,10 @@ enum gate_wait {
 };
 
 enum gate_kind {
-    GATE_RESPOND, /* write resp, then close */
-    GATE_FILE,    /* write resp (the head), then file_left bytes of file */
-    GATE_UPGRADE, /* connect the backend, then send the 101 */
+    GATE_RESPOND,  /* write resp, then close */
+    GATE_FILE,     /* write resp (the head), then file_left bytes of file */
+    GATE_UPGRADE,  /* connect the backend, then send the 101 */
+    GATE_PASSWORD, /* check conn->crypt off the loop, then decide again with conn->password */
 };
 
 struct gate_verdict {
@@ -61,6 +63,13 @@ struct gate_conn {
     const struct netaddr *client; /* the client address (DESIGN.md "Who is connecting") */
     bool admin;                   /* an admin listener: health and metrics only */
     double now;                   /* seconds (ev_now), for the per-address rate */
+    /* Basic authentication: with crypt set, a password that must be hashed
+     * is not checked here: the verdict is GATE_PASSWORD with *crypt filled
+     * (auth.h), and the caller decides the same request again with password
+     * = 1 (it matched) or -1 (it did not); the per-address rate was charged
+     * the first time. crypt NULL: checked here. */
+    struct auth_crypt *crypt;
+    int password;
 };
 
 /* What the request asks and what it may have. The verdict's buffers come

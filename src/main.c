@@ -16,6 +16,7 @@
 #include "iptable.h"
 #include "listener.h"
 #include "log.h"
+#include "pwcheck.h"
 #include "record.h"
 #include "sock.h"
 #include "tls.h"
@@ -325,6 +326,7 @@ static int run(struct config *cfg)
     record_stop(); /* the workers are gone: close every recording */
     for (i = 0; i < gw.nworkers; i++)
         worker_destroy(&gw.workers[i]);
+    pwcheck_stop(); /* the sessions cancelled their checks */
     free(gw.workers);
     token_watch_stop();
     listeners_retain(NULL); /* unix socket files are removed */

@@ -50,6 +50,7 @@
 #include "outcome.h"
 #include "record.h"
 #include "proxy.h"
+#include "pwcheck.h"
 #include "redis.h"
 #include "relay.h"
 #include "resolver.h"
@@ -142,11 +143,15 @@ struct session {
     uint8_t *pp;               /* backend_proxy_protocol header (malloc'd), or NULL */
 
     /* REQUEST: a head that arrived in pieces (malloc'd, exactly its size) */
-    uint8_t *head;
+    uint8_t *head; /* a partial request head; in LOOKUP, the request whose password is checked */
     size_t head_len;
     char *tls_name; /* verified client certificate name (malloc'd), or NULL */
 
-    /* LOOKUP: a Redis token lookup or a backend name being resolved */
+    /* LOOKUP: a Basic-auth password being checked, a Redis token lookup or a
+     * backend name being resolved */
+    struct pwcheck_job *pw_q;
+    int password;     /* the password check's answer: 1 matched, -1 did not, 0 none yet */
+    bool early_bytes; /* the client sent more during the check: not watched further */
     struct redis_req *redis_q;
     struct resolver_req *dns_q;
     ev_tstamp lookup_since;
@@ -408,6 +413,8 @@ static void session_free(struct session *s)
         s->next->prev = s->prev;
     w->nsessions--;
     config_unref(s->cfg);
+    if (s->head) /* it may hold a password */
+        OPENSSL_cleanse(s->head, s->head_len);
     free(s->head);
     free(s->tls_name);
     free(s->pp);
@@ -642,10 +649,13 @@ static void on_redis(void *arg, enum redis_result res, const char *target);
 static void on_resolved(void *arg, enum resolver_status st, const struct sockaddr_any *addrs,
                         size_t naddrs);
 
-/* Forget a Redis or DNS request in flight (the one close path and the
+/* Forget a password check, a Redis or DNS request in flight (the one close path and the
  * lookup deadline call it); its callback will not run. */
 static void lookup_cancel(struct session *s)
 {
+    if (s->pw_q)
+        pwcheck_cancel(s->pw_q);
+    s->pw_q = NULL;
     if (s->redis_q)
         redis_cancel(s->redis_q);
     if (s->dns_q)
@@ -806,7 +816,8 @@ static void on_redis(void *arg, enum redis_result res, const char *target)
 /* Start the Redis lookup the verdict asks for; the token is wiped then. */
 static void start_redis(struct session *s)
 {
-    enter(s, PH_LOOKUP);
+    if (s->phase != PH_LOOKUP) /* after a password check it is already */
+        enter(s, PH_LOOKUP);
     s->lookup_since = now_of(s);
     if (s->w->redis)
         s->redis_q =
@@ -818,23 +829,91 @@ static void start_redis(struct session *s)
         respond_error(s, 503, "token store unavailable");
 }
 
-/* The request head is complete: act on the verdict. */
-static void on_request(struct session *s, const struct http_request *req, const uint8_t *rest,
-                       size_t rest_len)
+static void on_request(struct session *s, const struct http_request *req, const uint8_t *buf,
+                       size_t head_len, size_t len);
+
+/* The password check is answered: decide the same request again. */
+static void on_password(void *arg, int good)
+{
+    struct session *s = arg;
+    ASSERT(s->phase == PH_LOOKUP && s->pw_q);
+    s->pw_q = NULL;
+    s->password = good ? 1 : -1;
+    uint8_t *buf = s->head;
+    size_t len = s->head_len;
+    s->head = NULL;
+    s->head_len = 0;
+    struct http_request req;
+    int r = http_parse_request((const char *)buf, len, 0, &req);
+    ASSERT(r > 0);
+    on_request(s, &req, buf, (size_t)r, len);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    settle(s);
+}
+
+/* The verdict asks for a password check (need): keep the request (buf,
+ * len: its head and what followed) and hand the check to the process's
+ * password thread (pwcheck.c); 503 when too many wait for it. */
+static void check_password(struct session *s, const uint8_t *buf, size_t len,
+                           struct auth_crypt *need)
+{
+    enter(s, PH_LOOKUP);
+    s->lookup_since = now_of(s);
+    if (!(s->head = malloc(len))) {
+        free(need->hash);
+        respond_error(s, 503, "out of memory");
+        return;
+    }
+    memcpy(s->head, buf, len);
+    s->head_len = len;
+    if (!(s->pw_q = pwcheck_submit(s->w->pwcheck, need, on_password, s)))
+        respond_error(s, 503, "too many password checks waiting");
+}
+
+/* LOOKUP: the client is readable while its password is checked. When it
+ * left (EOF, reset) the session closes and the queued check goes with it;
+ * bytes it sent early stay in the socket for later, and it is not watched
+ * any more (a TLS client's close_notify looks like that too). */
+static void lookup_peek(struct session *s)
+{
+    uint8_t b;
+    ssize_t n = recv(s->cl.tr.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        s->early_bytes = true;
+    else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        session_close(s, END_CLIENT_DROP, "client gone during the password check");
+}
+
+/* The request head is complete (buf: head_len bytes of head, then what
+ * followed it, len in all): act on the verdict. */
+static void on_request(struct session *s, const struct http_request *req, const uint8_t *buf,
+                       size_t head_len, size_t len)
 {
     struct gate_verdict *v = &s->v;
-    struct netaddr start = s->client;
-    edge_client(s->cfg, &start, req, &s->client);
-    struct gate_conn conn = {
-        .client = &s->client, .admin = s->flags & SESSION_ADMIN, .now = now_of(s)};
+    if (!s->password) { /* the first decision on this request */
+        struct netaddr start = s->client;
+        edge_client(s->cfg, &start, req, &s->client);
+    }
+    struct auth_crypt need = {0};
+    struct gate_conn conn = {.client = &s->client,
+                             .admin = s->flags & SESSION_ADMIN,
+                             .now = now_of(s),
+                             .crypt = &need,
+                             .password = s->password};
     gate_decide(s->cfg, s->w->gw, s->cl.tr.ssl, req, &s->w->pool, v, &conn);
     s->route = v->route;
+    if (v->kind == GATE_PASSWORD) {
+        check_password(s, buf, len, &need); /* or answered 503 */
+        OPENSSL_cleanse(need.password, sizeof(need.password));
+        return;
+    }
     if (v->kind != GATE_UPGRADE) {
         respond(s);
         return;
     }
     s->holds_slot = true;
-    if (keep_pipelined(s, rest, rest_len) < 0 || backend_proxy_header(s, req) < 0)
+    if (keep_pipelined(s, buf + head_len, len - head_len) < 0 || backend_proxy_header(s, req) < 0)
         return;
     if (v->wait == GATE_WAIT_REDIS)
         start_redis(s);
@@ -1001,7 +1080,7 @@ static void request_read(struct session *s)
     else if (r == HTTP_TOO_LARGE || r == HTTP_PARTIAL)
         respond_error(s, 431, "request head too large");
     else
-        on_request(s, &req, stack + r, have - (size_t)r);
+        on_request(s, &req, stack, (size_t)r, have);
 }
 
 /* ---- deadlines -------------------------------------------------------- */
@@ -1083,10 +1162,12 @@ static void act(struct session *s, enum action a)
         session_close(s, END_HANDSHAKE, "handshake timeout");
         break;
     case ACT_LOOKUP_TIMEOUT: {
-        bool redis = s->redis_q != NULL;
+        bool redis = s->redis_q != NULL, pw = s->pw_q != NULL;
         lookup_cancel(s);
-        respond_error(s, redis ? 503 : 502,
-                      redis ? "token store timeout" : "backend name resolution timed out");
+        respond_error(s, redis || pw ? 503 : 502,
+                      pw      ? "password check timed out"
+                      : redis ? "token store timeout"
+                              : "backend name resolution timed out");
         break;
     }
     case ACT_CONNECT_TIMEOUT:
@@ -1190,6 +1271,9 @@ static void rearm(struct session *s)
     case PH_LINGER:
         cev = EV_READ;
         break;
+    case PH_LOOKUP: /* a client that leaves takes its password check with it */
+        cev = s->pw_q && !s->early_bytes ? EV_READ : 0;
+        break;
     case PH_CONNECT:
         bev = dial_events(&s->dial);
         break;
@@ -1288,6 +1372,9 @@ static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
         break;
     case PH_LINGER:
         discard_client(s);
+        break;
+    case PH_LOOKUP:
+        lookup_peek(s);
         break;
     default:
         break;

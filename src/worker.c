@@ -9,6 +9,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "pwcheck.h"
 #include "redis.h"
 #include "resolver.h"
 #include "session.h"
@@ -148,14 +149,15 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 }
 
 /* The worker's resolver (cfg's `resolver =`, each try within half the
- * default connect_timeout) and its Redis context. 0, or -1 with err. */
+ * default connect_timeout), its Redis context and its password-check port. 0, or -1 with err. */
 static int lookups_init(struct worker *w, const struct config *cfg, char *err, size_t errlen)
 {
     unsigned try_ms = cfg->defaults.connect_timeout_ms / 2;
     if (resolver_new(w->loop, cfg->resolver, try_ms < 250 ? 250 : try_ms, &w->resolver, err,
                      errlen) < 0)
         return -1;
-    if (!(w->redis = redis_ctx_new(w->loop, w->resolver))) {
+    if (!(w->redis = redis_ctx_new(w->loop, w->resolver)) ||
+        !(w->pwcheck = pwcheck_port_new(w->loop))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -239,6 +241,8 @@ void worker_destroy(struct worker *w)
     /* the sessions cancelled their lookups when they closed */
     redis_ctx_free(w->redis);
     w->redis = NULL;
+    pwcheck_port_free(w->pwcheck);
+    w->pwcheck = NULL;
     if (w->resolver)
         resolver_free(w->resolver);
     w->resolver = NULL;

@@ -15,6 +15,7 @@ struct worker;
 struct listener;
 struct redis_ctx;
 struct resolver;
+struct pwcheck_port;
 struct session;
 struct iptable;
 
@@ -60,9 +61,10 @@ struct worker {
     struct buf_pool pool;
     ev_timer accept_check; /* while accepts are paused for max_handshakes */
     bool accept_paused;
-    struct resolver *resolver; /* c-ares on this loop: backend and Redis host names */
-    struct redis_ctx *redis;   /* token_redis lookups on this loop (one connection per store) */
-    void (*on_exit)(void);     /* called on the worker's thread when its loop ends */
+    struct resolver *resolver;    /* c-ares on this loop: backend and Redis host names */
+    struct redis_ctx *redis;      /* token_redis lookups on this loop (one connection per store) */
+    struct pwcheck_port *pwcheck; /* Basic-auth password checks answered on this loop */
+    void (*on_exit)(void);        /* called on the worker's thread when its loop ends */
 };
 
 /* Attach live counters to every route of cfg (creating them by name). */

@@ -150,10 +150,13 @@ _libcrypt.crypt.restype = ctypes.c_char_p
 _libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
 
 
-def crypt_hash(password, prefix):
+def crypt_hash(password, prefix, cost=None):
     """A crypt(3) hash of password: prefix "$y$" yescrypt, "$6$" sha512-crypt,
-    "$2b$" bcrypt (libxcrypt's own salts and default costs, bcrypt at 4)."""
-    salt = _libcrypt.crypt_gensalt(prefix.encode(), 4 if prefix == "$2b$" else 0, None, 0)
+    "$2b$" bcrypt (libxcrypt's own salts and default costs, bcrypt at 4
+    unless cost is given)."""
+    if cost is None:
+        cost = 4 if prefix == "$2b$" else 0
+    salt = _libcrypt.crypt_gensalt(prefix.encode(), cost, None, 0)
     return _libcrypt.crypt(password.encode(), salt).decode()
 
 

@@ -8,6 +8,7 @@ session reached. Tokens, cookies and passwords never appear in the logs."""
 
 import base64
 import os
+import select
 import time
 
 import jwt
@@ -245,6 +246,100 @@ def test_basic_auth(gw, tmp_path):
     assert_status(gw, "/r", 401, basic("bc", "pw-bc"))
     assert_never_logged(gw, "pw-yes", "pw-new", "pw-sha", "pw-bc",
                         base64.b64encode(b"sha:pw-sha").decode())
+    be.close()
+
+
+def slow_users(tmp_path, cost=14):
+    """A basic_auth_file whose one user's bcrypt hash costs about a second
+    per check here (cost 14), and the time making it took (one check)."""
+    path = tmp_path / "slow-users"
+    h, took = timed(lambda: crypt_hash("right", "$2b$", cost))
+    path.write_text("slow:%s\n" % h)
+    return path, took
+
+
+def test_password_checks_leave_the_worker_free(gw, tmp_path):
+    """The one worker relays while a slow password is being hashed: an echo
+    sent after a wrong password's upgrade comes back before that upgrade's
+    401 (checked on the password thread, not on the worker loop)."""
+    users, took = slow_users(tmp_path)
+    assert took > 0.3, "the hash is too cheap for this test: %.3f s" % took
+    be = Tagged(b"P")
+    gw.start({"gateway": {"workers": 1},
+              "route:r": {"path": "/r", "backend": "127.0.0.1:%d" % be.port,
+                          "basic_auth_file": str(users)},
+              "route:p": {"path": "/p", "backend": "127.0.0.1:%d" % be.port}})
+    resp, live = ws(gw, "/p")
+    assert resp.status == 101 and live.read_data(1) == b"P"
+    c = gw.client(timeout=30)
+    c.send(harness.make_request("/r", extra_headers=basic("slow", "wrong")))
+    time.sleep(0.1)  # the check has started
+    for i in range(20):
+        live.send_frame(OP_BINARY, b"echo-%d" % i)
+        assert live.read_data(len(b"echo-%d" % i)) == b"echo-%d" % i
+    # the 401 is not there yet: the echoes did not wait for the hash
+    c.sock.settimeout(0)
+    try:
+        early = c.sock.recv(1)
+    except BlockingIOError:
+        early = None
+    c.sock.settimeout(30)
+    assert early is None, "the 401 came before the echoes were done"
+    resp = c.read_http_response()
+    assert resp.status == 401 and resp.get("www-authenticate") == 'Basic realm="wsgate"', resp
+    # the right password, checked the same way
+    assert_reaches(gw, "/r", b"P", basic("slow", "right"))
+    live.close()
+    be.close()
+
+
+def test_password_queue_is_bounded(gw, tmp_path):
+    """At most PWCHECK_QUEUE (64) checks wait behind the one running: the
+    rest are answered 503 at once. Clients that leave take their checks
+    out of the queue: a good password is served right after."""
+    users, _ = slow_users(tmp_path, cost=15)
+    be = Tagged(b"Q")
+    gw.start({"gateway": {"workers": 1},
+              "route:r": {"path": "/r", "backend": "127.0.0.1:%d" % be.port,
+                          "basic_auth_file": str(users)}})
+    clients = []
+    for i in range(70):
+        c = gw.client(timeout=30)
+        c.send(harness.make_request("/r", extra_headers=basic("slow", "wrong-%d" % i)))
+        clients.append(c)
+        if i == 0:
+            time.sleep(0.3)  # the thread has taken the first: 64 more may wait
+    # the five over the bound are answered at once (which five is up to the
+    # order the worker reads them in); a check takes seconds (cost 15)
+    deadline = time.monotonic() + 1.0
+    answered = []
+    while len(answered) < 5 and time.monotonic() < deadline:
+        r, _, _ = select.select([c.sock for c in clients], [], [], 0.1)
+        answered = [c for c in clients if c.sock in r]
+    time.sleep(0.2)
+    r, _, _ = select.select([c.sock for c in clients], [], [], 0)
+    assert len(r) == 5, "%d clients answered" % len(r)
+    for c in [c for c in clients if c.sock in r]:
+        resp = c.read_http_response(timeout=5)
+        assert resp.status == 503 and b"too many password checks waiting" in resp.body, resp
+    for c in clients:
+        if c.sock not in r:
+            c.abort()
+    # after the check running when the clients left, this one (64 checks
+    # still queued would take a minute: past the client's timeout)
+    assert_reaches(gw, "/r", b"Q", basic("slow", "right"))
+    wait_log(gw, 'reason="503 too many password checks waiting"', count=5)
+    wait_log(gw, 'reason="client gone during the password check"', count=65)
+    assert gw.stderr_text().count("too many password checks waiting") == 5
+    # stopped while a check runs: the session goes, the thread drops the
+    # answer, wsgate exits cleanly (ASan checks the job is freed once)
+    c = gw.client(timeout=30)
+    c.send(harness.make_request("/r", extra_headers=basic("slow", "wrong-last")))
+    time.sleep(0.2)
+    gw.terminate()
+    gw.proc.wait(15)
+    rc, problems = gw.stop()
+    assert rc == 0 and not problems, problems
     be.close()
 
 

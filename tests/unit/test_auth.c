@@ -224,6 +224,47 @@ static void test_changes_and_cache(void **state)
     basic_auth_free(t);
 }
 
+/* basic_auth_cache_begin(): the check left to the caller, then decided
+ * with its answer (remembered when good). */
+static void test_check_in_two_steps(void **state)
+{
+    char err[512];
+    struct auth_crypt need = {0};
+
+    (void)state;
+    struct basic_auth_cache *c = basic_auth_cache_new(USERS, err, sizeof err);
+    assert_non_null(c);
+    /* bob:secret2 */
+    request("GET / HTTP/1.1\r\nAuthorization: Basic Ym9iOnNlY3JldDI=\r\n\r\n");
+    assert_int_equal(basic_auth_cache_begin(c, &req, 0, &need), 0);
+    assert_non_null(need.hash);
+    assert_int_equal(need.known, 1);
+    assert_string_equal(need.password, "secret2");
+    assert_int_equal(basic_auth_crypt_matches(need.hash, need.password), 1);
+    assert_int_equal(basic_auth_crypt_matches(need.hash, "secret1"), 0);
+    free(need.hash);
+    need.hash = NULL;
+    assert_int_equal(basic_auth_cache_begin(c, &req, -1, &need), 401);
+    assert_null(need.hash);
+    assert_int_equal(basic_auth_cache_begin(c, &req, 1, &need), 200);
+    /* remembered: no check asked for any more */
+    assert_int_equal(basic_auth_cache_begin(c, &req, 0, &need), 200);
+    assert_null(need.hash);
+    /* nobody:secret2: checked against the first user's hash, never good */
+    request("GET / HTTP/1.1\r\nAuthorization: Basic bm9ib2R5OnNlY3JldDI=\r\n\r\n");
+    assert_int_equal(basic_auth_cache_begin(c, &req, 0, &need), 0);
+    assert_int_equal(need.known, 0);
+    assert_non_null(need.hash);
+    free(need.hash);
+    need.hash = NULL;
+    assert_int_equal(basic_auth_cache_begin(c, &req, 1, &need), 401);
+    /* no credentials: 401 at once */
+    request("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(basic_auth_cache_begin(c, &req, 0, &need), 401);
+    assert_null(need.hash);
+    basic_auth_cache_free(c);
+}
+
 static void test_backend_patterns(void **state)
 {
     struct backend_pattern p;
@@ -272,7 +313,7 @@ int main(void)
         cmocka_unit_test(test_cookie_find),      cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_token_order),      cmocka_unit_test(test_basic_parse),
         cmocka_unit_test(test_load_and_verify),  cmocka_unit_test(test_changes_and_cache),
-        cmocka_unit_test(test_backend_patterns),
+        cmocka_unit_test(test_backend_patterns), cmocka_unit_test(test_check_in_two_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
