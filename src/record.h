@@ -38,12 +38,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum record_format { RECORD_RAW = 0, RECORD_ASCIICAST = 1 };
-
-enum record_dir {
-    RECORD_IN = 0,  /* "i": payload from the client, written to the backend */
-    RECORD_OUT = 1, /* "o": payload from the backend, sent to the client */
-};
+#include "recfmt.h"
 
 /* Default ring size of the writer queue. A big recording is written with
  * O_DIRECT (record.c), so the writer waits for the disk on each batch while
@@ -142,29 +137,6 @@ void record_get_stats(struct record_stats *out);
 
 /* Tests only: while held, the writer takes nothing from the queue. */
 void record_hold(int on);
-
-/* ---- pure helpers (no I/O), exposed for --replay and the tests ---------- */
-
-/* UTF-8 decoder state carried across chunks of one direction. */
-struct record_utf8 {
-    uint32_t cp;
-    uint8_t need, seen, lower, upper;
-};
-
-/* Append the JSON string body (without quotes) for the bytes in[0..len) to
- * out[0..cap), decoding UTF-8 with state st (a sequence cut at the end stays
- * in st for the next call); invalid bytes become U+FFFD (WHATWG: one per
- * maximal subpart). out needs room for 6 bytes per input byte plus 6; returns
- * the bytes written. With in == NULL (end of stream) a cut sequence left in
- * st is flushed as U+FFFD. */
-size_t record_json_text(struct record_utf8 *st, const unsigned char *in, size_t len, char *out,
-                        size_t cap);
-
-/* Parse a raw chunk line "+SECONDS DIR LEN" (without its newline). Returns 0
- * with *t, *dir, *len set, 1 for a "+SECONDS stop REASON" line (*t set,
- * *reason pointing into line), or -1 when malformed. */
-int record_parse_chunk_line(const char *line, double *t, enum record_dir *dir, uint64_t *len,
-                            const char **reason);
 
 /* `wsgate --replay FILE`: print a raw recording (header lines, then each
  * chunk as "[+SECONDS DIR LEN]" on a line followed by the payload verbatim
