@@ -111,27 +111,26 @@ static void start_thread(void)
     q.running = pthread_create(&q.thread, NULL, run, NULL) == 0;
 }
 
-/* The loop side: run the callbacks of the answers, oldest first. */
+/* The loop side: run the callbacks of the answers, oldest first, each
+ * taken out of the list just before its callback runs (a callback may
+ * cancel another answer still in the list: that one is freed then). */
 static void answers_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
     (void)revents;
     struct pwcheck_port *p = a->data;
-    pthread_mutex_lock(&q.lock);
-    struct pwcheck_job *l = p->done, *rev = NULL;
-    p->done = NULL;
-    pthread_mutex_unlock(&q.lock);
-    while (l) { /* the list is newest first */
-        struct pwcheck_job *n = l->next;
-        l->next = rev;
-        rev = l;
-        l = n;
-    }
-    while (rev) {
-        struct pwcheck_job *n = rev->next;
-        rev->fn(rev->arg, rev->good);
-        job_free(rev);
-        rev = n;
+    for (;;) {
+        pthread_mutex_lock(&q.lock);
+        struct pwcheck_job **l = &p->done, *j;
+        while (*l && (*l)->next) /* the list is newest first */
+            l = &(*l)->next;
+        if ((j = *l))
+            *l = NULL;
+        pthread_mutex_unlock(&q.lock);
+        if (!j)
+            return;
+        j->fn(j->arg, j->good);
+        job_free(j);
     }
 }
 
