@@ -552,31 +552,6 @@ int basic_auth_changed(const char *path, const struct basic_auth *t)
 }
 
 /* Contract in auth.h. */
-int basic_auth_verify(const struct basic_auth *t, const char *user, const char *password)
-{
-    const struct basic_user *u = NULL;
-    int ok = 0;
-
-    if (t == NULL || t->n == 0)
-        return 0;
-    for (size_t i = 0; i < t->n && u == NULL; i++)
-        if (strcmp(t->u[i].name, user) == 0)
-            u = &t->u[i];
-    uint8_t d[32];
-    bool digested = t->seen && u && credential_digest(user, password, d);
-    if (digested && verified_before(t, d)) {
-        OPENSSL_cleanse(d, sizeof d);
-        return 1;
-    }
-    /* Unknown user: hash anyway, against the first user's hash. */
-    ok = basic_auth_crypt_matches(u ? u->hash : t->u[0].hash, password) && u != NULL;
-    if (ok && digested)
-        remember_verified(t, d);
-    OPENSSL_cleanse(d, sizeof d);
-    return ok;
-}
-
-/* Contract in auth.h. */
 int basic_auth_crypt_matches(const char *hash, const char *password)
 {
     struct crypt_data *cd = calloc(1, sizeof *cd);
@@ -619,6 +594,22 @@ static int verify_begin(const struct basic_auth *t, const char *user, const char
     }
     OPENSSL_cleanse(d, sizeof d);
     return st;
+}
+
+/* Contract in auth.h: verify_begin(), the check, and verify_begin() again
+ * with its answer (the path the workers take, in one call). */
+int basic_auth_verify(const struct basic_auth *t, const char *user, const char *password)
+{
+    struct auth_crypt need = {0};
+    int st = verify_begin(t, user, password, 0, &need);
+    if (st == 0) {
+        /* hashed for an unknown user too: timing does not tell users apart */
+        int good = basic_auth_crypt_matches(need.hash, need.password) && need.known;
+        free(need.hash);
+        OPENSSL_cleanse(need.password, sizeof need.password);
+        st = verify_begin(t, user, password, good ? 1 : -1, &need);
+    }
+    return st == 200;
 }
 
 /* Contract in auth.h. */

@@ -89,6 +89,7 @@ static void *run(void *arg)
         q.queued--;
         j->state = RUNNING;
         pthread_mutex_unlock(&q.lock);
+        /* hashed for an unknown user too: timing does not tell users apart */
         int good = basic_auth_crypt_matches(j->c.hash, j->c.password) && j->c.known;
         OPENSSL_cleanse(j->c.password, sizeof j->c.password);
         pthread_mutex_lock(&q.lock);
