@@ -32,6 +32,7 @@ struct run {
     uint8_t *out; /* all output of the current message */
     size_t len, cap;
     uint16_t code; /* 0 while no error */
+    const char *reason;
     size_t err_msg;
 };
 
@@ -75,6 +76,7 @@ static bool feed(struct run *r, const uint8_t *in, size_t n, bool fin, bool text
                 CHECK(code == 1007 || code == 1009);
                 CHECK(reason != NULL);
                 r->code = code;
+                r->reason = reason;
                 return false;
             }
             append(r, buf, made);
@@ -127,9 +129,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             msg++;
         }
     }
-    /* the same failure in the same message */
-    CHECK(a_ok == b_ok);
-    if (!a_ok)
+    /* the same failure in the same message, but for one case: zlib (not
+     * built with INFLATE_STRICT) lets a distance reach past the negotiated
+     * window into output of the same inflate() call, so a stream that breaks
+     * its window bits may be refused (1007, zlib's data error) under one
+     * chunking and taken under another (regress/inflate/
+     * distance-past-window-depends-on-chunking) */
+    bool zlib_window = (!a_ok && a.reason && !strcmp(a.reason, "invalid compressed data")) ||
+                       (!b_ok && b.reason && !strcmp(b.reason, "invalid compressed data"));
+    CHECK(a_ok == b_ok || zlib_window);
+    if (!a_ok && !b_ok)
         CHECK(a.code == b.code);
     pmd_free(&a.p);
     pmd_free(&b.p);
